@@ -1,0 +1,1 @@
+"""Fine-tuning engine: data, models, training runs. Never imports gradio."""

@@ -1,0 +1,153 @@
+"""python -m finetune train|inspect: the same engine the app drives, headless.
+
+Flags are built from TrainConfig's fields (--learning-rate for learning_rate),
+so the command line offers every setting the app has, with the same help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import config as cfg
+
+SHORT_ALIASES = {"grad_accum": ["--gradient-accumulation"], "data": ["-d"], "model": ["-m"]}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    groups = {}
+    for f in cfg.fields():
+        group_name = f.metadata["group"]
+        group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} settings"))
+        help_text = f.metadata["help"]
+        bounds = cfg.recommended_range(f, "full")
+        if bounds:
+            help_text += f" Recommended {bounds[0]:g}..{bounds[1]:g}."
+        help_text += f" Default: {f.default!r}."
+        kwargs = {"dest": f.name, "default": None, "help": help_text.replace("%", "%%")}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        group.add_argument(_flag(f.name), *SHORT_ALIASES.get(f.name, []), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m finetune", description="Fine-tune a causal language model.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="fine-tune a model on a dataset file")
+    train.add_argument("--output", "-o", default=None, help="output folder (default: runs/<time>)")
+    train.add_argument("--config", default=None, help="JSON file of settings; flags override it")
+    train.add_argument("--preset", default=None, choices=sorted(cfg.PRESETS), help="start from a preset")
+    train.add_argument("--allow-out-of-range", action="store_true",
+                       help="accept values outside the recommended ranges (with a warning)")
+    train.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output")
+    _add_config_flags(train)
+    inspect = commands.add_parser("inspect", help="describe a dataset file without training")
+    inspect.add_argument("file")
+    inspect.add_argument("--examples", type=int, default=2, help="rendered examples to show")
+    for name in ("model", "format", "prompt_column", "response_column", "system_column", "template",
+                 "system_prompt", "max_length"):
+        f = cfg.field_by_name(name)
+        inspect.add_argument(_flag(name), dest=name, default=None, choices=f.metadata.get("choices"),
+                             help=f.metadata["help"].replace("%", "%%"))
+    return parser
+
+
+def _values(args: argparse.Namespace, names) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _token() -> str | None:
+    return os.environ.get("HF_TOKEN") or None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .run import TrainingRun
+
+    values = cfg.load_json(args.config) if args.config else {}
+    values.update(_values(args, [f.name for f in cfg.fields()]))
+    config = cfg.build(values, preset=args.preset, allow_out_of_range=args.allow_out_of_range)
+    for warning in cfg.validate(config, allow_out_of_range=True):
+        print(f"warning: {warning}", file=sys.stderr)
+    if not config.data:
+        raise cfg.ConfigError("--data is required")
+    output = Path(args.output or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    run = TrainingRun(config, output, token=_token(), allow_out_of_range=args.allow_out_of_range,
+                      resume=args.resume).start()
+    snapshot = _follow(run)
+    if snapshot.status == "failed":
+        print(f"error: {snapshot.error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"status": snapshot.status, "output": str(output), "steps": snapshot.step,
+                      "scores": snapshot.scores.get("all", {})}))
+    return 0
+
+
+def _follow(run) -> "object":
+    """Progress lines on stderr until the run ends; Ctrl-C asks for a clean stop."""
+    shown_status, shown = None, 0
+    while True:
+        try:
+            snapshot = run.wait(timeout=1.0)
+        except KeyboardInterrupt:
+            print("stopping at the next step (Ctrl-C again to abort)...", file=sys.stderr)
+            run.stop()
+            continue
+        if snapshot.status != shown_status:
+            print(f"[{snapshot.status}] {snapshot.message}", file=sys.stderr)
+            shown_status = snapshot.status
+        for entry in snapshot.history[shown:]:
+            print(_progress_line(entry, snapshot), file=sys.stderr)
+        shown = len(snapshot.history)
+        if snapshot.finished:
+            return snapshot
+
+
+def _progress_line(entry: dict, snapshot) -> str:
+    parts = [f"step {entry['step']}/{snapshot.max_steps}", f"epoch {entry.get('epoch', 0):.2f}"]
+    for key, label in (("loss", "loss"), ("eval_loss", "validation loss"), ("learning_rate", "lr"),
+                       ("tokens_per_second", "tokens/s")):
+        if key in entry:
+            parts.append(f"{label} {entry[key]:.4g}")
+    return "  " + ", ".join(parts)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from . import dataset, models
+    from .render import Renderer
+
+    config = cfg.build({**_values(args, ["model", "format", "prompt_column", "response_column", "system_column",
+                                         "template", "system_prompt", "max_length"]), "data": args.file})
+    _, tokenizer = models.load_tokenizer(models.resolve(config.model), token=_token())
+    table, normalised = dataset.load_examples(config, token=_token())
+    renderer = Renderer(tokenizer, config.template, config.system_prompt)
+    encoded = {id(e): renderer.encode(e) for e in normalised.examples}
+    report = dataset.quality_report(normalised.examples, encoded, config.max_length, normalised)
+    report.pop("lengths")
+    print(json.dumps({
+        "file": table.source, "format": normalised.format, "records": len(table.records), "columns": table.columns,
+        "template": renderer.template_name,
+        "examples": [renderer.render(e)[0] for e in normalised.examples[: max(args.examples, 0)]],
+        "quality": report, "notices": normalised.notices,
+    }, indent=2, ensure_ascii=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .files import DataError
+    from .models import ModelError
+    from .run import RunBusyError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run_train(args) if args.command == "train" else run_inspect(args)
+    except (cfg.ConfigError, DataError, ModelError, RunBusyError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

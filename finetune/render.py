@@ -1,0 +1,143 @@
+"""Turn examples into text and token ids with labels.
+
+The loss counts only what the assistant says: labels are -100 everywhere else.
+The end-of-turn token after each reply is trained too, so the model learns to
+stop. Masking is by character span and offset mapping, not by token id (with
+pad = EOS, masking by id would hide every EOS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .formats import Example
+
+IGNORE = -100
+ALPACA_SYSTEM = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]  # aligned with input_ids: the target at a position is that token itself
+    original_length: int = 0  # tokens before truncation
+
+    @property
+    def truncated(self) -> bool:
+        return self.original_length > len(self.input_ids)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE)
+
+
+class Renderer:
+    """Renders with the model's chat template, or the Alpaca prompt template."""
+
+    def __init__(self, tokenizer, template: str = "auto", system_prompt: str = ""):
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("this tokenizer has no fast (Rust) version; label masking needs character offsets")
+        has_chat = bool(getattr(tokenizer, "chat_template", None))
+        if template == "chat" and not has_chat:
+            raise ValueError("the model has no chat template; use template 'alpaca'")
+        self.tokenizer = tokenizer
+        self.uses_chat_template = template == "chat" or (template == "auto" and has_chat)
+        self.system_prompt = system_prompt.strip()
+        self.eos = tokenizer.eos_token or ""
+
+    @property
+    def template_name(self) -> str:
+        return "chat" if self.uses_chat_template else "alpaca"
+
+    # --- text
+    def render(self, example: Example) -> tuple[str, list[tuple[int, int]]]:
+        """The full text and the character spans the loss trains on."""
+        if not example.is_chat:
+            return example.text + self.eos, [(0, len(example.text) + len(self.eos))]
+        if self.uses_chat_template:
+            return self._render_chat(example)
+        return self._render_alpaca(example, with_response=True)
+
+    def prompt(self, example: Example) -> str:
+        """The text a model sees before its final reply (for generation)."""
+        if not example.is_chat:
+            return example.text
+        if self.uses_chat_template:
+            return self._apply(self._chat_messages(example)[:-1], add_generation_prompt=True)
+        return self._render_alpaca(example, with_response=False)[0]
+
+    def _chat_messages(self, example: Example) -> list[dict]:
+        messages = [dict(m) for m in example.messages]
+        if example.context:
+            messages[0]["content"] = f"{messages[0]['content']}\n\n{example.context}"
+        system = example.system or self.system_prompt
+        return ([{"role": "system", "content": system}] if system else []) + messages
+
+    def _apply(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def _render_chat(self, example: Example) -> tuple[str, list[tuple[int, int]]]:
+        messages = self._chat_messages(example)
+        spans = []
+        for i, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            before = self._apply(messages[:i], add_generation_prompt=True)
+            after = self._apply(messages[: i + 1])
+            if not after.startswith(before):
+                raise ValueError("the chat template renders differently turn by turn; use template 'alpaca'")
+            spans.append((len(before), self._end_of_turn(after, len(before), message["content"])))
+        return self._apply(messages), spans
+
+    def _end_of_turn(self, text: str, start: int, content: str) -> int:
+        """End of the reply including its end-of-turn token, excluding any trailing newline."""
+        content_end = text.find(content, start) + len(content) if content else start
+        eos_at = text.find(self.eos, content_end) if self.eos else -1
+        return eos_at + len(self.eos) if eos_at >= 0 else len(text.rstrip())
+
+    def _render_alpaca(self, example: Example, with_response: bool) -> tuple[str, list[tuple[int, int]]]:
+        system = example.system or self.system_prompt or ALPACA_SYSTEM
+        text, spans = f"{system}\n\n", []
+        turns = list(example.messages)
+        for i, message in enumerate(turns):
+            if message["role"] == "user":
+                text += f"### Instruction:\n{message['content']}\n\n"
+                if i == 0 and example.context:
+                    text += f"### Input:\n{example.context}\n\n"
+                continue
+            text += "### Response:\n"
+            if not with_response and i == len(turns) - 1:
+                return text, spans
+            start = len(text)
+            text += message["content"] + self.eos
+            spans.append((start, len(text)))
+            text += "\n\n"
+        return text.rstrip("\n"), spans
+
+    # --- tokens
+    def encode(self, example: Example) -> Encoded:
+        """Token ids and labels of the whole example, untruncated."""
+        text, spans = self.render(example)
+        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(encoding["input_ids"])
+        labels = [tok if _in_spans(start, end, spans) else IGNORE
+                  for tok, (start, end) in zip(ids, encoding["offset_mapping"])]
+        return Encoded(ids, labels, len(ids))
+
+
+
+def fit(encoded: Encoded, max_length: int, overlong: str = "truncate") -> Encoded | None:
+    """Apply the length policy; None when the example is dropped (too long with
+    overlong='drop', or nothing left to train after truncation)."""
+    ids, labels = encoded.input_ids, encoded.labels
+    if len(ids) > max_length:
+        if overlong == "drop":
+            return None
+        ids, labels = ids[:max_length], labels[:max_length]
+    if all(label == IGNORE for label in labels[1:]):
+        return None
+    return Encoded(ids, labels, encoded.original_length)
+
+
+def _in_spans(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    return end > start and any(start < span_end and end > span_start for span_start, span_end in spans)

@@ -1,0 +1,189 @@
+"""TrainingRun: one fine-tuning run in a worker thread, observed through
+immutable snapshots. The UI and the command line both drive this seam.
+
+One run at a time per process: the module-level slot below is the only
+mutable module state, claimed in start() and released in the worker's finally.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .config import TrainConfig, validate
+from .dataset import PreparedData
+from .device import Hardware
+from .models import DEFAULT_SPEC, resolve
+from .outputs import RunFolder
+
+_SLOT_LOCK = threading.Lock()
+_ACTIVE: list["TrainingRun"] = []  # the one-run-at-a-time slot: empty or one run
+
+
+class RunBusyError(RuntimeError):
+    """Another run holds the slot."""
+
+
+def active_run() -> "TrainingRun | None":
+    with _SLOT_LOCK:
+        return _ACTIVE[0] if _ACTIVE else None
+
+
+STATUSES = ("pending", "loading", "baseline", "training", "finishing", "completed", "stopped", "failed")
+FINAL = ("completed", "stopped", "failed")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    run_id: str
+    status: str
+    message: str = ""
+    step: int = 0
+    max_steps: int = 0
+    epoch: float = 0.0
+    history: tuple[dict, ...] = ()
+    comparison: tuple[dict, ...] = ()
+    scores: dict = field(default_factory=dict)
+    error: str | None = None
+    output_dir: str = ""
+    started_at: float = 0.0
+    finished_at: float | None = None
+    hardware: str = ""
+    model: str = ""
+    train_examples: int = 0
+    train_tokens: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def elapsed(self) -> float:
+        return ((self.finished_at or time.time()) - self.started_at) if self.started_at else 0.0
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        rates = [h["tokens_per_second"] for h in self.history[-20:] if "tokens_per_second" in h]
+        return sum(rates) / len(rates) if rates else None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        steps = [h for h in self.history if "loss" in h]
+        if self.status != "training" or len(steps) < 2 or not self.max_steps:
+            return None
+        first, last = steps[0], steps[-1]
+        per_step = (last["time"] - first["time"]) / max(last["step"] - first["step"], 1)
+        return per_step * (self.max_steps - self.step)
+
+
+class TrainingRun:
+    """start() returns at once; stop() asks for a save-and-stop at the next
+    step; snapshot() is safe from any thread at any time."""
+
+    def __init__(self, config: TrainConfig, output_dir: str | Path, prepared: PreparedData | None = None,
+                 token: str | None = None, allowed_model_roots: tuple[Path, ...] | None = None,
+                 allow_out_of_range: bool = False, resume: bool = False, callbacks: tuple = ()):
+        validate(config, allow_out_of_range)  # refuse before anything starts
+        if config.model != DEFAULT_SPEC:
+            resolve(config.model, allowed_model_roots)  # a bad model id or folder is refused here, not in the thread
+        self.config = config
+        self.folder = RunFolder(Path(output_dir))
+        self.prepared = prepared
+        self.allowed_model_roots = allowed_model_roots
+        self.resume = resume
+        self.extra_callbacks = callbacks
+        self._token = token  # used for downloads only; never stored in snapshots, configs or logs
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._snapshot = Snapshot(run_id=uuid.uuid4().hex[:12], status="pending", output_dir=str(self.folder.root),
+                                  max_steps=config.max_steps)
+        self.trained_model = None  # kept after the run for free-text comparison
+        self.base_model = None
+        self.tokenizer = None
+        self.hardware: Hardware | None = None
+        self.model_source = None
+
+    # --- control
+    def start(self) -> "TrainingRun":
+        with _SLOT_LOCK:
+            if _ACTIVE:
+                other = _ACTIVE[0].snapshot()
+                raise RunBusyError(f"a run is already {other.status} (step {other.step}/{other.max_steps}); "
+                                   "wait for it to finish or stop it first")
+            _ACTIVE.append(self)
+        self._update(status="loading", message="loading the model and data", started_at=time.time())
+        self._thread = threading.Thread(target=self._work, name=f"training-{self._snapshot.run_id}", daemon=True)
+        try:
+            self._thread.start()
+        except BaseException:
+            self._release_slot()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return self._snapshot
+
+    def wait(self, timeout: float | None = None) -> Snapshot:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.snapshot()
+
+    # --- worker-side updates
+    def _update(self, **changes) -> None:
+        with self._lock:
+            self._snapshot = replace(self._snapshot, **changes)
+
+    def record(self, entry: dict) -> None:
+        """Append a logged dict to the history (append-only, so every viewer sees all of it)."""
+        entry = {**entry, "time": round(time.time(), 3)}
+        self.folder.append_metrics(entry)
+        with self._lock:
+            snap = self._snapshot
+            self._snapshot = replace(snap, history=snap.history + (entry,), step=max(snap.step, entry["step"]),
+                                     epoch=entry.get("epoch", snap.epoch))
+
+    def _release_slot(self) -> None:
+        with _SLOT_LOCK:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+
+    def _work(self) -> None:
+        from .worker import execute  # heavy imports (torch, transformers) happen in the thread
+
+        try:
+            execute(self)
+        except BaseException as err:  # any failure ends the run visibly; never a silent hang
+            from .worker import explain_failure
+
+            message = explain_failure(err, self.config)
+            self._update(status="failed", error=message, message=message, finished_at=time.time())
+            self.folder.write_json("error.json", {"error": message, "traceback": _redacted_traceback(err, self._token)})
+            self.folder.write_summary(self.snapshot(), self.config)
+        finally:
+            from .trainer import release_memory
+
+            release_memory()
+            self._release_slot()
+
+
+def _redacted_traceback(err: BaseException, token: str | None) -> str:
+    text = "".join(traceback.format_exception(err))
+    return text.replace(token, "***") if token else text
+
+
+def config_json(config: TrainConfig) -> str:
+    return json.dumps(config.to_dict(), indent=2)

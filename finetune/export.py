@@ -1,0 +1,156 @@
+"""Package a finished run as a zip a person can load or upload as it is:
+
+    README.md        a model card: base model, data, hyperparameters, losses, before/after examples
+    config.json, model.safetensors, tokenizer files    (the model; AutoModelForCausalLM.from_pretrained)
+    training/        the run's config.json, metrics.jsonl, summary.json, comparison.json
+
+The model files sit at the top so the unzipped folder is itself a model folder;
+the run's own config.json would collide with the model's, so the run's files go
+under training/.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from .models import DEFAULT_HUB_ID, DEFAULT_SPEC, _looks_like_path
+
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json")
+CARD_EXAMPLES = 5
+# Weights barely compress and deflating hundreds of MB is slow: store them.
+STORED_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+class ExportError(ValueError):
+    """The run has nothing to export; the message says why."""
+
+
+def _read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def _base_model_id(spec: str) -> str | None:
+    if spec == DEFAULT_SPEC:
+        return DEFAULT_HUB_ID
+    return None if _looks_like_path(spec) else spec
+
+
+def _data_label(data: str) -> str:
+    # An uploaded file lives in a server temp folder; its name is what the user knows.
+    return Path(data).name if (Path(data).suffix or data.startswith(("/", "."))) else data
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _fence(text) -> str:
+    text = "(no answer)" if text is None else str(text).replace("````", "'''")
+    return f"````text\n{text}\n````"
+
+
+def model_card(folder: str | Path) -> str:
+    folder = Path(folder)
+    config = _read_json(folder / "config.json", {})
+    summary = _read_json(folder / "summary.json", {})
+    rows = _read_json(folder / "comparison.json", [])
+    resolved = config.get("resolved", {})
+    base_id = _base_model_id(config.get("model", ""))
+    base_label = resolved.get("model") or config.get("model", "unknown")
+    data = _data_label(config.get("data", ""))
+    lines = ["---", "library_name: transformers", "tags:", "- fine-tuned", "- finetune-lab"]
+    if base_id:
+        lines.append(f"base_model: {base_id}")
+    lines += ["---", "", f"# {base_label}, fine-tuned on {data}", ""]
+    method = "LoRA (adapters merged into the weights)" if config.get("method") == "lora" else "full fine-tuning"
+    lines += [f"Fine-tuned from **{base_id or base_label}** on **{data}** ({resolved.get('format', '?')} format, "
+              f"{resolved.get('template', '?')} template) with {method}, using the fine-tuning lab.", ""]
+    if summary.get("status") == "stopped":
+        lines += ["The run was **stopped early** at the user's request; the weights are those of the last step.", ""]
+    lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
+    settings = [
+        ("learning rate (peak)", config.get("learning_rate")),
+        ("schedule", f"linear warmup ({config.get('warmup_ratio')} of steps), cosine to "
+                     f"{config.get('min_lr_ratio')} x peak"),
+        ("batch size x accumulation", f"{config.get('batch_size')} x {config.get('grad_accum')}"),
+        ("epochs", config.get("epochs")), ("optimizer steps", summary.get("steps")),
+        ("weight decay", config.get("weight_decay")), ("max length", config.get("max_length")),
+        ("precision", f"{resolved.get('precision', '?')} autocast on {resolved.get('device', '?')}"),
+        ("seed", config.get("seed")),
+        ("examples", f"{resolved.get('train_examples', '?')} train, {resolved.get('validation_examples', '?')} "
+                     f"validation, {resolved.get('held_out_prompts', '?')} held out"),
+    ]
+    if config.get("method") == "lora":
+        settings.append(("LoRA r / alpha / dropout",
+                         f"{config.get('lora_r')} / {config.get('lora_alpha')} / {config.get('lora_dropout')}"))
+    lines += [f"| {name} | {_fmt(value, 6)} |" for name, value in settings]
+    lines += ["", "## Results", "", "| | value |", "|---|---|",
+              f"| first training loss | {_fmt(summary.get('first_train_loss'))} |",
+              f"| final training loss | {_fmt(summary.get('final_train_loss'))} |",
+              f"| final validation loss | {_fmt(summary.get('final_validation_loss'))} |",
+              f"| duration | {_fmt(summary.get('duration_seconds'))} s |",
+              f"| hardware | {summary.get('hardware') or 'n/a'} |", ""]
+    lines += _score_lines(summary.get("scores") or {})
+    lines += _example_lines(rows)
+    lines += ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
+              "", 'model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")',
+              'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")', "```", "",
+              "The run's settings, metrics and every held-out answer are in `training/`.", ""]
+    return "\n".join(lines)
+
+
+def _score_lines(scores: dict) -> list[str]:
+    if not scores:
+        return []
+    lines = ["Held-out answers matching the reference (normalised: case, punctuation and spacing ignored):", "",
+             "| prompts | count | exact before | exact after | normalised before | normalised after |",
+             "|---|---|---|---|---|---|"]
+    for name, entry in scores.items():
+        cells = [f"{entry[k]:.0%}" if isinstance(entry.get(k), (int, float)) else "n/a"
+                 for k in ("before_exact", "after_exact", "before_normalised", "after_normalised")]
+        lines.append(f"| {name} | {entry.get('prompts', 0)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _example_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["## Before and after", "", f"The first {min(len(rows), CARD_EXAMPLES)} of {len(rows)} held-out "
+             "prompts, answered greedily by the base model (before) and the fine-tuned model (after).", ""]
+    for number, row in enumerate(rows[:CARD_EXAMPLES], 1):
+        category = f" ({row['category']})" if row.get("category") else ""
+        lines += [f"### Prompt {number}{category}", "", _fence(row.get("prompt")), "",
+                  "Reference:", "", _fence(row.get("reference")), "", "Before:", "", _fence(row.get("before")), "",
+                  "After:", "", _fence(row.get("after")), ""]
+    return lines
+
+
+def export_run(folder: str | Path, target: str | Path | None = None) -> Path:
+    """Write the run's zip (default: <folder>/export/<folder name>.zip) and return its path."""
+    folder = Path(folder)
+    model_dir = folder / "model"
+    if not (model_dir.is_dir() and any(model_dir.glob("*.safetensors"))):
+        summary = _read_json(folder / "summary.json", {})
+        reason = f" (the run {summary['status']})" if summary.get("status") else ""
+        raise ExportError(f"{folder.name} has no trained model to export{reason}")
+    target = Path(target) if target else folder / "export" / f"finetuned-{folder.name}.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("README.md", model_card(folder))
+        for path in sorted(model_dir.iterdir()):
+            if path.is_file():
+                stored = path.suffix in STORED_SUFFIXES
+                archive.write(path, path.name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+        for name in RUN_FILES:
+            if (folder / name).is_file():
+                archive.write(folder / name, f"training/{name}")
+    partial.replace(target)  # never hand out half a zip
+    return target

@@ -1,0 +1,70 @@
+"""What a run will do before it starts: optimizer steps, warmup steps, tokens
+per epoch, the device, and the learning-rate curve the schedule will follow.
+
+The numbers come from the same code the run uses: `planned_steps` for the step
+count, the Trainer's warmup rounding, and transformers' own
+`cosine_with_min_lr` schedule evaluated on a dummy optimizer, so the curve shown
+before the run is the curve the run logs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .config import TrainConfig
+from .worker import planned_steps
+
+MAX_CURVE_POINTS = 400  # enough for a smooth plot of a run of any length
+
+
+@dataclass(frozen=True)
+class Plan:
+    train_examples: int
+    train_tokens: int  # tokens per epoch, after the max-length policy
+    steps: int  # optimizer steps
+    warmup_steps: int
+    examples_per_step: int
+    epochs: float  # passes over the training set the steps amount to
+    curve_steps: tuple[int, ...]
+    curve_lr: tuple[float, ...]  # the learning rate each step uses (what the Trainer logs at that step)
+
+
+def warmup_steps(config: TrainConfig, steps: int) -> int:
+    # The same rounding as the TrainingArguments built in worker.build_trainer.
+    return math.ceil(config.warmup_ratio * steps)
+
+
+def learning_rate_curve(config: TrainConfig, steps: int, points: int = MAX_CURVE_POINTS
+                        ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """(step, learning rate that step uses) for steps 1..steps, sampled to at most `points`.
+
+    Step k runs with the schedule's value after k - 1 scheduler steps, and that is
+    the value the Trainer logs at step k: 0 at step 1 when there is warmup."""
+    import torch
+    from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup
+
+    if steps <= 0:
+        return (), ()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.learning_rate)
+    schedule = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=warmup_steps(config, steps), num_training_steps=steps,
+        min_lr_rate=config.min_lr_ratio,
+    )
+    factor = schedule.lr_lambdas[0]
+    stride = max(1, math.ceil(steps / points))
+    peak_at = min(warmup_steps(config, steps) + 1, steps)  # keep the top of the warmup in a sampled curve
+    chosen = sorted(set(range(1, steps + 1, stride)) | {1, steps, peak_at})
+    return tuple(chosen), tuple(config.learning_rate * factor(step - 1) for step in chosen)
+
+
+def plan(config: TrainConfig, train_examples: int, train_tokens: int) -> Plan:
+    steps = planned_steps(train_examples, config)
+    xs, ys = learning_rate_curve(config, steps)
+    seen = steps * config.examples_per_step
+    return Plan(
+        train_examples=train_examples, train_tokens=train_tokens, steps=steps,
+        warmup_steps=warmup_steps(config, steps), examples_per_step=config.examples_per_step,
+        epochs=round(min(seen / train_examples, config.epochs) if train_examples else 0.0, 2),
+        curve_steps=xs, curve_lr=ys,
+    )

@@ -1,0 +1,148 @@
+"""The app driven through its API with gradio_client, as a script would drive
+it: the app runs in-process on a free port with a tiny model as its default."""
+
+import json
+import socket
+import time
+import zipfile
+
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+REQUIRED = ("/load_dataset", "/start_training", "/training_status", "/stop_training", "/compare", "/export")
+# Small and fast on the tiny model; 3e-3 is outside the recommended range, hence allow_out_of_range.
+TINY_RUN = dict(source="upload", learning_rate=3e-3, batch_size=4, grad_accum=1, held_out=3, max_new_tokens=16,
+                allow_out_of_range=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_dir, tmp_path_factory):
+    from ui.app import build_app, launch_options
+
+    runs = tmp_path_factory.mktemp("runs")
+    demo = build_app(default_model=str(tiny_model_dir), output_root=runs)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_options(runs))
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture
+def alpaca(shared_data):
+    return handle_file(str(shared_data / "alpaca_1k.json"))
+
+
+def client(url) -> Client:
+    return Client(url, verbose=False)
+
+
+def allow_out_of_range(c: Client) -> None:
+    """Flip the switch in this client's session so its sliders accept the tiny model's learning rate."""
+    c.predict("full", True, api_name="/set_ranges")
+
+
+def wait_until_finished(c: Client, timeout: float = 240) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = c.predict(api_name="/training_status")
+        if status.get("finished"):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"the run did not finish in {timeout} s: {status}")
+
+
+def test_every_action_is_a_named_endpoint_and_ticks_are_hidden(app_url):
+    api = client(app_url).view_api(return_format="dict", print_info=False)
+    assert set(REQUIRED) <= set(api["named_endpoints"])
+    assert not api["unnamed_endpoints"]
+    assert not any("tick" in name or "attach" in name for name in api["named_endpoints"])
+
+
+def test_upload_shows_format_split_and_lengths(app_url, alpaca):
+    out = client(app_url).predict(source="upload", file=alpaca, api_name="/load_dataset")
+    summary, details = out[0], out[-1]
+    assert "alpaca_1k.json" in summary and "1000 records" in summary
+    assert details["format"] == "alpaca" and details["records"] == 1000
+    assert details["split"]["held_out"] == 10 and details["split"]["validation"] > 0
+    assert details["report"]["over_max_length"] > 0  # the histogram's count of examples over max length
+    rendered = out[6]  # the example with its trained span marked
+    labels = {item["class_or_confidence"] for item in rendered}
+    assert labels == {"trained", "prompt (masked)"}
+
+
+def test_bad_file_is_a_clear_error(app_url, write):
+    broken = write("broken.jsonl", '{"instruction": "a", "output": "b"}\n{"instruction": oops}\n')
+    with pytest.raises(AppError, match="broken.jsonl: invalid JSON on line 2"):
+        client(app_url).predict(source="upload", file=handle_file(str(broken)), api_name="/load_dataset")
+
+
+def test_hub_token_never_appears_in_errors(app_url):
+    secret = "hf_NotARealTokenButSecret123"
+    with pytest.raises(AppError) as caught:
+        client(app_url).predict(source="hub", hub_dataset="nobody/no-such-dataset", hub_token=secret,
+                                api_name="/load_dataset")
+    assert secret not in str(caught.value)
+
+
+def test_out_of_range_value_is_refused_without_the_switch(app_url, alpaca):
+    with pytest.raises(AppError, match="greater than maximum"):
+        client(app_url).predict(source="upload", file=alpaca, learning_rate=3e-3, api_name="/start_training")
+
+
+def test_train_then_compare_and_export(app_url, alpaca, tmp_path):
+    c = client(app_url)
+    allow_out_of_range(c)
+    started = c.predict(file=alpaca, max_steps=4, **TINY_RUN, api_name="/start_training")
+    assert started["status"] in ("loading", "baseline", "training")
+    status = wait_until_finished(c)
+    assert status["status"] == "completed", status["error"]
+    assert status["run_id"] == started["run_id"] and status["step"] == 4
+    losses = [h["loss"] for h in status["history"] if "loss" in h]
+    assert len(losses) == 4 and any("eval_loss" in h for h in status["history"])
+    # A second page (a new session) re-attaches to the same run.
+    assert client(app_url).predict(api_name="/training_status")["run_id"] == started["run_id"]
+
+    rows = status["comparison"]
+    assert len(rows) == 3 and all(row["before"] is not None and row["after"] is not None for row in rows)
+    assert status["scores"]["all"]["prompts"] == 3
+
+    before, after = c.predict("What is the capital of France?", 16, api_name="/compare")
+    assert isinstance(before, str) and isinstance(after, str)
+
+    zip_path, card = c.predict(api_name="/export")
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+        readme = archive.read("README.md").decode()
+        metrics = archive.read("training/metrics.jsonl").decode().splitlines()
+    assert {"model.safetensors", "config.json", "tokenizer.json", "training/config.json",
+            "training/summary.json", "training/comparison.json"} <= names
+    assert len([json.loads(line) for line in metrics if '"loss"' in line]) == 4
+    assert "alpaca_1k.json" in readme and "final training loss" in readme and "Before and after" in readme
+    assert "Before and after" in card
+
+
+def test_two_clients_cannot_train_at_once(app_url, alpaca):
+    first, second = client(app_url), client(app_url)
+    for c in (first, second):
+        allow_out_of_range(c)
+    started = first.predict(file=alpaca, max_steps=500, **{**TINY_RUN, "held_out": 0}, api_name="/start_training")
+    try:
+        with pytest.raises(AppError, match="already"):
+            second.predict(file=alpaca, max_steps=2, **TINY_RUN, api_name="/start_training")
+    finally:
+        stopping = second.predict(api_name="/stop_training")  # any page may stop the run it shows
+    assert stopping["stop_requested"] and stopping["run_id"] == started["run_id"]
+    status = wait_until_finished(first)
+    assert status["status"] == "stopped" and status["step"] < 500
+    with pytest.raises(AppError, match="No run is training"):
+        first.predict(api_name="/stop_training")

@@ -1,0 +1,116 @@
+"""Tab 4, Compare: the held-out prompts answered before and after training
+(filled in by the Train tab's polling), their scores per category, and a
+free-text question answered by both the base and the trained model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+
+from finetune import config as cfg
+from finetune import device
+from finetune.compare import ask
+from finetune.evaluate import summarise_scores
+from finetune.models import ModelError
+from ui import fields
+from ui.lab import Lab, user_error
+
+COLUMNS = ["category", "prompt", "reference", "before", "after", "match"]
+WAITING = "…"
+
+
+@dataclass
+class CompareTab:
+    scores: gr.Markdown
+    table: gr.Dataframe
+    question: gr.Textbox
+    max_new_tokens: gr.Slider
+    ask: gr.Button
+    before: gr.Textbox
+    after: gr.Textbox
+
+
+def build(lab: Lab, initial: cfg.TrainConfig) -> CompareTab:
+    scores = gr.Markdown(scores_markdown([], None))
+    table = gr.Dataframe(comparison_frame([]), label="Held-out prompts (never trained on)", wrap=True,
+                         interactive=False, max_height=520, column_widths=["9%", "25%", "18%", "20%", "20%", "8%"],
+                         elem_id="comparison-table")
+    gr.Markdown("### Ask both models")
+    with gr.Row(equal_height=False):
+        question = gr.Textbox(label="Your prompt", lines=3, scale=4, min_width=300,
+                              placeholder="Rendered with the same chat template and system prompt as training.")
+        with gr.Column(scale=1, min_width=200):
+            limit = fields.widget(cfg.field_by_name("max_new_tokens"), initial.max_new_tokens)
+            ask_button = gr.Button("Ask both models", variant="primary")
+    with gr.Row(equal_height=True):
+        before = gr.Textbox(label="Before: the base model", lines=6, interactive=False, min_width=300)
+        after = gr.Textbox(label="After: the trained model", lines=6, interactive=False, min_width=300)
+    return CompareTab(scores, table, question, limit, ask_button, before, after)
+
+
+def _mark(score) -> str:
+    if score is None:
+        return WAITING
+    return "✓" if score["normalised"] else ("~" if score["contains"] else "✗")
+
+
+def comparison_frame(rows: list[dict]) -> pd.DataFrame:
+    data = [[row.get("category") or "", row["prompt"], row["reference"],
+             WAITING if row.get("before") is None else row["before"],
+             WAITING if row.get("after") is None else row["after"],
+             f"{_mark(row.get('before_score'))} → {_mark(row.get('after_score'))}"] for row in rows]
+    return pd.DataFrame(data, columns=COLUMNS)
+
+
+def scores_markdown(rows: list[dict], snap) -> str:
+    if not rows:
+        note = snap.message if snap is not None and not snap.finished else "start a run on the Train tab"
+        return f"### Before and after\nThe held-out prompts appear here once a run has loaded its model ({note})."
+    summary = summarise_scores(rows)
+    lines = ["### Before and after",
+             "Share of held-out answers matching the reference: *exact*, and *normalised* (case, punctuation "
+             "and spacing ignored). In the table, ✓ matches, ~ contains the reference, ✗ neither.", "",
+             "| prompts | count | exact: before → after | normalised: before → after |", "|---|---|---|---|"]
+    for name, entry in summary.items():
+        pair = [(f"{entry[f'{side}_{metric}']:.0%}" if f"{side}_{metric}" in entry else WAITING)
+                for metric in ("exact", "normalised") for side in ("before", "after")]
+        lines.append(f"| {name} | {entry['prompts']} | {pair[0]} → {pair[1]} | {pair[2]} → {pair[3]} |")
+    return "\n".join(lines)
+
+
+def compare(lab: Lab, prompt: str, max_new_tokens: int, model: str, template: str, system_prompt: str,
+            hub_token: str) -> tuple[str, str]:
+    """The base and the trained model answer one prompt. Without a finished run, only the base answers."""
+    token = hub_token or None
+    if not (prompt or "").strip():
+        raise user_error("Type a prompt first.")
+    run = lab.latest_run()
+    if run is not None and not run.snapshot().finished:
+        raise user_error("A run is training; ask again when it ends. The held-out table fills in live meanwhile.")
+    trained = run is not None and run.trained_model is not None
+    try:
+        if trained:
+            source, hardware = run.model_source, run.hardware
+            template, system_prompt = run.prepared.template, run.config.system_prompt
+        else:
+            source, hardware = lab.resolve(model), device.detect("auto")
+        with lab.base_model(source, token, hardware.device) as (base, tokenizer):
+            before = ask(base, tokenizer, prompt, max_new_tokens, template, system_prompt, hardware.autocast_dtype)
+        if not trained:
+            return before, "No trained model yet: train one on the Train tab."
+        after = ask(run.trained_model, run.tokenizer, prompt, max_new_tokens, template, system_prompt,
+                    hardware.autocast_dtype)
+    except (ModelError, ValueError) as err:
+        raise user_error(err, token) from None
+    return before, after
+
+
+def wire(lab: Lab, tab: CompareTab, settings: dict, data) -> None:
+    def handler(prompt, max_new_tokens, model, template, system_prompt, hub_token):
+        return compare(lab, prompt, max_new_tokens, model, template, system_prompt, hub_token)
+
+    inputs = [tab.question, tab.max_new_tokens, settings["model"], settings["template"], settings["system_prompt"],
+              data.token]
+    gr.on([tab.ask.click, tab.question.submit], handler, inputs, [tab.before, tab.after], api_name="compare")

@@ -1,0 +1,165 @@
+"""Tab 1, Data: choose a dataset (bundled, uploaded, or from the Hub), see how
+the engine reads it (format, columns, records), one example as the model sees
+it with the trained tokens marked, lengths, and the split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from finetune import config as cfg
+from finetune import dataset
+from finetune.files import SUFFIXES, DataError, load_table
+from finetune.models import ModelError
+from ui import fields, plots
+from ui.data_views import details, empty_highlight, highlighted_example, preview_frame, summary_markdown
+from ui.lab import Lab, user_error
+
+SOURCES = [("Bundled dataset", "bundled"), ("Upload a file", "upload"), ("Hugging Face Hub dataset", "hub")]
+# The Data tab's config fields: how records become examples, their length, and the split.
+LAYOUT_FIELDS = ("template", "system_prompt", "max_length", "overlong", "held_out", "validation_fraction")
+COLUMN_FIELDS = ("prompt_column", "response_column", "system_column")
+
+
+@dataclass
+class DataTab:
+    source: gr.Radio
+    bundled: gr.Dropdown
+    file: gr.File
+    hub_id: gr.Textbox
+    token: gr.Textbox
+    load: gr.Button
+    summary: gr.Markdown
+    preview: gr.Dataframe
+    example: gr.HighlightedText
+    histogram: gr.Plot
+    details: gr.JSON
+    facts: gr.State  # this session's dataset facts for the run summary: train examples and tokens
+
+    def source_inputs(self) -> dict:
+        """The dataset source controls, by the parameter names the API shows."""
+        return {"source": self.source, "file": self.file, "bundled_dataset": self.bundled,
+                "hub_dataset": self.hub_id, "hub_token": self.token}
+
+
+def build(lab: Lab, initial: cfg.TrainConfig, settings: dict) -> DataTab:
+    """Lay out the tab; config-field widgets go into `settings` by field name."""
+    def add(name, **extra):
+        settings[name] = fields.widget(cfg.field_by_name(name), getattr(initial, name), **extra)
+        return settings[name]
+
+    limit_mb = lab.limits.max_file_bytes / 2**20
+    has_bundled = bool(lab.bundled)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=300):
+            source = gr.Radio(SOURCES, value="bundled" if has_bundled else "upload", label="Dataset source")
+            bundled = gr.Dropdown(list(lab.bundled), value=lab.default_dataset, label="Bundled dataset",
+                                  info="Shipped with the app in assets/.", visible=has_bundled)
+            file = gr.File(label=f"Dataset file (JSON, JSONL, CSV or Parquet; up to {limit_mb:.0f} MB)",
+                           file_types=list(SUFFIXES), type="filepath", visible=not has_bundled, height=120)
+            hub_id = gr.Textbox("", label="Hub dataset id", placeholder="e.g. tatsu-lab/alpaca (needs a network)",
+                                info="Its 'train' split is used.", visible=False)
+        with gr.Column(scale=2, min_width=260):
+            add("model")
+            token = gr.Textbox("", label="Hub token (optional)", type="password", placeholder="hf_...",
+                               info="Only for gated or private models and datasets; never stored or logged.")
+    with gr.Row():
+        add("format", scale=1, min_width=180)
+        for name in COLUMN_FIELDS:
+            add(name, choices=[""], allow_custom_value=True, visible=initial.format == "columns", scale=1,
+                min_width=160)
+    with gr.Accordion("Rendering, length and split", open=False):
+        with gr.Row():
+            for name in LAYOUT_FIELDS:
+                add(name, min_width=220)
+    load = gr.Button("Load and inspect", variant="primary")
+    summary = gr.Markdown("Choose a dataset and press **Load and inspect**.", elem_classes="data-summary")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            example = gr.HighlightedText(empty_highlight(), label="One training example as the model sees it",
+                                         color_map={"trained": "#16a34a", "prompt (masked)": "#cbd5e1"},
+                                         show_legend=True, combine_adjacent=True, elem_classes="rendered-example")
+        with gr.Column(scale=1, min_width=320):
+            histogram = gr.Plot(plots.length_histogram([], initial.max_length), label="Lengths", show_label=False)
+    preview = gr.Dataframe(label="Records (first 50)", wrap=True, max_height=360, interactive=False)
+    with gr.Accordion("Details (JSON)", open=False):
+        details_json = gr.JSON(label="Dataset report")
+    return DataTab(source, bundled, file, hub_id, token, load, summary, preview, example, histogram, details_json,
+                   gr.State(None))
+
+
+def dataset_source(lab: Lab, source: str, file, bundled: str, hub: str) -> tuple[str, str]:
+    """The engine's `data` value for the chosen source, and its name for people.
+    Only bundled files, uploads (Gradio checks they were uploaded) and hub ids pass."""
+    if source == "upload":
+        if not file:
+            raise user_error("upload a dataset file first (JSON, JSONL, CSV or Parquet)")
+        return str(file), Path(file).name
+    if source == "hub":
+        hub = (hub or "").strip()
+        if not hub or hub.startswith((".", "/", "~")) or "\\" in hub or Path(hub).suffix.lower() in SUFFIXES:
+            raise user_error(f"{hub!r} is not a hub dataset id such as tatsu-lab/alpaca")
+        return hub, hub
+    if bundled not in lab.bundled:
+        raise user_error(f"no bundled dataset {bundled!r}; choose one of: {', '.join(lab.bundled) or 'none'}")
+    return str(lab.bundled[bundled]), bundled
+
+
+def load_dataset(lab: Lab, source, file, bundled_dataset, hub_dataset, hub_token, **settings):
+    """Read and inspect a dataset with the engine; a file that cannot be read is an error, a
+    format that cannot be told is shown with the table so the columns can be mapped."""
+    token = hub_token or None
+    data, name = dataset_source(lab, source, file, bundled_dataset, hub_dataset)
+    try:
+        config = fields.build_config({**settings, "data": data}, allow=True)
+        table = load_table(data, token=token, limits=lab.limits)
+    except (cfg.ConfigError, DataError) as err:
+        raise user_error(err, token) from None
+    columns = [gr.update(choices=[""] + table.columns) for _ in COLUMN_FIELDS]
+    try:
+        with lab.tokenizer(config.model, token) as tokenizer:
+            prepared = dataset.prepare(config, tokenizer, token=token, limits=lab.limits)
+            example = highlighted_example(tokenizer, config, prepared.split.train[0])
+    except (DataError, ModelError) as err:
+        message = str(err).replace(token, "***") if token else str(err)
+        gr.Warning(message)
+        return (summary_markdown(name, table, None, message), gr.update(label="Format"), *columns,
+                preview_frame(table), empty_highlight(), plots.length_histogram([], config.max_length),
+                {"source": name, "columns": table.columns, "error": message}, None)
+    facts = {"train_examples": len(prepared.train), "train_tokens": prepared.train_tokens}
+    return (summary_markdown(name, table, prepared), gr.update(label=f"Format (detected: {prepared.format})"),
+            *columns, preview_frame(table), example,
+            plots.length_histogram(prepared.report["lengths"], config.max_length), details(name, table, prepared),
+            facts)
+
+
+def wire(lab: Lab, tab: DataTab, settings: dict, demo: gr.Blocks) -> None:
+    data_settings = {f.name: settings[f.name] for f in cfg.fields()
+                     if f.metadata["group"] == "data" and f.name in settings}
+    data_settings["seed"] = settings["seed"]  # the split is drawn with the run's seed
+    outputs = [tab.summary, settings["format"], *(settings[n] for n in COLUMN_FIELDS), tab.preview, tab.example,
+               tab.histogram, tab.details, tab.facts]
+    inputs = {**tab.source_inputs(), **data_settings}
+
+    # `file=None` in the signature makes the file optional for API clients using another source.
+    def handler(source, file=None, bundled_dataset=None, hub_dataset="", hub_token="", **values):
+        return load_dataset(lab, source, file, bundled_dataset, hub_dataset, hub_token, **values)
+
+    tab.load.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="load_dataset")
+    # The same action, triggered by the user's own choices (`input`/`upload`/`release`
+    # fire only for the user, so the updates above never loop back here).
+    private = dict(inputs_kwargs=inputs, outputs=outputs, api_visibility="private")
+    gr.on([tab.bundled.input, settings["format"].input, *(settings[n].input for n in COLUMN_FIELDS),
+           settings["template"].input, settings["overlong"].input, settings["max_length"].release,
+           settings["held_out"].release, settings["validation_fraction"].release],
+          handler, **private)
+    tab.file.upload(lambda: "upload", None, tab.source, api_visibility="private").then(handler, **private)
+    tab.source.change(
+        lambda s: (gr.update(visible=s == "bundled"), gr.update(visible=s == "upload"), gr.update(visible=s == "hub")),
+        tab.source, [tab.bundled, tab.file, tab.hub_id], api_visibility="private")
+    settings["format"].change(lambda f: [gr.update(visible=f == "columns")] * len(COLUMN_FIELDS),
+                              settings["format"], [settings[n] for n in COLUMN_FIELDS], api_visibility="private")
+    if lab.default_dataset:  # a first visit shows the preselected demo data without a click
+        demo.load(handler, **private)

@@ -1,0 +1,128 @@
+"""Tab 2, Hyperparameters: presets, every optimisation and run setting as a
+widget built from the config metadata, the switch that allows values outside
+the recommended ranges, and a live summary of the run those values make
+(steps, warmup, tokens, device, the learning-rate curve), computed by the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from finetune import config as cfg
+from finetune import device, plan
+from ui import fields, plots
+from ui.lab import Lab
+
+GROUPS = (("optim", "Optimisation"), ("lora", "LoRA adapters"), ("run", "Evaluation and run control"))
+PRESET_NOTES = {
+    "classic": "the classic recipe: lr 2e-5, batch 4 x accumulation 8, warmup, weight decay 0.1, cosine",
+    "quick-demo": "a short run sized for a CPU: finishes in minutes on the demo data",
+    "lora": "LoRA adapters: fewer trained weights, less memory, a higher learning rate",
+}
+PER_ROW = 2
+
+
+@dataclass
+class ParamsTab:
+    preset: gr.Dropdown
+    allow: gr.Checkbox
+    lora_group: gr.Accordion
+    summary: gr.Markdown
+    curve: gr.Plot
+
+
+def build(lab: Lab, initial: cfg.TrainConfig, settings: dict, preset: str) -> ParamsTab:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=340):
+            with gr.Row():
+                preset_box = gr.Dropdown(list(cfg.PRESETS), value=preset, label="Preset", scale=1, min_width=160,
+                                         info="; ".join(f"{k}: {v}" for k, v in PRESET_NOTES.items()))
+                allow = gr.Checkbox(False, label="Allow values outside the recommended ranges", scale=1,
+                                    min_width=160, info="For experiments: such runs often diverge or overfit. "
+                                                        "The summary lists every value outside its range.")
+            groups = {}
+            for group, title in GROUPS:
+                names = [f.name for f in cfg.fields() if f.metadata["group"] == group]
+                visible = group != "lora" or initial.method == "lora"
+                with gr.Accordion(title, open=group != "run", visible=visible) as groups[group]:
+                    for start in range(0, len(names), PER_ROW):
+                        with gr.Row():
+                            for name in names[start:start + PER_ROW]:
+                                settings[name] = fields.widget(cfg.field_by_name(name), getattr(initial, name),
+                                                               initial.method, min_width=220)
+        with gr.Column(scale=2, min_width=300):
+            summary = gr.Markdown("Load a dataset to see the run these settings make.", elem_classes="run-summary")
+            curve = gr.Plot(plots.learning_rate_figure(title="Learning-rate schedule"), show_label=False)
+    return ParamsTab(preset_box, allow, groups["lora"], summary, curve)
+
+
+def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
+    """The run these settings will do, from the engine's own step and schedule math."""
+    try:
+        config = fields.build_config(settings, allow=True)
+    except cfg.ConfigError as err:
+        return f"<div class='lab-error'><b>Not a valid setting:</b> {err}</div>", plots.learning_rate_figure()
+    outside = cfg.validate(config, allow_out_of_range=True)
+    hardware = device.detect(config.precision)
+    lines = []
+    if facts:
+        p = plan.plan(config, facts["train_examples"], facts["train_tokens"])
+        lines += [
+            "### The run these settings make", "",
+            "| | |", "|---|---|",
+            f"| Optimizer steps | **{p.steps}** ({p.epochs:g} epochs of {p.train_examples} examples) |",
+            f"| Warmup | {p.warmup_steps} steps, then cosine down to {config.min_lr_ratio:g} x peak |",
+            f"| Examples per step | {config.batch_size} x {config.grad_accum} = {p.examples_per_step} |",
+            f"| Tokens per epoch | {p.train_tokens:,} |",
+            f"| Device | {hardware.describe()} |",
+            f"| Method | {'LoRA' if config.method == 'lora' else 'full fine-tuning'} |",
+        ]
+        figure = plots.learning_rate_figure(planned=(p.curve_steps, p.curve_lr),
+                                            title=f"Learning-rate schedule over {p.steps} steps")
+    else:
+        lines += ["Load a dataset on the **Data** tab to see the number of steps.", "",
+                  f"**Device:** {hardware.describe()}"]
+        figure = plots.learning_rate_figure(title="Learning-rate schedule",
+                                            waiting="load a dataset to see the schedule")
+    if hardware.note:
+        lines.append(f"\n{hardware.note}")
+    if outside:
+        verdict = ("allowed by the switch; expect an unstable or overfitting run" if allow_out_of_range
+                   else "turn on <i>Allow values outside the recommended ranges</i> to use them")
+        items = "".join(f"<li>{w}</li>" for w in outside)
+        lines.append(f"\n<div class='lab-warning'><b>Outside the recommended ranges</b> ({verdict}):<ul>{items}</ul></div>")
+    return "\n".join(lines), figure
+
+
+def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State) -> None:
+    tunable = {name: w for name, w in settings.items() if name not in fields.SOURCE_FIELDS}
+    numeric = {f.name: settings[f.name] for f in fields.numeric_fields(settings)}
+    method = settings["method"]
+
+    def apply_preset(preset, allow_out_of_range, **current):
+        values = fields.preset_values(preset, current)
+        return [fields.range_update(cfg.field_by_name(n), values[n], values["method"], allow_out_of_range)
+                if n in numeric else gr.update(value=values[n]) for n in tunable]
+
+    tab.preset.input(apply_preset, inputs=[tab.preset, tab.allow], inputs_kwargs=tunable,
+                     outputs=list(tunable.values()), api_name="apply_preset")
+
+    def set_ranges(method_value, allow_out_of_range, **values):
+        """Slider bounds follow the method (LoRA's learning rate) and the allow switch."""
+        updates = [fields.range_update(cfg.field_by_name(n), values[n], method_value, allow_out_of_range)
+                   for n in numeric]
+        return [*updates, gr.update(visible=method_value == "lora")]
+
+    gr.on([method.change, tab.allow.change], set_ranges, inputs=[method, tab.allow], inputs_kwargs=numeric,
+          outputs=[*numeric.values(), tab.lora_group], api_name="set_ranges")
+    tab.allow.input(lambda on: gr.Warning("Values outside the recommended ranges are allowed now. They often "
+                                          "make training diverge or overfit; the run summary lists them.")
+                    if on else None, tab.allow, None, api_visibility="private")
+
+    def summary(facts_value, allow_out_of_range, **values):
+        return plan_summary(facts_value, allow_out_of_range, **values)
+
+    gr.on([w.change for w in tunable.values()] + [tab.allow.change, facts.change], summary,
+          inputs=[facts, tab.allow], inputs_kwargs=tunable, outputs=[tab.summary, tab.curve], api_name="plan_run",
+          trigger_mode="always_last", show_progress="hidden")

@@ -1,0 +1,82 @@
+"""How a run's snapshot is shown: status line, progress figures, and the JSON
+the /training_status endpoint returns. Pure functions of a Snapshot."""
+
+from __future__ import annotations
+
+import html
+
+from finetune.run import Snapshot
+
+BADGES = {
+    "pending": ("waiting", "run"), "loading": ("loading", "run"), "baseline": ("answering before", "run"),
+    "training": ("training", "run"), "finishing": ("finishing", "run"), "completed": ("completed", "ok"),
+    "stopped": ("stopped", "idle"), "failed": ("failed", "bad"),
+}
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def status_markdown(snap: Snapshot | None, stop_requested: bool = False) -> str:
+    if snap is None:
+        return ("<div class='lab-status'><span class='badge idle'>no run yet</span> Press <b>Start training</b> "
+                "to fine-tune with the data and settings of the first two tabs.</div>")
+    word, kind = BADGES.get(snap.status, (snap.status, "run"))
+    message = snap.message
+    if stop_requested and not snap.finished:
+        word, message = "stopping", "stopping after the current step; the model so far will be saved"
+    text = (f"<div class='lab-status'><span class='badge {kind}'>{word}</span> {html.escape(message)}"
+            f"<span class='lab-muted'> · {html.escape(snap.model or 'model loading')}</span></div>")
+    if snap.status == "failed":
+        text += f"<div class='lab-error'><b>The run failed.</b> {html.escape(snap.error or 'no message')}</div>"
+    return text
+
+
+def stats_markdown(snap: Snapshot | None) -> str:
+    if snap is None:
+        return ""
+    tps = snap.tokens_per_second
+    cards = [
+        ("steps", f"{snap.step} / {snap.max_steps or '?'}"), ("epoch", f"{snap.epoch:.2f}"),
+        ("elapsed", duration(snap.elapsed)), ("ETA", duration(snap.eta_seconds)),
+        ("tokens/s", f"{tps:,.0f}" if tps else "–"),
+    ]
+    body = "".join(f"<div class='stat'><div class='stat-label'>{k}</div><div class='stat-value'>{v}</div></div>"
+                   for k, v in cards)
+    device = f"<div class='lab-muted'>{html.escape(snap.hardware)}</div>" if snap.hardware else ""
+    return f"<div class='lab-stats'>{body}</div>{device}"
+
+
+def last(history, key):
+    values = [h[key] for h in history if key in h]
+    return values[-1] if values else None
+
+
+def status_dict(snap: Snapshot | None, stop_requested: bool = False) -> dict:
+    """Everything a client needs to follow a run (never the token: snapshots do not hold it)."""
+    if snap is None:
+        return {"status": "none", "message": "no run has been started in this app"}
+    return {
+        "run_id": snap.run_id, "status": snap.status, "finished": snap.finished, "message": snap.message,
+        "error": snap.error, "stop_requested": stop_requested, "step": snap.step, "max_steps": snap.max_steps,
+        "epoch": snap.epoch, "elapsed_seconds": round(snap.elapsed, 1), "eta_seconds": snap.eta_seconds,
+        "tokens_per_second": snap.tokens_per_second, "hardware": snap.hardware, "model": snap.model,
+        "train_examples": snap.train_examples, "train_tokens": snap.train_tokens,
+        "last_train_loss": last(snap.history, "loss"), "last_validation_loss": last(snap.history, "eval_loss"),
+        "output_dir": snap.output_dir, "history": list(snap.history), "comparison": list(snap.comparison),
+        "scores": snap.scores,
+    }
+
+
+def change_key(snap: Snapshot | None, stop_requested: bool) -> tuple:
+    """What, when unchanged, means the plots and tables need no redraw."""
+    if snap is None:
+        return ("none",)
+    after = sum(1 for row in snap.comparison if row.get("after") is not None)
+    return (snap.run_id, snap.status, len(snap.history), len(snap.comparison), after, stop_requested)

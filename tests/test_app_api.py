@@ -2,11 +2,11 @@
 it: the app runs in-process on a free port with a tiny model as its default."""
 
 import json
-import socket
 import time
 import zipfile
 
 import pytest
+from app_server import running_app
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -18,23 +18,10 @@ TINY_RUN = dict(source="upload", learning_rate=3e-3, batch_size=4, grad_accum=1,
                 allow_out_of_range=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tiny_model_dir, tmp_path_factory):
-    from ui.app import build_app, launch_options
-
-    runs = tmp_path_factory.mktemp("runs")
-    demo = build_app(default_model=str(tiny_model_dir), output_root=runs)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(runs))
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with running_app(tiny_model_dir, tmp_path_factory.mktemp("runs")) as url:
+        yield url
 
 
 @pytest.fixture

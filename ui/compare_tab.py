@@ -38,12 +38,12 @@ def build(lab: Lab, initial: cfg.TrainConfig) -> CompareTab:
                          interactive=False, max_height=520, column_widths=["9%", "25%", "18%", "20%", "20%", "8%"],
                          elem_id="comparison-table")
     gr.Markdown("### Ask both models")
-    with gr.Row(equal_height=False):
-        question = gr.Textbox(label="Your prompt", lines=3, scale=4, min_width=300,
-                              placeholder="Rendered with the same chat template and system prompt as training.")
-        with gr.Column(scale=1, min_width=200):
-            limit = fields.widget(cfg.field_by_name("max_new_tokens"), initial.max_new_tokens)
-            ask_button = gr.Button("Ask both models", variant="primary")
+    question = gr.Textbox(label="Your prompt", lines=3,
+                          placeholder="Rendered with the same chat template and system prompt as training.")
+    with gr.Row(equal_height=True):
+        limit = fields.widget(cfg.field_by_name("max_new_tokens"), initial.max_new_tokens, scale=3, min_width=260,
+                              info="Longest answer, in tokens, for your prompt.")
+        ask_button = gr.Button("Ask both models", variant="primary", scale=1, min_width=160)
     with gr.Row(equal_height=True):
         before = gr.Textbox(label="Before: the base model", lines=6, interactive=False, min_width=300)
         after = gr.Textbox(label="After: the trained model", lines=6, interactive=False, min_width=300)
@@ -64,10 +64,21 @@ def comparison_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=COLUMNS)
 
 
+def pending_rows(held_out) -> list[dict]:
+    """The held-out prompts of a run whose base model has not answered yet."""
+    return [{"prompt": h.question, "reference": h.reference, "category": h.category, "before": None, "after": None,
+             "before_score": None, "after_score": None} for h in held_out]
+
+
 def scores_markdown(rows: list[dict], snap) -> str:
+    if not rows and snap is not None and snap.status in ("training", "finishing", "completed", "stopped"):
+        return "### Before and after\nThis run holds out no prompts (the *Held out* setting is 0)."
     if not rows:
-        note = snap.message if snap is not None and not snap.finished else "start a run on the Train tab"
-        return f"### Before and after\nThe held-out prompts appear here once a run has loaded its model ({note})."
+        return ("### Before and after\nStart a run on the **Train** tab: its held-out prompts appear here, answered "
+                "by the base model as soon as it is loaded and by the trained model when training ends.")
+    if all(row.get("before") is None for row in rows):
+        return (f"### Before and after\n{len(rows)} held-out prompts, never trained on. The base model is "
+                "answering them now (*before*); the trained model answers when training ends (*after*).")
     summary = summarise_scores(rows)
     lines = ["### Before and after",
              "Share of held-out answers matching the reference: *exact*, and *normalised* (case, punctuation "

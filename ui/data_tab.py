@@ -14,7 +14,7 @@ from finetune import dataset
 from finetune.files import SUFFIXES, DataError, load_table
 from finetune.models import ModelError
 from ui import fields, plots
-from ui.data_views import details, empty_highlight, highlighted_example, preview_frame, summary_markdown
+from ui.data_views import details, empty_highlight, highlighted_example, preview_update, summary_markdown
 from ui.lab import Lab, user_error
 
 SOURCES = [("Bundled dataset", "bundled"), ("Upload a file", "upload"), ("Hugging Face Hub dataset", "hub")]
@@ -58,7 +58,8 @@ def build(lab: Lab, initial: cfg.TrainConfig, settings: dict) -> DataTab:
             bundled = gr.Dropdown(list(lab.bundled), value=lab.default_dataset, label="Bundled dataset",
                                   info="Shipped with the app in assets/.", visible=has_bundled)
             file = gr.File(label=f"Dataset file (JSON, JSONL, CSV or Parquet; up to {limit_mb:.0f} MB)",
-                           file_types=list(SUFFIXES), type="filepath", visible=not has_bundled, height=120)
+                           file_types=list(SUFFIXES), type="filepath", visible=not has_bundled, height=120,
+                           elem_id="dataset-file")
             hub_id = gr.Textbox("", label="Hub dataset id", placeholder="e.g. tatsu-lab/alpaca (needs a network)",
                                 info="Its 'train' split is used.", visible=False)
         with gr.Column(scale=2, min_width=260):
@@ -75,7 +76,8 @@ def build(lab: Lab, initial: cfg.TrainConfig, settings: dict) -> DataTab:
             for name in LAYOUT_FIELDS:
                 add(name, min_width=220)
     load = gr.Button("Load and inspect", variant="primary")
-    summary = gr.Markdown("Choose a dataset and press **Load and inspect**.", elem_classes="data-summary")
+    summary = gr.Markdown("Choose a dataset and press **Load and inspect**.", elem_id="data-summary",
+                          elem_classes="data-summary")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
             example = gr.HighlightedText(empty_highlight(), label="One training example as the model sees it",
@@ -126,11 +128,11 @@ def load_dataset(lab: Lab, source, file, bundled_dataset, hub_dataset, hub_token
         message = str(err).replace(token, "***") if token else str(err)
         gr.Warning(message)
         return (summary_markdown(name, table, None, message), gr.update(label="Format"), *columns,
-                preview_frame(table), empty_highlight(), plots.length_histogram([], config.max_length),
+                preview_update(table), empty_highlight(), plots.length_histogram([], config.max_length),
                 {"source": name, "columns": table.columns, "error": message}, None)
     facts = {"train_examples": len(prepared.train), "train_tokens": prepared.train_tokens}
     return (summary_markdown(name, table, prepared), gr.update(label=f"Format (detected: {prepared.format})"),
-            *columns, preview_frame(table), example,
+            *columns, preview_update(table), example,
             plots.length_histogram(prepared.report["lengths"], config.max_length), details(name, table, prepared),
             facts)
 

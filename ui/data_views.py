@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import gradio as gr
 import pandas as pd
 
 from finetune.config import TrainConfig
@@ -30,6 +31,12 @@ def _cell(value) -> str:
 def preview_frame(table: Table) -> pd.DataFrame:
     rows = [{column: _cell(record.get(column)) for column in table.columns} for record in table.records[:PREVIEW_ROWS]]
     return pd.DataFrame(rows, columns=table.columns)
+
+
+def preview_update(table: Table):
+    """The records table, every column visible: equal widths rather than the widest cell's."""
+    width = f"{100 / max(len(table.columns), 1):.2f}%"
+    return gr.update(value=preview_frame(table), column_widths=[width] * len(table.columns))
 
 
 def empty_highlight() -> dict:

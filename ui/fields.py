@@ -51,19 +51,19 @@ def _uses_slider(f: dataclasses.Field) -> bool:
 def widget(f: dataclasses.Field, value: Any, method: str = "full", allow: bool = False, choices=None,
            **extra) -> gr.Component:
     """One input for one config field; `choices` makes a text field a dropdown (e.g. of a table's columns)."""
-    meta, common = f.metadata, dict(label=label(f), value=value, **extra)
+    meta = f.metadata
+    common = {"label": label(f), "value": value, "info": info(f, method) if is_number(f) else meta["help"], **extra}
     if "choices" in meta or choices is not None:
-        return gr.Dropdown(choices=list(choices if choices is not None else meta["choices"]), info=meta["help"],
-                           **common)
+        return gr.Dropdown(choices=list(choices if choices is not None else meta["choices"]), **common)
     if isinstance(f.default, bool):
-        return gr.Checkbox(info=meta["help"], **common)
+        return gr.Checkbox(**common)
     if is_number(f):
         low, high = bounds(f, method, allow)
         if _uses_slider(f):
-            return gr.Slider(minimum=low, maximum=high, step=meta["step"], info=info(f, method), **common)
+            return gr.Slider(minimum=low, maximum=high, step=meta["step"], **common)
         return gr.Number(minimum=low, maximum=high, step=meta["step"], precision=0 if isinstance(f.default, int)
-                         else None, info=info(f, method), **common)
-    return gr.Textbox(info=meta["help"], **common)
+                         else None, **common)
+    return gr.Textbox(**common)
 
 
 def clamp(value, low, high):

@@ -16,9 +16,9 @@ from ui.lab import Lab
 
 GROUPS = (("optim", "Optimisation"), ("lora", "LoRA adapters"), ("run", "Evaluation and run control"))
 PRESET_NOTES = {
-    "classic": "the classic recipe: lr 2e-5, batch 4 x accumulation 8, warmup, weight decay 0.1, cosine",
-    "quick-demo": "a short run sized for a CPU: finishes in minutes on the demo data",
-    "lora": "LoRA adapters: fewer trained weights, less memory, a higher learning rate",
+    "classic": "The classic recipe: lr 2e-5, batch 4 x accumulation 8, warmup, weight decay 0.1, cosine.",
+    "quick-demo": "A short run sized for a CPU: minutes on the demo data.",
+    "lora": "LoRA adapters: fewer trained weights, less memory, a higher learning rate.",
 }
 PER_ROW = 2
 
@@ -37,7 +37,7 @@ def build(lab: Lab, initial: cfg.TrainConfig, settings: dict, preset: str) -> Pa
         with gr.Column(scale=3, min_width=340):
             with gr.Row():
                 preset_box = gr.Dropdown(list(cfg.PRESETS), value=preset, label="Preset", scale=1, min_width=160,
-                                         info="; ".join(f"{k}: {v}" for k, v in PRESET_NOTES.items()))
+                                         info=PRESET_NOTES.get(preset, ""))
                 allow = gr.Checkbox(False, label="Allow values outside the recommended ranges", scale=1,
                                     min_width=160, info="For experiments: such runs often diverge or overfit. "
                                                         "The summary lists every value outside its range.")
@@ -52,7 +52,8 @@ def build(lab: Lab, initial: cfg.TrainConfig, settings: dict, preset: str) -> Pa
                                 settings[name] = fields.widget(cfg.field_by_name(name), getattr(initial, name),
                                                                initial.method, min_width=220)
         with gr.Column(scale=2, min_width=300):
-            summary = gr.Markdown("Load a dataset to see the run these settings make.", elem_classes="run-summary")
+            summary = gr.Markdown("Load a dataset to see the run these settings make.", elem_id="run-summary",
+                              elem_classes="run-summary")
             curve = gr.Plot(plots.learning_rate_figure(title="Learning-rate schedule"), show_label=False)
     return ParamsTab(preset_box, allow, groups["lora"], summary, curve)
 
@@ -70,13 +71,13 @@ def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
         p = plan.plan(config, facts["train_examples"], facts["train_tokens"])
         lines += [
             "### The run these settings make", "",
-            "| | |", "|---|---|",
-            f"| Optimizer steps | **{p.steps}** ({p.epochs:g} epochs of {p.train_examples} examples) |",
-            f"| Warmup | {p.warmup_steps} steps, then cosine down to {config.min_lr_ratio:g} x peak |",
-            f"| Examples per step | {config.batch_size} x {config.grad_accum} = {p.examples_per_step} |",
-            f"| Tokens per epoch | {p.train_tokens:,} |",
-            f"| Device | {hardware.describe()} |",
-            f"| Method | {'LoRA' if config.method == 'lora' else 'full fine-tuning'} |",
+            f"- **Optimizer steps:** {p.steps} ({p.epochs:g} epochs of {p.train_examples} examples)",
+            f"- **Warmup:** {p.warmup_steps} steps, then cosine down to {config.min_lr_ratio:g} x the peak "
+            f"of {config.learning_rate:g}",
+            f"- **Examples per step:** {config.batch_size} x {config.grad_accum} = {p.examples_per_step}",
+            f"- **Tokens per epoch:** {p.train_tokens:,}",
+            f"- **Device:** {hardware.describe()}",
+            f"- **Method:** {'LoRA' if config.method == 'lora' else 'full fine-tuning'}",
         ]
         figure = plots.learning_rate_figure(planned=(p.curve_steps, p.curve_lr),
                                             title=f"Learning-rate schedule over {p.steps} steps")
@@ -98,24 +99,23 @@ def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
 def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State) -> None:
     tunable = {name: w for name, w in settings.items() if name not in fields.SOURCE_FIELDS}
     numeric = {f.name: settings[f.name] for f in fields.numeric_fields(settings)}
-    method = settings["method"]
 
     def apply_preset(preset, allow_out_of_range, **current):
         values = fields.preset_values(preset, current)
-        return [fields.range_update(cfg.field_by_name(n), values[n], values["method"], allow_out_of_range)
-                if n in numeric else gr.update(value=values[n]) for n in tunable]
+        updates = [fields.range_update(cfg.field_by_name(n), values[n], values["method"], allow_out_of_range)
+                   if n in numeric else gr.update(value=values[n]) for n in tunable]
+        return [*updates, gr.update(info=PRESET_NOTES.get(preset, ""))]
 
     tab.preset.input(apply_preset, inputs=[tab.preset, tab.allow], inputs_kwargs=tunable,
-                     outputs=list(tunable.values()), api_name="apply_preset")
+                     outputs=[*tunable.values(), tab.preset], api_name="apply_preset")
 
-    def set_ranges(method_value, allow_out_of_range, **values):
+    def set_ranges(method, allow_out_of_range, **values):
         """Slider bounds follow the method (LoRA's learning rate) and the allow switch."""
-        updates = [fields.range_update(cfg.field_by_name(n), values[n], method_value, allow_out_of_range)
-                   for n in numeric]
-        return [*updates, gr.update(visible=method_value == "lora")]
+        updates = [fields.range_update(cfg.field_by_name(n), values[n], method, allow_out_of_range) for n in numeric]
+        return [*updates, gr.update(visible=method == "lora")]
 
-    gr.on([method.change, tab.allow.change], set_ranges, inputs=[method, tab.allow], inputs_kwargs=numeric,
-          outputs=[*numeric.values(), tab.lora_group], api_name="set_ranges")
+    gr.on([settings["method"].change, tab.allow.change], set_ranges, inputs=[settings["method"], tab.allow],
+          inputs_kwargs=numeric, outputs=[*numeric.values(), tab.lora_group], api_name="set_ranges")
     tab.allow.input(lambda on: gr.Warning("Values outside the recommended ranges are allowed now. They often "
                                           "make training diverge or overfit; the run summary lists them.")
                     if on else None, tab.allow, None, api_visibility="private")

@@ -45,7 +45,7 @@ def build(lab: Lab) -> TrainTab:
         start = gr.Button("Start training", variant="primary", scale=2, elem_id="start-training")
         stop = gr.Button("Stop", variant="stop", scale=1, interactive=False, elem_id="stop-training")
         refresh = gr.Button("Refresh", variant="secondary", scale=0, min_width=100)
-    status = gr.Markdown(status_markdown(None))
+    status = gr.Markdown(status_markdown(None), elem_id="run-status")
     stats = gr.Markdown("")
     with gr.Row(equal_height=True):
         loss = gr.Plot(plots.loss_figure([], waiting="start a run to see the loss"), show_label=False,
@@ -107,6 +107,8 @@ def views(lab: Lab, seen, force: bool = False) -> tuple:
     waiting = snap.message if snap else "start a run to see the loss"
     planned = learning_rate_curve(run.config, snap.max_steps) if snap and snap.max_steps else ((), ())
     rows = list(snap.comparison) if snap else []
+    if snap and not rows and run.prepared is not None:
+        rows = compare_tab.pending_rows(run.prepared.held_out)
     return (*cheap, plots.loss_figure(history, waiting=waiting),
             plots.learning_rate_figure(history, planned, waiting=waiting), status_dict(snap, stopping),
             compare_tab.comparison_frame(rows), compare_tab.scores_markdown(rows, snap),

@@ -1,0 +1,61 @@
+"""A real browser drives the app the way a person does: upload a file, start
+training, watch the loss plot gain points, stop. Playwright with Debian's
+chromium (Playwright cannot download its own browser here)."""
+
+from pathlib import Path
+
+import pytest
+from app_server import running_app
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# The points of the loss plot's training curve, read from the plotly figure in the page.
+TRAINING_POINTS = """() => {
+  const plot = document.querySelector('#loss-plot .js-plotly-plot');
+  const traces = plot && plot.data ? plot.data.filter(t => t.name === 'training') : [];
+  return traces.reduce((n, t) => n + t.x.length, 0);
+}"""
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+
+
+@pytest.fixture
+def page(tiny_model_dir, tmp_path):
+    with running_app(tiny_model_dir, tmp_path / "runs") as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_for_points(page, more_than: int, timeout_ms: int = 120_000) -> int:
+    page.wait_for_function(f"() => ({TRAINING_POINTS})() > {more_than}", timeout=timeout_ms)
+    return page.evaluate(TRAINING_POINTS)
+
+
+def test_upload_start_watch_the_loss_and_stop(page, shared_data):
+    expect = sync_api.expect
+    page.get_by_label("Upload a file").check()
+    page.locator("#dataset-file input[type=file]").set_input_files(str(shared_data / "alpaca_1k.json"))
+    expect(page.locator("#data-summary")).to_contain_text("1000 records", timeout=60_000)
+    expect(page.locator("#data-summary")).to_contain_text("Alpaca")
+
+    page.get_by_role("tab", name="2 · Hyperparameters").click()
+    steps = page.get_by_label("Max steps")
+    steps.fill("100000")  # long enough that the run is still training when we stop it
+    steps.press("Tab")
+    expect(page.locator("#run-summary")).to_contain_text("Optimizer steps: 100000", timeout=30_000)
+
+    page.get_by_role("tab", name="3 · Train").click()
+    page.get_by_role("button", name="Start training").click()
+    first = wait_for_points(page, 0)
+    wait_for_points(page, first)  # the live plot gains points while training runs
+    expect(page.locator("#run-status")).to_contain_text("training")
+
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator("#run-status")).to_contain_text("stopped", timeout=120_000)
+    expect(page.get_by_role("button", name="Start training")).to_be_enabled()

@@ -1,0 +1,67 @@
+"""The UI's pure parts, without a server: widgets built from the config
+metadata, how a run's state is shown, and plots of very short runs."""
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from finetune import config as cfg  # noqa: E402
+from finetune.run import Snapshot  # noqa: E402
+from ui import fields, plots  # noqa: E402
+from ui.train_views import status_dict, status_markdown  # noqa: E402
+
+
+def test_sliders_take_their_ranges_and_help_from_the_config():
+    lr = cfg.field_by_name("learning_rate")
+    with gr.Blocks():
+        slider = fields.widget(lr, 2e-5)
+        lora_slider = fields.widget(lr, 2e-4, method="lora")
+        wide = fields.widget(lr, 3e-3, allow=True)
+        seed = fields.widget(cfg.field_by_name("seed"), 42)
+        method = fields.widget(cfg.field_by_name("method"), "full")
+    assert (slider.minimum, slider.maximum, slider.step) == (lr.metadata["min"], lr.metadata["max"], lr.metadata["step"])
+    assert "10-100x smaller than pre-training; start at 2e-5" in slider.info
+    assert (lora_slider.minimum, lora_slider.maximum) == (lr.metadata["lora_min"], lr.metadata["lora_max"])
+    assert (wide.minimum, wide.maximum) == (lr.metadata["hard_min"], lr.metadata["hard_max"])
+    assert isinstance(seed, gr.Number)  # two billion positions are no slider
+    assert isinstance(method, gr.Dropdown) and method.choices == [(c, c) for c in ("full", "lora")]
+
+
+def test_every_setting_gets_a_widget():
+    with gr.Blocks():
+        for f in cfg.fields():
+            assert fields.widget(f, f.default) is not None
+
+
+def test_switching_off_the_switch_pulls_values_back_into_range():
+    update = fields.range_update(cfg.field_by_name("learning_rate"), 3e-3, "full", allow=False)
+    assert update["value"] == cfg.field_by_name("learning_rate").metadata["max"]
+
+
+def test_presets_keep_the_dataset_choice():
+    current = {f.name: f.default for f in cfg.fields()}
+    values = fields.preset_values("classic", current)
+    assert values["learning_rate"] == 2e-5 and values["batch_size"] == 4 and values["grad_accum"] == 8
+    assert not set(fields.SOURCE_FIELDS) & set(values)
+
+
+def test_a_failed_run_shows_its_error_never_done():
+    snap = Snapshot(run_id="r", status="failed", message="out of memory: lower the batch size (now 32)",
+                    error="out of memory: lower the batch size (now 32)", model="m")
+    text = status_markdown(snap)
+    assert "failed" in text and "lower the batch size (now 32)" in text
+    assert "completed" not in text and "done" not in text.lower()
+    assert status_dict(snap)["error"] == snap.error
+
+
+def test_a_one_step_run_is_drawn_with_markers():
+    history = ({"step": 1, "loss": 2.0, "learning_rate": 1e-5, "time": 0.0}, {"step": 1, "eval_loss": 2.1, "time": 0})
+    loss = plots.loss_figure(history)
+    assert [t.name for t in loss.data] == ["training", "validation"]
+    assert all("markers" in t.mode for t in loss.data)
+    assert "markers" in plots.learning_rate_figure(history).data[0].mode
+
+
+def test_no_points_yet_shows_why_not_an_empty_axis():
+    figure = plots.loss_figure((), waiting="loading the model")
+    assert not figure.data and figure.layout.annotations[0].text == "loading the model"

@@ -87,5 +87,5 @@ class PackingCollator:
             "shift_labels": shift_labels,
             "target_positions": target_positions,
             "targets": shift_labels.flatten()[target_positions],
-            "num_tokens": torch.tensor(sum(lengths)),
+            "num_tokens": sum(lengths),  # a plain int: stays on the host, no device sync to read it
         }

@@ -53,7 +53,9 @@ def execute(run) -> None:
 
     if config.method == "lora":
         model = _with_lora(model, config)
-    trainer = build_trainer(run, model, tokenizer, prepared, hardware)
+    trainer = build_trainer(config, model, tokenizer, prepared, hardware, run.folder.checkpoints_dir,
+                            callbacks=[RunCallback(run.record, lambda: run.stop_requested, lambda: trainer),
+                                       *run.extra_callbacks])
     if not run.stop_requested:
         run._update(status="training", message="training")
         trainer.train(resume_from_checkpoint=resume_from)
@@ -92,17 +94,19 @@ def _with_lora(model, config: TrainConfig):
     return get_peft_model(model, lora)
 
 
-def build_trainer(run, model, tokenizer, prepared, hardware) -> LabTrainer:
+def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, checkpoints_dir,
+                  callbacks=()) -> LabTrainer:
+    """The engine's Trainer for a config: packed rows, response-only chunked
+    loss, fused AdamW, cosine schedule to a minimum learning rate."""
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
 
-    config = run.config
     steps = planned_steps(len(prepared.train), config)
     has_validation = bool(prepared.validation)
     eval_steps = config.eval_steps or max(1, steps // 10)
     on_gpu = hardware.device == "cuda"
     args = TrainingArguments(
-        output_dir=str(run.folder.checkpoints_dir),
+        output_dir=str(checkpoints_dir),
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
@@ -117,10 +121,9 @@ def build_trainer(run, model, tokenizer, prepared, hardware) -> LabTrainer:
         fp16=hardware.precision == "fp16", use_cpu=not on_gpu, report_to="none", disable_tqdm=True,
         remove_unused_columns=False, dataloader_pin_memory=on_gpu, dataloader_num_workers=2 if on_gpu else 0,
     )
-    callbacks = [RunCallback(run.record, lambda: run.stop_requested, lambda: trainer)]
+    callbacks = list(callbacks)
     if config.early_stopping_patience and has_validation:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    callbacks += list(run.extra_callbacks)
     if _should_compile(config, hardware):
         model.get_decoder().compile()
     trainer = LabTrainer(

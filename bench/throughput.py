@@ -1,0 +1,227 @@
+"""Training throughput: the classic recipe against the engine, in one process,
+on the same model and data.
+
+    python -m bench.throughput                      # CPU, SmolLM2-135M, alpaca_1k.json
+    python -m bench.throughput --model llama-1b     # a random-init Llama of ~1B parameters (for a GPU)
+    python -m bench.throughput --data ../shared/data/sharegpt_sample.json --steps 6
+
+(a) classic: transformers' Trainer, DataCollatorForLanguageModeling(mlm=False),
+    per-device batch 4 x accumulation 8, padding to the longest, fp16 autocast
+    with fp32 weights on a GPU (plain fp32 on a CPU), loss on every token.
+(b) engine: finetune's Trainer set-up (packed rows with a block-diagonal mask,
+    bf16 autocast, response-only chunked loss, fused AdamW) at the same number
+    of examples per optimizer step.
+
+Both train from the same fresh weights. The first optimizer step (warm-up,
+compilation) is not timed. Printed per recipe: real (non-padding) tokens/s,
+padding share, peak memory, and on a GPU the MFU; then `ratio: X`, the
+engine's tokens/s over the classic recipe's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from finetune import dataset, device, models
+from finetune.config import TrainConfig
+from finetune.worker import build_trainer
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_1k.json"
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+@dataclass
+class Result:
+    name: str
+    tokens_per_second: float
+    padding_share: float
+    peak_memory_gb: float
+    steps: int
+    mfu: float | None = None
+
+
+class Meter:
+    """Counts real and padded tokens as batches are collated, and step times."""
+
+    def __init__(self):
+        self.real = self.padded = 0
+        self.marks: list[tuple[float, int, int]] = []  # (time, real, padded) at each optimizer step end
+
+    def wrap(self, collator, real_of, padded_of):
+        def collate(features):
+            batch = collator(features)
+            self.real += real_of(batch)
+            self.padded += padded_of(batch)
+            return batch
+
+        return collate
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        meter = self
+
+        class Marks(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                meter.marks.append((time.perf_counter(), meter.real, meter.padded))
+
+        return Marks()
+
+    def rate(self) -> tuple[float, float]:
+        """Real tokens/s and padding share over the steps after the first."""
+        (t0, r0, p0), (t1, r1, p1) = self.marks[0], self.marks[-1]
+        real, padded = r1 - r0, p1 - p0
+        return real / (t1 - t0), 1 - real / padded
+
+
+class PeakMemory:
+    """Peak GPU memory allocated, or peak resident memory on a CPU (sampled)."""
+
+    def __enter__(self):
+        self.peak = 0
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        page = 4096
+        while not self._stop.is_set():
+            rss = int(Path("/proc/self/statm").read_text().split()[1]) * page
+            self.peak = max(self.peak, rss)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        if torch.cuda.is_available():
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def load_model(name: str, tokenizer_source):
+    if name == "default":
+        return models.load(models.resolve("default"))
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tokenizer = models.load_tokenizer(tokenizer_source)
+    config = LlamaConfig(  # the shape of Llama-3.2-1B
+        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+        num_key_value_heads=8, max_position_embeddings=4096, tie_word_embeddings=True, rope_theta=500000.0,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config), tokenizer
+
+
+def classic(model, tokenizer, prepared, steps: int, hardware, workdir: Path) -> Result:
+    from datasets import Dataset
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    texts = Dataset.from_dict({"input_ids": [e.input_ids for e in prepared.train]})
+    meter = Meter()
+    collator = meter.wrap(DataCollatorForLanguageModeling(tokenizer, mlm=False),
+                          lambda b: int(b["attention_mask"].sum()), lambda b: b["input_ids"].numel())
+    on_gpu = hardware.device == "cuda"
+    args = TrainingArguments(
+        output_dir=str(workdir / "classic"), per_device_train_batch_size=4, gradient_accumulation_steps=8,
+        max_steps=steps, learning_rate=2e-5, fp16=on_gpu, use_cpu=not on_gpu, logging_steps=1, save_strategy="no",
+        report_to="none", disable_tqdm=True, seed=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=texts, data_collator=collator,
+                      callbacks=[meter.callback()])
+    with PeakMemory() as memory:
+        trainer.train()
+    rate, padding = meter.rate()
+    return Result("classic recipe", rate, padding, memory.peak / 2**30, steps)
+
+
+def engine(model, tokenizer, prepared, steps: int, hardware, workdir: Path, batch_size: int, grad_accum: int,
+           config: TrainConfig) -> Result:
+    meter = Meter()
+    config = config.replace(max_steps=steps, batch_size=batch_size, grad_accum=grad_accum)
+    trainer = build_trainer(config, model, tokenizer, prepared, hardware, workdir / "engine",
+                            callbacks=[meter.callback()])
+    trainer.data_collator = meter.wrap(trainer.data_collator, lambda b: b["num_tokens"], lambda b: b["input_ids"].numel())
+    with PeakMemory() as memory:
+        trainer.train()
+    rate, padding = meter.rate()
+    return Result(f"engine (batch {batch_size} x {grad_accum})", rate, padding, memory.peak / 2**30, steps)
+
+
+def mfu(result: Result, parameters: int, hardware) -> float | None:
+    if hardware.device != "cuda":
+        return None
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in hardware.name), None)
+    return 6 * parameters * result.tokens_per_second / peak if peak else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default", choices=("default", "llama-1b"))
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per recipe (the first is not timed)")
+    parser.add_argument("--engine-batch", type=int, default=16, help="engine examples per forward pass")
+    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    hardware = device.detect("auto")
+    default_source = models.resolve("default")
+    examples_per_step = 32
+    config = TrainConfig(data=args.data, held_out=0, validation_fraction=0.0, max_length=args.max_length,
+                         learning_rate=2e-5, warmup_ratio=0.05)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in ("classic", "engine"):
+            model, tokenizer = load_model(args.model, default_source)
+            prepared = dataset.prepare(config, tokenizer)
+            parameters = sum(p.numel() for p in model.parameters())
+            if recipe == "classic":
+                result = classic(model, tokenizer, prepared, args.steps, hardware, Path(tmp))
+            else:
+                result = engine(model, tokenizer, prepared, args.steps, hardware, Path(tmp), args.engine_batch,
+                                examples_per_step // args.engine_batch, config)
+            result.mfu = mfu(result, parameters, hardware)
+            results.append(result)
+            print(_line(result), flush=True)
+            del model
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    ratio = results[1].tokens_per_second / results[0].tokens_per_second
+    summary = {"device": hardware.describe(), "model": args.model, "parameters": parameters, "data": args.data,
+               "examples_per_step": examples_per_step, "steps": args.steps, "date": time.strftime("%Y-%m-%d"),
+               "results": [r.__dict__ for r in results], "ratio": round(ratio, 2),
+               "memory_ratio": round(results[1].peak_memory_gb / results[0].peak_memory_gb, 2)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    print(f"device: {hardware.describe()}; model: {args.model} ({parameters / 1e6:.0f}M parameters); "
+          f"{examples_per_step} examples per optimizer step")
+    print(f"peak memory ratio (engine / classic): {summary['memory_ratio']}")
+    print(f"ratio: {ratio:.2f}")
+    return 0
+
+
+def _line(r: Result) -> str:
+    text = (f"{r.name:<28} {r.tokens_per_second:10.1f} real tokens/s   padding {r.padding_share:6.1%}   "
+            f"peak memory {r.peak_memory_gb:6.2f} GB")
+    return text + (f"   MFU {r.mfu:6.1%}" if r.mfu is not None else "")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -197,23 +197,51 @@ def _read_parquet(path: Path, limits: Limits) -> Table:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        probe = pq.ParquetFile(path)
+        meta = probe.metadata
+        if meta.num_rows > limits.max_records:
+            raise DataError(f"{path.name}: {meta.num_rows} rows is over the {limits.max_records} record limit")
+        # Read dictionary-encoded: a column of one value repeated a million times
+        # stays one value plus indices until we know what decoding would cost.
+        text_columns = [f.name for f in probe.schema_arrow if _is_text(f.type)]
+        compact = pq.ParquetFile(path, read_dictionary=text_columns).read()
+    except DataError:
+        raise
     except Exception as err:  # pyarrow raises several types for a corrupt file
         raise DataError(f"{path.name}: unreadable Parquet file: {err}") from None
-    meta = parquet.metadata
-    inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    inflated = _decoded_bytes(compact)
     ratio = inflated / max(path.stat().st_size, 1)
     if inflated > limits.max_inflated_bytes or ratio > limits.max_inflation_ratio:
         raise DataError(
             f"{path.name}: would inflate to {inflated / 2**20:.0f} MB ({ratio:.0f}x its size); the limits are "
             f"{limits.max_inflated_bytes / 2**20:.0f} MB and {limits.max_inflation_ratio}x"
         )
-    if meta.num_rows > limits.max_records:
-        raise DataError(f"{path.name}: {meta.num_rows} rows is over the {limits.max_records} record limit")
-    records = parquet.read().to_pylist()
+    records = compact.to_pylist()
     if not records:
         raise DataError(f"{path.name}: the file holds no records")
-    return Table(path.name, records, list(parquet.schema_arrow.names), [f"row {i}" for i in range(1, len(records) + 1)])
+    return Table(path.name, records, list(compact.column_names), [f"row {i}" for i in range(1, len(records) + 1)])
+
+
+def _is_text(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_binary(arrow_type)
+
+
+def _decoded_bytes(table) -> int:
+    """Bytes the table would take fully decoded, computed on the compact form."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in table.columns:
+        for chunk in column.chunks:
+            if pa.types.is_dictionary(chunk.type):
+                lengths = pc.binary_length(chunk.dictionary)
+                total += (pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0) + chunk.indices.nbytes
+            else:
+                total += chunk.nbytes
+    return total
 
 
 def _columns(records: list[dict]) -> list[str]:

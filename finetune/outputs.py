@@ -3,6 +3,7 @@
     config.json       the resolved settings
     metrics.jsonl     one JSON object per logged event (step, loss or eval_loss, learning_rate, ...)
     comparison.json   per held-out prompt: prompt, reference, before, after (and scores)
+    comparison.csv    the same table for spreadsheets (formula-looking cells escaped)
     summary.json      status, steps, final losses, scores, duration
     model/            safetensors weights and tokenizer
     checkpoints/      Trainer checkpoints for resuming
@@ -10,6 +11,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -92,6 +95,18 @@ class RunFolder:
             "scores": snapshot.scores,
         })
 
+    def write_csv(self, name: str, rows: list[dict], columns: list[str]) -> Path:
+        """A CSV for spreadsheets, with formula-looking cells escaped."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([escape_csv_cell(row.get(c)) for c in columns])
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / name
+        self._atomic_write(path, buffer.getvalue())
+        return path
+
     @staticmethod
     def _atomic_write(path: Path, text: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -102,6 +117,16 @@ class RunFolder:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_csv_cell(value) -> str:
+    """A cell a spreadsheet would run as a formula (=, +, -, @) gets a leading
+    quote, so exported model output cannot execute in Excel or Sheets."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 def _finite(value):

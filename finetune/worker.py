@@ -67,6 +67,7 @@ def execute(run) -> None:
     after = generate(final, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
     rows = comparison_rows(prepared.held_out, before, after)
     run.folder.write_json("comparison.json", rows)
+    run.folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
     run.trained_model = final
     status = "stopped" if stopped else "completed"
     run._update(status=status, comparison=tuple(rows), scores=summarise_scores(rows), finished_at=time.time(),
@@ -161,7 +162,9 @@ def save_model(model, tokenizer, target: Path) -> None:
 
 def explain_failure(err: BaseException, config: TrainConfig) -> str:
     """One clear line for the user, with what to change where there is something."""
-    if isinstance(err, (NonFiniteLossError, DataError, models.ModelError, CheckpointError)):
+    if isinstance(err, CheckpointError):
+        return f"{err}; free disk space, then resume: the last complete checkpoint is kept"
+    if isinstance(err, (NonFiniteLossError, DataError, models.ModelError)):
         return str(err)
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text.lower() \

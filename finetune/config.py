@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 
+DEMO_DATA = str(Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo.jsonl")
+
+
 class ConfigError(ValueError):
     """One or more settings are refused; the message lists each."""
 
@@ -137,7 +140,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Sized to finish on a 2-core CPU in a few minutes on the bundled demo data.
     "quick-demo": {
-        "method": "full", "learning_rate": 5e-5, "batch_size": 8, "grad_accum": 1, "epochs": 2,
+        "data": DEMO_DATA, "method": "full", "learning_rate": 5e-5, "batch_size": 8, "grad_accum": 1, "epochs": 2,
         "warmup_ratio": 0.05, "weight_decay": 0.0, "min_lr_ratio": 0.1, "max_length": 256,
         "max_new_tokens": 48,
     },

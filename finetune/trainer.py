@@ -43,6 +43,13 @@ class LabTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.tokens_seen = 0
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # Count the optimizer step's targets from the collator's host-side list,
+        # the same on every transformers version (whose own count has changed
+        # between releases) and without a device sync.
+        batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        return batches, sum(int(b["targets"].numel()) for b in batches) or None
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         tokens = inputs.pop("num_tokens", 0)
         with self.accelerator.autocast():

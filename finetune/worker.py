@@ -126,7 +126,7 @@ def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, che
     if config.early_stopping_patience and has_validation:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     if _should_compile(config, hardware):
-        model.get_decoder().compile()
+        model.get_decoder().compile(dynamic=True)  # rows and widths vary per batch: compile once
     trainer = LabTrainer(
         model=model, args=args, train_dataset=_to_dataset(Dataset, prepared.train),
         eval_dataset=_to_dataset(Dataset, prepared.validation) if has_validation else None,

@@ -99,3 +99,20 @@ def test_no_example_learns_to_predict_its_neighbour(tiny_tokenizer):
     # The last position of the first example in the row has no target.
     assert row[first_len - 1] == -100
     assert batch["position_ids"][0, first_len] == 0
+
+
+def test_compiled_decoder_gives_the_same_loss(tiny_tokenizer):
+    """The GPU path compiles the decoder; its loss and gradients must match eager."""
+    eager = tiny.build_model(tiny_tokenizer).float()
+    compiled = tiny.build_model(tiny_tokenizer).float()
+    compiled.get_decoder().compile(dynamic=True)
+    for pairs in (PAIRS, PAIRS[:3]):  # two shapes: the second must not recompile into a wrong graph
+        batch = PackingCollator(tiny_tokenizer.pad_token_id, pack=True, pad_to_multiple=64)(_features(tiny_tokenizer, pairs))
+        a, b = response_loss(eager, batch), response_loss(compiled, batch)
+        a.backward()
+        b.backward()
+        assert torch.allclose(a, b, atol=1e-5)
+        for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+            assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-4), name
+        eager.zero_grad()
+        compiled.zero_grad()

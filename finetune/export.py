@@ -68,7 +68,8 @@ def model_card(folder: str | Path) -> str:
     lines = ["---", "library_name: transformers", "tags:", "- fine-tuned", "- finetune-lab"]
     if base_id:
         lines.append(f"base_model: {base_id}")
-    lines += ["---", "", f"# {base_label}, fine-tuned on {data}", ""]
+    name = (base_id or base_label).split("/")[-1]
+    lines += ["---", "", f"# {name}, fine-tuned on {data}", ""]
     method = "LoRA (adapters merged into the weights)" if config.get("method") == "lora" else "full fine-tuning"
     lines += [f"Fine-tuned from **{base_id or base_label}** on **{data}** ({resolved.get('format', '?')} format, "
               f"{resolved.get('template', '?')} template) with {method}, using the fine-tuning lab.", ""]
@@ -91,7 +92,7 @@ def model_card(folder: str | Path) -> str:
         settings.append(("LoRA r / alpha / dropout",
                          f"{config.get('lora_r')} / {config.get('lora_alpha')} / {config.get('lora_dropout')}"))
     lines += [f"| {name} | {_fmt(value, 6)} |" for name, value in settings]
-    lines += ["", "## Results", "", "| | value |", "|---|---|",
+    lines += ["", "## Results", "", "| metric | value |", "|---|---|",
               f"| first training loss | {_fmt(summary.get('first_train_loss'))} |",
               f"| final training loss | {_fmt(summary.get('final_train_loss'))} |",
               f"| final validation loss | {_fmt(summary.get('final_validation_loss'))} |",

@@ -67,6 +67,17 @@ def test_upload_shows_format_split_and_lengths(app_url, alpaca):
     assert labels == {"trained", "prompt (masked)"}
 
 
+def test_undetected_format_offers_the_column_mapping(app_url, shared_data):
+    c = client(app_url)
+    qa = handle_file(str(shared_data / "qa_sample.csv"))
+    out = c.predict(source="upload", file=qa, api_name="/load_dataset")
+    assert "cannot tell the format" in out[-1]["error"] and out[1]["value"] == "columns"
+    assert ["Best Answer", "Best Answer"] in out[2]["choices"]  # the prompt/response pickers offer the columns
+    out = c.predict(source="upload", file=qa, format="columns", prompt_column="Question",
+                    response_column="Best Answer", api_name="/load_dataset")
+    assert out[-1]["format"] == "columns" and out[-1]["split"]["train"] > 0
+
+
 def test_bad_file_is_a_clear_error(app_url, write):
     broken = write("broken.jsonl", '{"instruction": "a", "output": "b"}\n{"instruction": oops}\n')
     with pytest.raises(AppError, match="broken.jsonl: invalid JSON on line 2"):

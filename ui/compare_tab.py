@@ -19,6 +19,11 @@ from ui.lab import Lab, user_error
 
 COLUMNS = ["category", "prompt", "reference", "before", "after", "match"]
 WAITING = "…"
+EMPTY = "(empty answer)"  # a model that ends its turn at once; a blank cell would look like a bug
+
+
+def shown(answer: str | None) -> str:
+    return WAITING if answer is None else (answer if answer.strip() else EMPTY)
 
 
 @dataclass
@@ -58,8 +63,7 @@ def _mark(score) -> str:
 
 def comparison_frame(rows: list[dict]) -> pd.DataFrame:
     data = [[row.get("category") or "", row["prompt"], row["reference"],
-             WAITING if row.get("before") is None else row["before"],
-             WAITING if row.get("after") is None else row["after"],
+             shown(row.get("before")), shown(row.get("after")),
              f"{_mark(row.get('before_score'))} → {_mark(row.get('after_score'))}"] for row in rows]
     return pd.DataFrame(data, columns=COLUMNS)
 
@@ -110,12 +114,12 @@ def compare(lab: Lab, prompt: str, max_new_tokens: int, model: str, template: st
         with lab.base_model(source, token, hardware.device) as (base, tokenizer):
             before = ask(base, tokenizer, prompt, max_new_tokens, template, system_prompt, hardware.autocast_dtype)
         if not trained:
-            return before, "No trained model yet: train one on the Train tab."
+            return shown(before), "No trained model yet: train one on the Train tab."
         after = ask(run.trained_model, run.tokenizer, prompt, max_new_tokens, template, system_prompt,
                     hardware.autocast_dtype)
     except (ModelError, ValueError) as err:
         raise user_error(err, token) from None
-    return before, after
+    return shown(before), shown(after)
 
 
 def wire(lab: Lab, tab: CompareTab, settings: dict, data) -> None:

@@ -127,7 +127,10 @@ def load_dataset(lab: Lab, source, file, bundled_dataset, hub_dataset, hub_token
     except (DataError, ModelError) as err:
         message = str(err).replace(token, "***") if token else str(err)
         gr.Warning(message)
-        return (summary_markdown(name, table, None, message), gr.update(label="Format"), *columns,
+        # Undetected: offer the column mapping at once (the pickers show for format 'columns').
+        fmt = gr.update(label="Format (not detected: map the columns)", value="columns") \
+            if config.format == "auto" else gr.update(label="Format")
+        return (summary_markdown(name, table, None, message), fmt, *columns,
                 preview_update(table), empty_highlight(), plots.length_histogram([], config.max_length),
                 {"source": name, "columns": table.columns, "error": message}, None)
     facts = {"train_examples": len(prepared.train), "train_tokens": prepared.train_tokens}

@@ -26,9 +26,11 @@ class ExportTab:
 def build(lab: Lab) -> ExportTab:
     gr.Markdown(INTRO)
     button = gr.Button("Build the zip of the latest run", variant="primary")
-    file = gr.File(label="Trained model (zip)", interactive=False, height=90)
+    # Hidden until there is a zip: an empty file box is a large blank area.
+    file = gr.File(label="Trained model (zip)", interactive=False, visible=False)
     with gr.Accordion("Model card", open=True):
-        card = gr.Markdown("The model card appears here when the zip is built.", elem_classes="model-card")
+        card = gr.Markdown("The model card appears here when the zip is built.", elem_classes="model-card",
+                           max_height=640)
     return ExportTab(button, file, card)
 
 
@@ -56,4 +58,6 @@ def export(lab: Lab) -> tuple[str, str]:
 
 
 def wire(lab: Lab, tab: ExportTab) -> None:
-    tab.build.click(lambda: export(lab), None, [tab.file, tab.card], api_name="export")
+    # The endpoint returns the plain file path (what API clients want); showing the box is a separate UI step.
+    tab.build.click(lambda: export(lab), None, [tab.file, tab.card], api_name="export").success(
+        lambda: gr.update(visible=True), None, tab.file, api_visibility="private")

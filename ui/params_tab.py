@@ -50,7 +50,7 @@ def build(lab: Lab, initial: cfg.TrainConfig, settings: dict, preset: str) -> Pa
                         with gr.Row():
                             for name in names[start:start + PER_ROW]:
                                 settings[name] = fields.widget(cfg.field_by_name(name), getattr(initial, name),
-                                                               initial.method, min_width=220)
+                                                               initial.method, min_width=290)
         with gr.Column(scale=2, min_width=300):
             summary = gr.Markdown("Load a dataset to see the run these settings make.", elem_id="run-summary",
                               elem_classes="run-summary")

@@ -102,7 +102,7 @@ def views(lab: Lab, seen, force: bool = False) -> tuple:
     cheap = (status_markdown(snap, stopping), stats_markdown(snap))
     timer = gr.Timer(active=running)
     if key == seen and not force:
-        return (*cheap, *[gr.skip()] * 7, timer, key)
+        return (*cheap, *[gr.skip()] * 8, timer, key)
     history = snap.history if snap else ()
     waiting = snap.message if snap else "start a run to see the loss"
     planned = learning_rate_curve(run.config, snap.max_steps) if snap and snap.max_steps else ((), ())
@@ -112,12 +112,13 @@ def views(lab: Lab, seen, force: bool = False) -> tuple:
     return (*cheap, plots.loss_figure(history, waiting=waiting),
             plots.learning_rate_figure(history, planned, waiting=waiting), status_dict(snap, stopping),
             compare_tab.comparison_frame(rows), compare_tab.scores_markdown(rows, snap),
-            gr.update(interactive=not running), gr.update(interactive=running), timer, key)
+            gr.update(interactive=not running), gr.update(interactive=running),
+            gr.update(interactive=not running), timer, key)  # free-text compare waits for the run to end
 
 
 def wire(lab: Lab, tab: TrainTab, data: DataTab, params, settings: dict, compare, demo: gr.Blocks) -> None:
     outputs = [tab.status, tab.stats, tab.loss, tab.learning_rate, tab.details, compare.table, compare.scores,
-               tab.start, tab.stop, tab.timer, tab.seen]
+               tab.start, tab.stop, compare.ask, tab.timer, tab.seen]
     inputs = {**data.source_inputs(), "allow_out_of_range": params.allow,
               **{name: w for name, w in settings.items() if name != "data"}}
 

@@ -87,7 +87,9 @@ def response_loss(model, batch: dict, num_items: torch.Tensor | int | None = Non
     come from the collator, computed on the CPU: selecting on the device with a
     boolean mask would wait for the GPU."""
     positions, targets = batch["target_positions"], batch["targets"]
-    model_inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    # No KV cache in training: it only costs memory, and its per-layer state
+    # would make a compiled layer recompile for every layer index.
+    model_inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")} | {"use_cache": False}
     if supports_hidden_state_loss(model):
         hidden = model.get_decoder()(**model_inputs).last_hidden_state
         selected = hidden.flatten(0, 1).index_select(0, positions)

@@ -16,37 +16,38 @@ import torch
 IGNORE = -100
 
 
-def plan_rows(lengths: list[int], capacity: int) -> list[list[int]]:
-    """First-fit decreasing: indices of the examples in each row, no row over
-    `capacity` tokens (an example longer than that gets a row to itself)."""
-    rows: list[list[int]] = []
-    room: list[int] = []
+def plan_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
+    """Indices of the examples in each row, rows balanced in length.
+
+    About total / row_tokens rows (a soft target: rows are never shorter than
+    the longest example); each example, longest first, joins the row with the
+    fewest tokens so far. Balanced rows leave little padding when the rows are
+    stacked into one [rows, width] tensor."""
+    rows_needed = max(1, round(sum(lengths) / max(row_tokens, max(lengths))))
+    rows: list[list[int]] = [[] for _ in range(rows_needed)]
+    filled = [0] * rows_needed
     for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        for r, free in enumerate(room):
-            if lengths[index] <= free:
-                rows[r].append(index)
-                room[r] -= lengths[index]
-                break
-        else:
-            rows.append([index])
-            room.append(capacity - lengths[index])
-    return rows
+        shortest = filled.index(min(filled))
+        rows[shortest].append(index)
+        filled[shortest] += lengths[index]
+    return [row for row in rows if row]
 
 
 class PackingCollator:
     """Collates features with `input_ids` and `labels` (unshifted, -100 where
     not trained) into packed rows.
 
-    The row capacity adapts to the micro-batch: the longest example, rounded up
-    to `pad_to_multiple`. That keeps attention (quadratic in the row length)
-    close to the per-example cost while still filling rows. With `pack=False`
-    every example gets its own row (padding to the longest), the reference path.
+    Rows hold about `row_tokens` tokens: longer rows waste attention work on
+    masked pairs (attention is quadratic in the row length, and a masked kernel
+    computes every pair), more rows waste padding. With `pack=False` every
+    example gets its own row (padding to the longest), the reference path.
     """
 
-    def __init__(self, pad_token_id: int, pack: bool = True, pad_to_multiple: int = 8):
+    def __init__(self, pad_token_id: int, pack: bool = True, pad_to_multiple: int = 8, row_tokens: int = 256):
         self.pad_token_id = pad_token_id
         self.pack = pack
         self.pad_to_multiple = max(1, pad_to_multiple)
+        self.row_tokens = row_tokens
 
     def _round_up(self, n: int) -> int:
         return -(-n // self.pad_to_multiple) * self.pad_to_multiple
@@ -54,7 +55,7 @@ class PackingCollator:
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         lengths = [len(f["input_ids"]) for f in features]
         if self.pack:
-            rows = plan_rows(lengths, self._round_up(max(lengths)))
+            rows = plan_rows(lengths, self.row_tokens)
         else:
             rows = [[i] for i in range(len(features))]
         width = self._round_up(max(sum(lengths[i] for i in row) for row in rows))

@@ -42,12 +42,14 @@ def _reference_loss(model, features):
     return total / count
 
 
-def test_rows_never_exceed_capacity_and_hold_every_example():
-    lengths = [5, 9, 3, 7, 2, 8, 1]
-    rows = plan_rows(lengths, 10)
+def test_rows_are_balanced_and_hold_every_example():
+    lengths = [50, 90, 30, 70, 20, 80, 10, 40]
+    rows = plan_rows(lengths, 100)
     assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
-    assert all(sum(lengths[i] for i in row) <= 10 for row in rows)
-    assert len(rows) < len(lengths)
+    sums = [sum(lengths[i] for i in row) for row in rows]
+    assert len(rows) == 4 and max(sums) - min(sums) <= 10, sums
+    assert plan_rows(lengths, 10_000) == [sorted(range(8), key=lambda i: -lengths[i])], "one row when it fits"
+    assert len(plan_rows([300, 10, 10], 100)) == 1, "the longest example sets the least row size"
 
 
 def test_packed_batch_is_denser_than_padding(tiny_tokenizer):

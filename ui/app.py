@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -20,23 +21,50 @@ recommends, watch the loss live, and compare answers before and after.</p></div>
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
 
 
-def _default_roots(default_model: str, output_root: Path) -> tuple[Path, ...]:
-    """Local model folders the app may load: its own runs, the model cache, and the default model's folder."""
-    roots = [output_root, models.cache_root()]
+PUBLIC_MAX_FILE_MB = 20
+PUBLIC_QUEUE_SIZE = 64
+PUBLIC_CACHE_CLEANUP = (3600, 3600)  # every hour, delete uploads and exports older than an hour
+
+
+def is_public_deployment() -> bool:
+    """A Hugging Face Space (it sets SPACE_ID) or an operator's FINETUNE_PUBLIC=1."""
+    return os.environ.get("FINETUNE_PUBLIC") == "1" or bool(os.environ.get("SPACE_ID"))
+
+
+def operator_model_roots() -> tuple[Path, ...]:
+    """Folders an operator allows models to be loaded from (FINETUNE_MODEL_DIRS, colon-separated)."""
+    return tuple(Path(p).expanduser() for p in os.environ.get("FINETUNE_MODEL_DIRS", "").split(os.pathsep) if p)
+
+
+def _default_roots(default_model: str, public: bool) -> tuple[Path, ...] | None:
+    """Local model folders the app may load. On a workstation any folder (None);
+    in a public deployment only the model cache (the bundled default), the
+    default model's own folder and the operator's allow-list."""
+    if not public and not operator_model_roots():
+        return None
+    roots = [models.cache_root(), *operator_model_roots()]
     if Path(default_model).expanduser().is_dir():
         roots.append(Path(default_model).expanduser())
     return tuple(roots)
 
 
+def public_limits() -> Limits:
+    limits = Limits()
+    return Limits(max_file_bytes=min(limits.max_file_bytes, PUBLIC_MAX_FILE_MB * 2**20),
+                  max_records=limits.max_records)
+
+
 def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path | None = None,
               allowed_model_roots: tuple[Path, ...] | None = None, preset: str = DEFAULT_PRESET,
-              limits: Limits | None = None, assets: Path = ASSETS) -> gr.Blocks:
+              limits: Limits | None = None, assets: Path = ASSETS, public: bool | None = None) -> gr.Blocks:
+    public = is_public_deployment() if public is None else public
     output_root = Path(output_root or DEFAULT_OUTPUT_ROOT)
-    roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, output_root)
-    lab = Lab(default_model, output_root, roots, limits or Limits(), assets)
+    roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, public)
+    lab = Lab(default_model, output_root, roots, limits or (public_limits() if public else Limits()), assets)
     initial = cfg.build({"model": default_model}, preset=preset, allow_out_of_range=True)
     settings: dict = {}  # config field name -> its widget, filled by the tabs from the config metadata
-    with gr.Blocks(title="Fine-tuning lab", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Fine-tuning lab", analytics_enabled=False,
+                   delete_cache=PUBLIC_CACHE_CLEANUP if public else None) as demo:
         gr.HTML(HEADER)
         with gr.Tabs():
             with gr.Tab("1 · Data", id="data"):
@@ -54,6 +82,8 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
         train_tab.wire(lab, train, data, params, settings, compare, demo)
         compare_tab.wire(lab, compare, settings, data)
         export_tab.wire(lab, export)
+    if public:
+        demo.queue(max_size=PUBLIC_QUEUE_SIZE)  # beyond this, new requests are turned away, not queued forever
     return demo
 
 
@@ -64,9 +94,16 @@ def theme() -> gr.themes.Base:
                           font_mono=("ui-monospace", "SFMono-Regular", "Menlo", "monospace"))
 
 
-def launch_options(output_root: str | Path | None = None, limits: Limits | None = None) -> dict:
+def launch_options(output_root: str | Path | None = None, limits: Limits | None = None,
+                   public: bool | None = None) -> dict:
     """The launch() arguments the app needs: look, upload size cap, and the runs folder
-    (exported zips live there, and Gradio serves only files from allowed folders)."""
-    limits = limits or Limits()
-    return {"theme": theme(), "css": CSS, "max_file_size": limits.max_file_bytes,
-            "allowed_paths": [str(Path(output_root or DEFAULT_OUTPUT_ROOT))], "footer_links": ["api", "gradio"]}
+    (exported zips live there, and Gradio serves only files from allowed folders).
+    A public deployment also hides tracebacks and turns monitoring and MCP off."""
+    public = is_public_deployment() if public is None else public
+    limits = limits or (public_limits() if public else Limits())
+    options = {"theme": theme(), "css": CSS, "max_file_size": limits.max_file_bytes,
+               "allowed_paths": [str(Path(output_root or DEFAULT_OUTPUT_ROOT))], "footer_links": ["api", "gradio"],
+               "show_error": False, "enable_monitoring": False, "mcp_server": False}
+    if public:
+        options.update(ssr_mode=False, max_threads=40)
+    return options

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     while not (snapshot := run.wait(timeout=10)).finished:
         print(f"  {snapshot.status} step {snapshot.step}/{snapshot.max_steps} {time.time() - started:.0f}s",
               file=sys.stderr)
+    snapshot = run.wait()  # the worker's clean-up ends before the process does
     if snapshot.status != "completed":
         print(f"error: {snapshot.error}", file=sys.stderr)
         return 1

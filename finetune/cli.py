@@ -107,7 +107,9 @@ def _follow(run) -> "object":
             print(_progress_line(entry, snapshot), file=sys.stderr)
         shown = len(snapshot.history)
         if snapshot.finished:
-            return snapshot
+            # Let the worker thread finish its clean-up: exiting while it still
+            # runs torch code aborts the interpreter at shutdown.
+            return run.wait()
 
 
 def _progress_line(entry: dict, snapshot) -> str:

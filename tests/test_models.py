@@ -49,13 +49,19 @@ def test_local_folder_loads(tiny_model_dir):
 
 @pytest.mark.parametrize("spec, message", [
     ("./no/such/folder", "unknown model"),
-    ("../../etc", "no config.json"),
     ("a--b", "invalid model id"),
     ("", "no model given"),
 ])
 def test_bad_specs_are_refused_in_one_line(spec, message):
     with pytest.raises(ModelError, match=message) as err:
         models.resolve(spec)
+    assert "\n" not in str(err.value)
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ModelError, match="no config.json") as err:
+        models.resolve(str(tmp_path))
     assert "\n" not in str(err.value)
 
 

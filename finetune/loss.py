@@ -31,13 +31,15 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk):
             h = hidden[start:start + chunk].to(compute_dtype)
             t = targets[start:start + chunk]
-            logits = (h @ w.T).float()
-            log_z = torch.logsumexp(logits, dim=-1)
-            total += (log_z - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            # One fused log-softmax kernel over the [chunk, vocabulary] logits, in
+            # fp32; its exp, in place, is the softmax the gradient needs. (logsumexp
+            # then softmax made ~25% more passes over the largest tensor.)
+            log_probs = torch.log_softmax(h @ w.T, dim=-1, dtype=torch.float32)
+            total -= log_probs.gather(1, t[:, None]).sum()
             if grad_hidden is None and grad_weight is None:
                 continue
-            # d(CE)/d(logits) = softmax - onehot (softmax: one fused pass over the logits)
-            grad_logits = torch.softmax(logits, dim=-1)
+            # d(CE)/d(logits) = softmax - onehot
+            grad_logits = log_probs.exp_()
             grad_logits[torch.arange(t.shape[0], device=t.device), t] -= 1.0
             grad_logits = grad_logits.to(compute_dtype)
             if grad_hidden is not None:

@@ -162,22 +162,39 @@ class TrainingRun:
                 _ACTIVE.remove(self)
 
     def _work(self) -> None:
+        from .trainer import release_memory
         from .worker import execute  # heavy imports (torch, transformers) happen in the thread
 
+        unexpected = "the run ended unexpectedly; see the server log"
+        final = replace(self.snapshot(), status="failed", error=unexpected, message=unexpected)
         try:
-            execute(self)
-        except BaseException as err:  # any failure ends the run visibly; never a silent hang
-            from .worker import explain_failure
-
-            message = explain_failure(err, self.config)
-            self._update(status="failed", error=message, message=message, finished_at=time.time())
-            self.folder.write_json("error.json", {"error": message, "traceback": _redacted_traceback(err, self._token)})
-            self.folder.write_summary(self.snapshot(), self.config)
+            try:
+                outcome = execute(self)
+            except BaseException as err:  # any failure ends the run visibly; never a silent hang
+                outcome = self._failure(err)
+            final = replace(self.snapshot(), **outcome, finished_at=time.time())
+            try:
+                self.folder.write_summary(final, self.config)
+            except BaseException as err:  # e.g. the disk filled up
+                final = replace(final, **self._failure(err))
         finally:
-            from .trainer import release_memory
-
             release_memory()
             self._release_slot()
+            # Published last: whoever sees a finished status finds summary.json
+            # written, the memory released and the slot free for the next start.
+            with self._lock:
+                self._snapshot = final if final.finished_at else replace(final, finished_at=time.time())
+
+    def _failure(self, err: BaseException) -> dict:
+        from .worker import explain_failure
+
+        message = explain_failure(err, self.config)
+        try:
+            self.folder.write_json("error.json", {"error": message,
+                                                  "traceback": _redacted_traceback(err, self._token)})
+        except OSError:
+            pass  # the message still reaches the snapshot
+        return {"status": "failed", "error": message, "message": message}
 
 
 def _redacted_traceback(err: BaseException, token: str | None) -> str:

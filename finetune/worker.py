@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -28,7 +27,9 @@ def planned_steps(train_examples: int, config: TrainConfig) -> int:
     return math.ceil(batches / config.grad_accum) * config.epochs
 
 
-def execute(run) -> None:
+def execute(run) -> dict:
+    """Everything up to the run's outcome; returns the final snapshot's changes,
+    which the run publishes once its files are written."""
     config = run.config
     hardware = device.detect(config.precision)
     run.hardware = hardware
@@ -72,10 +73,9 @@ def execute(run) -> None:
     run.folder.write_json("comparison.json", rows)
     run.folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
     run.trained_model = final
-    status = "stopped" if stopped else "completed"
-    run._update(status=status, comparison=tuple(rows), scores=summarise_scores(rows), finished_at=time.time(),
-                message="stopped: the checkpoint and model are saved" if stopped else "training complete")
-    run.folder.write_summary(run.snapshot(), config)
+    return {"status": "stopped" if stopped else "completed", "comparison": tuple(rows),
+            "scores": summarise_scores(rows),
+            "message": "stopped: the checkpoint and model are saved" if stopped else "training complete"}
 
 
 def resolved_config(config: TrainConfig, model_label: str, prepared, hardware) -> dict:

@@ -3,6 +3,7 @@ every failure ends the run with a clear status (never a silent hang)."""
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -115,6 +116,29 @@ def test_exception_in_the_thread_fails_the_run_and_frees_the_slot(tiny_model_dir
     assert active_run() is None
     again = TrainingRun(config.replace(max_steps=1, held_out=0), tmp_path / "again", allow_out_of_range=True)
     assert again.start().wait(timeout=300).status == "completed"
+
+
+def test_a_finished_status_comes_after_the_summary_and_the_free_slot(tiny_model_dir, data_file, tmp_path,
+                                                                     monkeypatch):
+    """A client polling the status (the app, gradio_client) acts as soon as it
+    reads "completed": the files must be written and a new start accepted."""
+    from finetune.outputs import RunFolder
+
+    slow_write = RunFolder.write_summary
+
+    def write_summary_slowly(self, snapshot, config):
+        time.sleep(0.5)
+        return slow_write(self, snapshot, config)
+
+    monkeypatch.setattr(RunFolder, "write_summary", write_summary_slowly)
+    config = tiny_config(tiny_model_dir, data_file, max_steps=1, held_out=1, validation_fraction=0.0)
+    run = TrainingRun(config, tmp_path / "run", allow_out_of_range=True).start()
+    while not (snap := run.snapshot()).finished:
+        time.sleep(0.01)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == snap.status == "completed"
+    assert active_run() is None
+    run.wait()
 
 
 @pytest.mark.parametrize("validation, expected", [(0.0, "the training loss became nan at step 4"),

@@ -1,10 +1,9 @@
 """What a run will do before it starts: optimizer steps, warmup steps, tokens
 per epoch, the device, and the learning-rate curve the schedule will follow.
 
-The numbers come from the same code the run uses: `planned_steps` for the step
-count, the Trainer's warmup rounding, and transformers' own
-`cosine_with_min_lr` schedule evaluated on a dummy optimizer, so the curve shown
-before the run is the curve the run logs.
+The run takes its step and warmup counts from here (worker.build_trainer), and
+the curve is transformers' own `cosine_with_min_lr` schedule evaluated on a
+dummy optimizer, so what is shown before the run is what the run logs.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 from .config import TrainConfig
-from .worker import planned_steps
 
 MAX_CURVE_POINTS = 400  # enough for a smooth plot of a run of any length
 
@@ -30,8 +28,16 @@ class Plan:
     curve_lr: tuple[float, ...]  # the learning rate each step uses (what the Trainer logs at that step)
 
 
+def planned_steps(train_examples: int, config: TrainConfig) -> int:
+    """Optimizer steps the Trainer will take: ceil(batches / accumulation) per epoch."""
+    if config.max_steps:
+        return config.max_steps
+    batches = math.ceil(train_examples / config.batch_size)
+    return math.ceil(batches / config.grad_accum) * config.epochs
+
+
 def warmup_steps(config: TrainConfig, steps: int) -> int:
-    # The same rounding as the TrainingArguments built in worker.build_trainer.
+    """Warmup steps for the run: the value worker.build_trainer gives the Trainer."""
     return math.ceil(config.warmup_ratio * steps)
 
 

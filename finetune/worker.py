@@ -3,7 +3,6 @@ held-out prompts with the base model, train, answer them again, save."""
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,15 +15,8 @@ from .collate import PackingCollator
 from .config import TrainConfig
 from .evaluate import comparison_rows, generate, summarise_scores
 from .files import DataError
+from .plan import planned_steps, warmup_steps
 from .trainer import CheckpointError, LabTrainer, NonFiniteLossError, RunCallback, last_complete_checkpoint
-
-
-def planned_steps(train_examples: int, config: TrainConfig) -> int:
-    """Optimizer steps the Trainer will take: ceil(batches / accumulation) per epoch."""
-    if config.max_steps:
-        return config.max_steps
-    batches = math.ceil(train_examples / config.batch_size)
-    return math.ceil(batches / config.grad_accum) * config.epochs
 
 
 def execute(run) -> dict:
@@ -114,7 +106,7 @@ def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, che
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm, warmup_steps=math.ceil(config.warmup_ratio * steps),
+        max_grad_norm=config.max_grad_norm, warmup_steps=warmup_steps(config, steps),
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
         optim="adamw_torch_fused",  # fused on CPU too (torch>=2.4): one kernel instead of a loop per tensor
         logging_steps=1, logging_first_step=True, logging_nan_inf_filter=False,

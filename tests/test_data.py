@@ -7,7 +7,7 @@ import pytest
 from finetune.config import TrainConfig
 from finetune.dataset import prepare, split_examples
 from finetune.files import DataError, read_table
-from finetune.formats import detect, normalise
+from finetune.formats import normalise
 from finetune.render import IGNORE, Renderer
 
 ALPACA = [{"instruction": "Name a colour.", "input": "", "output": "Blue."},

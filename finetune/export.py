@@ -15,7 +15,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .models import DEFAULT_HUB_ID, DEFAULT_SPEC, _looks_like_path
+from .models import DEFAULT_HUB_ID, DEFAULT_SPEC, looks_like_path
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json")
 CARD_EXAMPLES = 5
@@ -37,7 +37,7 @@ def _read_json(path: Path, default):
 def _base_model_id(spec: str) -> str | None:
     if spec == DEFAULT_SPEC:
         return DEFAULT_HUB_ID
-    return None if _looks_like_path(spec) else spec
+    return None if looks_like_path(spec) else spec
 
 
 def _data_label(data: str) -> str:
@@ -133,8 +133,9 @@ def _example_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def export_run(folder: str | Path, target: str | Path | None = None) -> Path:
-    """Write the run's zip (default: <folder>/export/<folder name>.zip) and return its path."""
+def export_run(folder: str | Path, target: str | Path | None = None, card: str | None = None) -> Path:
+    """Write the run's zip (default: <folder>/export/<folder name>.zip) and return its path.
+    `card`: the model card when the caller has already built it (else built here)."""
     folder = Path(folder)
     model_dir = folder / "model"
     if not (model_dir.is_dir() and any(model_dir.glob("*.safetensors"))):
@@ -145,7 +146,7 @@ def export_run(folder: str | Path, target: str | Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("README.md", model_card(folder))
+        archive.writestr("README.md", card if card is not None else model_card(folder))
         for path in sorted(model_dir.iterdir()):
             if path.is_file():
                 stored = path.suffix in STORED_SUFFIXES

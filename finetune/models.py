@@ -102,7 +102,7 @@ def convert_gguf(gguf: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
     # A hub id is "name" or "namespace/name"; anything else is meant as a folder.
     return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1 or Path(spec).is_dir()
 
@@ -120,7 +120,7 @@ def resolve(spec: str, allowed_roots: tuple[Path, ...] | None = None) -> ModelSo
         if _is_complete_model_dir(default_model_dir()) or bundled_gguf_path() is not None:
             return ModelSource("local", str(ensure_default_model()), f"{DEFAULT_NAME} (bundled)")
         return _hub_source(DEFAULT_HUB_ID)
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         return _local_source(Path(spec).expanduser(), allowed_roots)
     return _hub_source(spec)
 

@@ -197,9 +197,13 @@ class TrainingRun:
         return {"status": "failed", "error": message, "message": message}
 
 
-def _redacted_traceback(err: BaseException, token: str | None) -> str:
-    text = "".join(traceback.format_exception(err))
+def redact(text: str, token: str | None) -> str:
+    """The text with a typed-in hub token masked: what any message or log gets."""
     return text.replace(token, "***") if token else text
+
+
+def _redacted_traceback(err: BaseException, token: str | None) -> str:
+    return redact("".join(traceback.format_exception(err)), token)
 
 
 def config_json(config: TrainConfig) -> str:

@@ -13,6 +13,7 @@ from finetune import config as cfg
 from finetune import dataset
 from finetune.files import SUFFIXES, DataError, load_table
 from finetune.models import ModelError
+from finetune.run import redact
 from ui import fields, plots
 from ui.data_views import details, empty_highlight, highlighted_example, preview_update, summary_markdown
 from ui.lab import Lab, user_error
@@ -125,7 +126,7 @@ def load_dataset(lab: Lab, source, file, bundled_dataset, hub_dataset, hub_token
             prepared = dataset.prepare(config, tokenizer, token=token, limits=lab.limits)
             example = highlighted_example(tokenizer, config, prepared.split.train[0])
     except (DataError, ModelError) as err:
-        message = str(err).replace(token, "***") if token else str(err)
+        message = redact(str(err), token)
         gr.Warning(message)
         # Undetected: offer the column mapping at once (the pickers show for format 'columns').
         fmt = gr.update(label="Format (not detected: map the columns)", value="columns") \

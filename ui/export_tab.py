@@ -50,11 +50,12 @@ def export(lab: Lab) -> tuple[str, str]:
         raise user_error(f"The run is still {snap.status}; export it when it finishes, or stop it.")
     if snap.status == "failed":
         raise user_error(f"The run failed, so there is no model to export: {snap.error}")
+    card = model_card(run.folder.root)
     try:
-        path = export_run(run.folder.root)
+        path = export_run(run.folder.root, card=card)
     except ExportError as err:
         raise user_error(err) from None
-    return str(path), _without_front_matter(model_card(run.folder.root))
+    return str(path), _without_front_matter(card)
 
 
 def wire(lab: Lab, tab: ExportTab) -> None:

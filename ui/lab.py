@@ -18,7 +18,7 @@ import gradio as gr
 
 from finetune import models
 from finetune.files import SUFFIXES, Limits
-from finetune.run import TrainingRun, active_run
+from finetune.run import TrainingRun, active_run, redact
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
@@ -27,10 +27,7 @@ DEMO_DATASET = "demo/demo.jsonl"
 
 def user_error(err: BaseException | str, token: str | None = None) -> gr.Error:
     """An engine error as a toast for the user; a typed-in token never reaches it."""
-    text = str(err)
-    if token:
-        text = text.replace(token, "***")
-    return gr.Error(text, print_exception=False)
+    return gr.Error(redact(str(err), token), print_exception=False)
 
 
 def bundled_datasets(root: Path = ASSETS) -> dict[str, Path]:

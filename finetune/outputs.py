@@ -74,8 +74,7 @@ class RunFolder:
         return path
 
     def write_summary(self, snapshot, config) -> Path:
-        losses = [h["loss"] for h in snapshot.history if "loss" in h]
-        evals = [h["eval_loss"] for h in snapshot.history if "eval_loss" in h]
+        losses, evals = snapshot.logged("loss"), snapshot.logged("eval_loss")
         return self.write_json("summary.json", {
             "status": snapshot.status,
             "error": snapshot.error,

@@ -62,6 +62,10 @@ class Snapshot:
     def finished(self) -> bool:
         return self.status in FINAL
 
+    def logged(self, key: str) -> list:
+        """Every logged value of `key` ("loss", "eval_loss", ...), in step order."""
+        return [h[key] for h in self.history if key in h]
+
     @property
     def elapsed(self) -> float:
         return ((self.finished_at or time.time()) - self.started_at) if self.started_at else 0.0
@@ -172,7 +176,7 @@ class TrainingRun:
                 outcome = execute(self)
             except BaseException as err:  # any failure ends the run visibly; never a silent hang
                 outcome = self._failure(err)
-            final = replace(self.snapshot(), **outcome, finished_at=time.time())
+            final = replace(self.snapshot(), **outcome)
             try:
                 self.folder.write_summary(final, self.config)
             except BaseException as err:  # e.g. the disk filled up
@@ -183,7 +187,7 @@ class TrainingRun:
             # Published last: whoever sees a finished status finds summary.json
             # written, the memory released and the slot free for the next start.
             with self._lock:
-                self._snapshot = final if final.finished_at else replace(final, finished_at=time.time())
+                self._snapshot = replace(final, finished_at=time.time())
 
     def _failure(self, err: BaseException) -> dict:
         from .worker import explain_failure

@@ -53,8 +53,8 @@ def stats_markdown(snap: Snapshot | None) -> str:
     return f"<div class='lab-stats'>{body}</div>{device}"
 
 
-def last(history, key):
-    values = [h[key] for h in history if key in h]
+def last(snap: Snapshot, key: str):
+    values = snap.logged(key)
     return values[-1] if values else None
 
 
@@ -68,7 +68,7 @@ def status_dict(snap: Snapshot | None, stop_requested: bool = False) -> dict:
         "epoch": snap.epoch, "elapsed_seconds": round(snap.elapsed, 1), "eta_seconds": snap.eta_seconds,
         "tokens_per_second": snap.tokens_per_second, "hardware": snap.hardware, "model": snap.model,
         "train_examples": snap.train_examples, "train_tokens": snap.train_tokens,
-        "last_train_loss": last(snap.history, "loss"), "last_validation_loss": last(snap.history, "eval_loss"),
+        "last_train_loss": last(snap, "loss"), "last_validation_loss": last(snap, "eval_loss"),
         "output_dir": snap.output_dir, "history": list(snap.history), "comparison": list(snap.comparison),
         "scores": snap.scores,
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-IGNORE = -100
+from .render import IGNORE
 
 
 def plan_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:

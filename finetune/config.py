@@ -13,8 +13,9 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from .formats import FORMATS, MAPPED_FORMAT, format_choices
 
 DEMO_DATA = str(Path(__file__).resolve().parent.parent / "assets" / "demo" / "demo.jsonl")
 
@@ -23,104 +24,105 @@ class ConfigError(ValueError):
     """One or more settings are refused; the message lists each."""
 
 
-def _f(default, help, group, **meta):
+def setting(default, help, group, **meta):
+    """A TrainConfig field: its default, help text, group and limits (min/max, hard_min/hard_max, step, choices)."""
     return field(default=default, metadata={"help": help, "group": group, **meta})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # --- data
-    model: str = _f("default", "Model: 'default' (bundled SmolLM2-135M-Instruct), a local folder or a hub id.", "data")
-    data: str = _f("", "Dataset: a JSON, JSONL, CSV or Parquet file, or a hub dataset id.", "data")
-    format: str = _f(
+    model: str = setting("default", "Model: 'default' (bundled SmolLM2-135M-Instruct), a local folder or a hub id.", "data")
+    data: str = setting("", "Dataset: a JSON, JSONL, CSV or Parquet file, or a hub dataset id.", "data")
+    format: str = setting(
         "auto",
-        "Record format; 'auto' detects it from the columns. 'columns' uses the column mapping below.",
+        f"Record format; 'auto' detects it from the columns. '{MAPPED_FORMAT}' uses the column mapping below.",
         "data",
-        choices=("auto", "alpaca", "dolly", "prompt_completion", "qa", "sharegpt", "messages", "text", "columns"),
+        choices=format_choices,
     )
-    prompt_column: str = _f("", "Column holding the prompt (format 'columns').", "data")
-    response_column: str = _f("", "Column holding the response (format 'columns').", "data")
-    system_column: str = _f("", "Optional column holding a per-record system message.", "data")
-    template: str = _f(
+    prompt_column: str = setting("", f"Column holding the prompt (format '{MAPPED_FORMAT}').", "data")
+    response_column: str = setting("", f"Column holding the response (format '{MAPPED_FORMAT}').", "data")
+    system_column: str = setting("", "Optional column holding a per-record system message.", "data")
+    template: str = setting(
         "auto",
         "How examples become text: the model's chat template ('chat'), the Alpaca prompt "
         "('### Instruction:' / '### Response:'), or 'auto' (chat template when the model has one).",
         "data",
         choices=("auto", "chat", "alpaca"),
     )
-    system_prompt: str = _f("", "System message added to every example that has none.", "data")
-    max_length: int = _f(
+    system_prompt: str = setting("", "System message added to every example that has none.", "data")
+    max_length: int = setting(
         512, "Longest example in tokens; longer ones are truncated or dropped.", "data",
         min=128, max=2048, hard_min=16, hard_max=32768, step=64,
     )
-    overlong: str = _f("truncate", "What to do with examples over max_length.", "data", choices=("truncate", "drop"))
-    held_out: int = _f(
+    overlong: str = setting("truncate", "What to do with examples over max_length.", "data", choices=("truncate", "drop"))
+    held_out: int = setting(
         10, "Prompts kept out of training for the before/after comparison.", "data",
         min=0, max=50, hard_min=0, hard_max=500, step=1,
     )
-    validation_fraction: float = _f(
+    validation_fraction: float = setting(
         0.05, "Share of the records used for validation loss.", "data",
         min=0.0, max=0.2, hard_min=0.0, hard_max=0.5, step=0.01,
     )
     # --- optimisation
-    method: str = _f(
+    method: str = setting(
         "full", "Full fine-tuning updates every weight; LoRA trains small adapters (less memory, higher learning rate).",
         "optim", choices=("full", "lora"),
     )
-    learning_rate: float = _f(
+    learning_rate: float = setting(
         2e-5,
         "Peak learning rate: 10-100x smaller than pre-training; start at 2e-5. "
         "LoRA trains few weights and wants 5e-5 to 5e-4.",
         "optim", min=1e-6, max=5e-5, lora_min=5e-5, lora_max=5e-4, hard_min=1e-8, hard_max=1e-2, step=1e-6,
     )
-    min_lr_ratio: float = _f(
+    min_lr_ratio: float = setting(
         0.1, "The cosine schedule decays from the peak learning rate to peak x this ratio.", "optim",
         min=0.0, max=0.5, hard_min=0.0, hard_max=1.0, step=0.01,
     )
-    batch_size: int = _f(
+    batch_size: int = setting(
         8, "Examples per forward pass; the engine packs them into rows without padding.", "optim",
         min=4, max=32, hard_min=1, hard_max=512, step=1,
     )
-    grad_accum: int = _f(
+    grad_accum: int = setting(
         4, "Forward passes per optimizer step; examples per step = batch size x accumulation.", "optim",
         min=1, max=16, hard_min=1, hard_max=256, step=1,
     )
-    epochs: int = _f(3, "Passes over the training set; more than a few overfits small data.", "optim",
+    epochs: int = setting(3, "Passes over the training set; more than a few overfits small data.", "optim",
                      min=1, max=5, hard_min=1, hard_max=100, step=1)
-    max_steps: int = _f(0, "Stop after this many optimizer steps (0: run all epochs).", "optim",
+    max_steps: int = setting(0, "Stop after this many optimizer steps (0: run all epochs).", "optim",
                         min=0, max=100000, hard_min=0, hard_max=10**7, step=1)
-    warmup_ratio: float = _f(
+    warmup_ratio: float = setting(
         0.05, "Share of steps spent ramping the learning rate up from 0, which steadies the first updates.", "optim",
         min=0.03, max=0.1, hard_min=0.0, hard_max=0.5, step=0.01,
     )
-    weight_decay: float = _f(0.1, "AdamW weight decay (not applied to norms and biases).", "optim",
+    weight_decay: float = setting(0.1, "AdamW weight decay (not applied to norms and biases).", "optim",
                              min=0.0, max=0.2, hard_min=0.0, hard_max=1.0, step=0.01)
-    max_grad_norm: float = _f(1.0, "Gradient clipping norm; guards against loss spikes.", "optim",
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm; guards against loss spikes.", "optim",
                               min=0.1, max=5.0, hard_min=0.0, hard_max=100.0, step=0.1)
     # --- LoRA
-    lora_r: int = _f(16, "LoRA rank: adapter size.", "lora", min=4, max=64, hard_min=1, hard_max=1024, step=4)
-    lora_alpha: int = _f(32, "LoRA scaling; usually twice the rank.", "lora", min=4, max=128, hard_min=1,
+    lora_r: int = setting(16, "LoRA rank: adapter size.", "lora", min=4, max=64, hard_min=1, hard_max=1024, step=4)
+    lora_alpha: int = setting(32, "LoRA scaling; usually twice the rank.", "lora", min=4, max=128, hard_min=1,
                          hard_max=4096, step=4)
-    lora_dropout: float = _f(0.05, "Dropout on the LoRA adapters.", "lora", min=0.0, max=0.2, hard_min=0.0,
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA adapters.", "lora", min=0.0, max=0.2, hard_min=0.0,
                              hard_max=0.9, step=0.01)
     # --- evaluation and run control
-    eval_steps: int = _f(0, "Validation loss every N optimizer steps (0: about 10 times per run).", "run",
+    eval_steps: int = setting(0, "Validation loss every N optimizer steps (0: about 10 times per run).", "run",
                          min=0, max=10000, hard_min=0, hard_max=10**7, step=1)
-    early_stopping_patience: int = _f(
+    early_stopping_patience: int = setting(
         0, "Stop when validation loss has not improved for this many evaluations (0: off).", "run",
         min=0, max=20, hard_min=0, hard_max=1000, step=1,
     )
-    save_steps: int = _f(0, "Checkpoint every N optimizer steps for resuming (0: only at the end or on stop).",
+    save_steps: int = setting(0, "Checkpoint every N optimizer steps for resuming (0: only at the end or on stop).",
                          "run", min=0, max=100000, hard_min=0, hard_max=10**7, step=1)
-    seed: int = _f(42, "Random seed for the split, shuffling and initialisation.", "run",
+    seed: int = setting(42, "Random seed for the split, shuffling and initialisation.", "run",
                    min=0, max=2**31 - 1, hard_min=0, hard_max=2**31 - 1, step=1)
-    precision: str = _f("auto", "Autocast precision; weights stay fp32. 'auto': bf16 where the device supports it.",
+    precision: str = setting("auto", "Autocast precision; weights stay fp32. 'auto': bf16 where the device supports it.",
                         "run", choices=("auto", "bf16", "fp16", "fp32"))
-    packing: bool = _f(True, "Pack examples into rows with a block-diagonal mask instead of padding.", "run")
-    compile: str = _f("auto", "torch.compile the decoder layers: ~10-30% faster steps for seconds to a minute of "
+    packing: bool = setting(True, "Pack examples into rows with a block-diagonal mask instead of padding.", "run")
+    compile: str = setting("auto", "torch.compile the decoder layers: ~10-30% faster steps for seconds to a minute of "
                       "compiling ('auto': for runs of 100k training tokens or more).", "run",
                       choices=("auto", "on", "off"))
-    max_new_tokens: int = _f(96, "Tokens generated per held-out prompt for the before/after comparison.", "run",
+    max_new_tokens: int = setting(96, "Tokens generated per held-out prompt for the before/after comparison.", "run",
                              min=16, max=512, hard_min=1, hard_max=4096, step=16)
 
     def replace(self, **changes: Any) -> "TrainConfig":
@@ -132,6 +134,21 @@ class TrainConfig:
     @property
     def examples_per_step(self) -> int:
         return self.batch_size * self.grad_accum
+
+    def data_key(self) -> tuple:
+        """Everything the prepared examples depend on: the data settings (model
+        included, for its tokenizer) and the seed that draws the split. Two
+        configs with the same key prepare the same data."""
+        return tuple(getattr(self, f.name) for f in fields() if f.metadata["group"] == "data" or f.name == "seed")
+
+
+class Checked(NamedTuple):
+    """A config that passed validate(), with the warnings for the values outside
+    the recommended ranges that `allow_out_of_range` let through."""
+
+    config: TrainConfig
+    warnings: tuple[str, ...] = ()
+    allow_out_of_range: bool = False
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -159,6 +176,12 @@ def field_by_name(name: str) -> dataclasses.Field:
         if f.name == name:
             return f
     raise KeyError(name)
+
+
+def choices(f: dataclasses.Field) -> tuple[str, ...] | None:
+    """The values a choice field accepts (a registry's names are read when asked, so a new entry counts)."""
+    found = f.metadata.get("choices")
+    return tuple(found() if callable(found) else found) if found is not None else None
 
 
 def recommended_range(f: dataclasses.Field, method: str) -> tuple[Any, Any] | None:
@@ -200,7 +223,7 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
 
 
 def build(values: dict[str, Any] | None = None, preset: str | None = None,
-          allow_out_of_range: bool = False, base: TrainConfig | None = None) -> TrainConfig:
+          allow_out_of_range: bool = False, base: TrainConfig | None = None) -> Checked:
     """Make a validated config from a preset and raw values (later wins)."""
     merged: dict[str, Any] = {}
     if preset:
@@ -220,9 +243,11 @@ def build(values: dict[str, Any] | None = None, preset: str | None = None,
             problems.append(str(err))
     if problems:
         raise ConfigError("; ".join(problems))
-    config = dataclasses.replace(base or TrainConfig(), **coerced)
-    validate(config, allow_out_of_range)
-    return config
+    return check(dataclasses.replace(base or TrainConfig(), **coerced), allow_out_of_range)
+
+
+def check(config: TrainConfig, allow_out_of_range: bool = False) -> Checked:
+    return Checked(config, tuple(validate(config, allow_out_of_range)), allow_out_of_range)
 
 
 def validate(config: TrainConfig, allow_out_of_range: bool = False) -> list[str]:
@@ -232,8 +257,9 @@ def validate(config: TrainConfig, allow_out_of_range: bool = False) -> list[str]
     for f in fields():
         value = getattr(config, f.name)
         meta = f.metadata
-        if "choices" in meta and value not in meta["choices"]:
-            problems.append(f"{f.name}: {value!r} is not one of {', '.join(meta['choices'])}")
+        accepted = choices(f)
+        if accepted is not None and value not in accepted:
+            problems.append(f"{f.name}: {value!r} is not one of {', '.join(accepted)}")
             continue
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
@@ -247,8 +273,9 @@ def validate(config: TrainConfig, allow_out_of_range: bool = False) -> list[str]
         if bounds and not bounds[0] <= value <= bounds[1] and not _is_off_value(f, value):
             message = f"{f.name}: {value:g} is outside the recommended range {bounds[0]:g}..{bounds[1]:g}"
             (warnings if allow_out_of_range else problems).append(message)
-    if config.format == "columns" and not (config.prompt_column and config.response_column):
-        problems.append("format 'columns' needs prompt_column and response_column")
+    if config.format in FORMATS and FORMATS[config.format].mapped and not (config.prompt_column
+                                                                          and config.response_column):
+        problems.append(f"format '{config.format}' needs prompt_column and response_column")
     if problems:
         hint = "" if allow_out_of_range else " (allow values outside the recommended ranges to override range checks)"
         raise ConfigError("; ".join(problems) + (hint if any("recommended" in p for p in problems) else ""))

@@ -15,7 +15,9 @@ import json
 import zipfile
 from pathlib import Path
 
-from .models import DEFAULT_HUB_ID, DEFAULT_SPEC, looks_like_path
+from .files import looks_like_path
+from .metrics import METRICS
+from .models import DEFAULT_HUB_ID, DEFAULT_SPEC
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json")
 CARD_EXAMPLES = 5
@@ -42,7 +44,7 @@ def _base_model_id(spec: str) -> str | None:
 
 def _data_label(data: str) -> str:
     # An uploaded file lives in a server temp folder; its name is what the user knows.
-    return Path(data).name if (Path(data).suffix or data.startswith(("/", "."))) else data
+    return Path(data).name if looks_like_path(data) else data
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -110,12 +112,13 @@ def model_card(folder: str | Path) -> str:
 def _score_lines(scores: dict) -> list[str]:
     if not scores:
         return []
-    lines = ["Held-out answers matching the reference (normalised: case, punctuation and spacing ignored):", "",
-             "| prompts | count | exact before | exact after | normalised before | normalised after |",
-             "|---|---|---|---|---|---|"]
+    lines = ["Held-out answers scored against the reference, before and after training:", ""]
+    lines += [f"- *{m.label}*: {m.help}" for m in METRICS.values()]
+    header = [f"{m.label} {side}" for m in METRICS.values() for side in ("before", "after")]
+    lines += ["", "| prompts | count | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
     for name, entry in scores.items():
         cells = [f"{entry[k]:.0%}" if isinstance(entry.get(k), (int, float)) else "n/a"
-                 for k in ("before_exact", "after_exact", "before_normalised", "after_normalised")]
+                 for k in (f"{side}_{m}" for m in METRICS for side in ("before", "after"))]
         lines.append(f"| {name} | {entry.get('prompts', 0)} | " + " | ".join(cells) + " |")
     return lines + [""]
 

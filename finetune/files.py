@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .hub_token import redact
+
 SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 MISSING_MARKERS = frozenset({"", "null", "none", "na", "n/a", "nan"})
 
@@ -102,13 +104,11 @@ def _decode(raw: bytes, name: str) -> tuple[str, list[str]]:
         return raw.decode("utf-8"), []
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-    for encoding, label in (("cp1252", "Windows-1252"), ("latin-1", "Latin-1")):
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        return text, [f"{name} is not UTF-8 (first non-UTF-8 byte on line {line}); decoded it as {label}"]
-    raise DataError(f"{name}: not UTF-8 at line {line}")  # unreachable: latin-1 decodes any bytes
+    try:
+        text, label = raw.decode("cp1252"), "Windows-1252"
+    except UnicodeDecodeError:  # cp1252 leaves five bytes undefined; Latin-1 decodes any byte
+        text, label = raw.decode("latin-1"), "Latin-1"
+    return text, [f"{name} is not UTF-8 (first non-UTF-8 byte on line {line}); decoded it as {label}"]
 
 
 def _read_json(text: str, name: str) -> Table:
@@ -279,7 +279,7 @@ def read_hub_dataset(dataset_id: str, token: str | None = None, limits: Limits |
         hub = datasets.load_dataset(dataset_id, split="train", token=token)
     except Exception as err:  # offline, unknown id, gated: one line for the user
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot load hub dataset {dataset_id}: {text.replace(token, '***') if token else text}") from None
+        raise DataError(f"cannot load hub dataset {dataset_id}: {redact(text, token)}") from None
     if len(hub) > limits.max_records:
         hub = hub.select(range(limits.max_records))
     records = hub.to_list()
@@ -288,9 +288,19 @@ def read_hub_dataset(dataset_id: str, token: str | None = None, limits: Limits |
     return table
 
 
+def looks_like_path(spec: str) -> bool:
+    """Whether a model or dataset spec means a local path rather than a hub id.
+
+    A hub id is "name" or "namespace/name"; a leading / . or ~, a backslash,
+    more than one slash, a data file's suffix, or something that exists on disk
+    make it a path."""
+    spec = spec.strip()
+    return (spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1
+            or Path(spec).suffix.lower() in SUFFIXES or Path(spec).expanduser().exists())
+
+
 def load_table(source: str, token: str | None = None, limits: Limits | None = None) -> Table:
-    """A dataset from a file path or, when no such file exists, a hub dataset id."""
-    path = Path(source).expanduser()
-    if path.suffix.lower() in SUFFIXES or path.exists() or source.startswith((".", "/", "~")):
-        return read_table(path, limits)
+    """A dataset from a file path or a hub dataset id."""
+    if looks_like_path(source):
+        return read_table(Path(source).expanduser(), limits)
     return read_hub_dataset(source, token, limits)

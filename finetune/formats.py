@@ -2,32 +2,19 @@
 a conversation of role/content messages with an optional system message (or,
 for language-modelling data, plain text).
 
-Formats, by the columns that identify them:
-    messages           {"messages": [{"role": "user", "content": ...}, ...]}       (OpenAI)
-    sharegpt           {"conversations": [{"from": "human", "value": ...}, ...]}
-    alpaca             {"instruction", "input"?, "output"}
-    dolly              {"instruction", "context"?, "response"}
-    prompt_completion  {"prompt", "completion"}
-    qa                 {"question", "answer"}
-    columns            any two columns named by the user (prompt_column, response_column)
-    text               {"text"}                                                     (language modelling)
+FORMATS below is the one list of formats: their names, labels, the columns
+that identify them, and how their records are read. Adding a format is one
+entry there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
 
 from .files import DataError, Table
 
-# format -> (required columns, optional columns); matched case-insensitively.
-COLUMN_FORMATS = {
-    "alpaca": (("instruction", "output"), ("input", "system")),
-    "dolly": (("instruction", "response"), ("context", "system")),
-    "prompt_completion": (("prompt", "completion"), ("system",)),
-    "qa": (("question", "answer"), ("system",)),
-}
-CHAT_FORMATS = {"messages": "messages", "sharegpt": "conversations"}
-DETECTION_ORDER = ("messages", "sharegpt", "alpaca", "dolly", "prompt_completion", "qa", "text")
 SHAREGPT_ROLES = {
     "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
     "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system",
@@ -68,54 +55,70 @@ class Normalised:
     notices: list[str]
 
 
+@dataclass(frozen=True)
+class Mapping:
+    """The user's column choices (settings prompt_column, response_column, system_column)."""
+
+    prompt: str = ""
+    response: str = ""
+    system: str = ""
+
+
+@dataclass(frozen=True)
+class Format:
+    """One record format. `columns` identify it (case-insensitively) when the
+    format is 'auto'; a format without them is only ever chosen by name.
+    `read(table, format, mapping)` turns a table into examples."""
+
+    name: str
+    label: str  # for people: what the Data tab shows
+    read: Callable[["Table", "Format", Mapping], "Normalised"]
+    columns: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()  # a context column (Alpaca's input), a system column
+    mapped: bool = False  # the user names the prompt and response columns
+
+
 def _lookup(columns: list[str]) -> dict[str, str]:
     return {c.strip().lower(): c for c in columns}
 
 
 def detect(table: Table) -> str:
     lower = _lookup(table.columns)
-    for name in DETECTION_ORDER:
-        if name in CHAT_FORMATS and CHAT_FORMATS[name] in lower:
-            return name
-        if name in COLUMN_FORMATS and all(c in lower for c in COLUMN_FORMATS[name][0]):
-            return name
-        if name == "text" and "text" in lower:
-            return name
+    for fmt in FORMATS.values():
+        if fmt.columns and all(c in lower for c in fmt.columns):
+            return fmt.name
+    expected = ", ".join("/".join(f.columns) for f in FORMATS.values() if f.columns)
     raise DataError(
-        f"{table.source}: cannot tell the format from the columns {table.columns}; expected messages, "
-        "conversations, instruction/output, instruction/response, prompt/completion, question/answer or text, "
-        "or name the prompt and response columns (format 'columns')"
+        f"{table.source}: cannot tell the format from the columns {table.columns}; expected {expected}, "
+        f"or name the prompt and response columns (format '{MAPPED_FORMAT}')"
     )
 
 
 def normalise(table: Table, format: str = "auto", prompt_column: str = "", response_column: str = "",
               system_column: str = "") -> Normalised:
     name = detect(table) if format == "auto" else format
-    if name == "columns":
-        mapping = {"prompt": prompt_column, "response": response_column, "system": system_column}
-    elif name in COLUMN_FORMATS:
-        mapping = _column_mapping(table, name)
-    elif name in CHAT_FORMATS:
-        return _normalise_chat(table, name)
-    elif name == "text":
-        return _normalise_text(table)
-    else:
+    if name not in FORMATS:
         raise DataError(f"unknown format {name!r}")
-    return _normalise_columns(table, name, mapping)
+    fmt = FORMATS[name]
+    return fmt.read(table, fmt, Mapping(prompt_column, response_column, system_column))
 
 
-def _column_mapping(table: Table, name: str) -> dict[str, str]:
-    required, optional = COLUMN_FORMATS[name]
+def _read_named_columns(table: Table, fmt: Format, mapping: Mapping) -> Normalised:
+    """A format whose columns are known: the first two are prompt and response."""
     lower = _lookup(table.columns)
-    missing = [c for c in required if c not in lower]
+    missing = [c for c in fmt.columns if c not in lower]
     if missing:
-        raise DataError(
-            f"{table.source}: missing required columns for {name}: expected {', '.join(required)}; "
-            f"found {', '.join(table.columns)}"
-        )
-    prompt, response = (lower[c] for c in required)
-    context = next((lower[c] for c in optional if c != "system" and c in lower), "")
-    return {"prompt": prompt, "response": response, "context": context, "system": lower.get("system", "")}
+        raise DataError(f"{table.source}: missing required columns for {fmt.name}: expected "
+                        f"{', '.join(fmt.columns)}; found {', '.join(table.columns)}")
+    prompt, response = (lower[c] for c in fmt.columns)
+    context = next((lower[c] for c in fmt.optional if c != "system" and c in lower), "")
+    return _normalise_columns(table, fmt.name, {"prompt": prompt, "response": response, "context": context,
+                                                "system": lower.get("system", "")})
+
+
+def _read_mapped_columns(table: Table, fmt: Format, mapping: Mapping) -> Normalised:
+    return _normalise_columns(table, fmt.name, {"prompt": mapping.prompt, "response": mapping.response,
+                                                "system": mapping.system})
 
 
 def _check_text_columns(table: Table, columns: list[str]) -> None:
@@ -159,10 +162,15 @@ def _normalise_columns(table: Table, name: str, mapping: dict[str, str]) -> Norm
     return _finish(table, name, examples, dropped)
 
 
-def _normalise_chat(table: Table, name: str) -> Normalised:
-    column = _lookup(table.columns)[CHAT_FORMATS[name]]
-    role_key, text_key, roles = ("role", "content", MESSAGE_ROLES) if name == "messages" else \
-        ("from", "value", SHAREGPT_ROLES)
+def _read_chat(table: Table, fmt: Format, mapping: Mapping, role_key: str, text_key: str,
+               roles: dict[str, str]) -> Normalised:
+    """Conversations: one column holding a list of {role_key, text_key} turns."""
+    name = fmt.name
+    lower = _lookup(table.columns)
+    if fmt.columns[0] not in lower:
+        raise DataError(f"{table.source}: no {fmt.columns[0]!r} column for format {name}; found "
+                        f"{', '.join(table.columns)}")
+    column = lower[fmt.columns[0]]
     examples, dropped = [], {"no assistant reply": [], "empty response": []}
     for record, where in zip(table.records, table.where):
         turns = record.get(column)
@@ -201,8 +209,11 @@ def _append_turn(messages: list[dict], role: str, text: str) -> None:
         messages.append({"role": role, "content": text})
 
 
-def _normalise_text(table: Table) -> Normalised:
-    column = _lookup(table.columns)["text"]
+def _read_text(table: Table, fmt: Format, mapping: Mapping) -> Normalised:
+    lower = _lookup(table.columns)
+    if "text" not in lower:
+        raise DataError(f"{table.source}: no 'text' column; found {', '.join(table.columns)}")
+    column = lower["text"]
     _check_text_columns(table, [column])
     examples, dropped = [], {"empty text": []}
     for record, where in zip(table.records, table.where):
@@ -229,3 +240,27 @@ def _finish(table: Table, name: str, examples: list[Example], dropped: dict[str,
     if not examples:
         raise DataError(f"{table.source}: no usable records ({'; '.join(notices) or 'all were empty'})")
     return Normalised(name, examples, dropped, notices)
+
+
+# In detection order: the first format whose columns a table has is its format.
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("messages", "OpenAI-style messages", partial(_read_chat, role_key="role", text_key="content",
+                                                        roles=MESSAGE_ROLES), columns=("messages",)),
+    Format("sharegpt", "ShareGPT conversations", partial(_read_chat, role_key="from", text_key="value",
+                                                         roles=SHAREGPT_ROLES), columns=("conversations",)),
+    Format("alpaca", "Alpaca (instruction / input / output)", _read_named_columns,
+           columns=("instruction", "output"), optional=("input", "system")),
+    Format("dolly", "Dolly (instruction / context / response)", _read_named_columns,
+           columns=("instruction", "response"), optional=("context", "system")),
+    Format("prompt_completion", "prompt / completion", _read_named_columns, columns=("prompt", "completion"),
+           optional=("system",)),
+    Format("qa", "question / answer", _read_named_columns, columns=("question", "answer"), optional=("system",)),
+    Format("text", "plain text (language modelling)", _read_text, columns=("text",)),
+    Format("columns", "mapped columns", _read_mapped_columns, mapped=True),
+)}
+MAPPED_FORMAT = next(f.name for f in FORMATS.values() if f.mapped)
+
+
+def format_choices() -> tuple[str, ...]:
+    """What the `format` setting accepts: 'auto' (detect) or a format's name."""
+    return ("auto", *FORMATS)

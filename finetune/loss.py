@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-IGNORE = -100
 CHUNK_TOKENS = 1024
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .formats import Example
 
-IGNORE = -100
+IGNORE = -100  # the label of a position the loss skips (PyTorch's cross_entropy ignore_index)
 ALPACA_SYSTEM = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 
 
@@ -25,10 +25,6 @@ class Encoded:
     @property
     def truncated(self) -> bool:
         return self.original_length > len(self.input_ids)
-
-    @property
-    def trained_tokens(self) -> int:
-        return sum(1 for label in self.labels if label != IGNORE)
 
 
 class Renderer:

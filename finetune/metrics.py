@@ -1,0 +1,93 @@
+"""How an answer scores against its reference (the one list of metrics), and
+the held-out comparison: each prompt's reference, its answers before and after
+training, and their scores.
+
+The Compare tab, comparison.json, summary.json and the model card all iterate
+METRICS, so adding a metric is one entry here. Each scorer maps (answer,
+reference) to a number from 0 to 1; a share over many prompts is their mean.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+from .dataset import HeldOutPrompt
+
+
+def normalise_answer(text: str) -> str:
+    """Lower case, no punctuation, single spaces: "Paris." == "paris"."""
+    text = unicodedata.normalize("NFKC", text).lower().strip()
+    text = text.translate(str.maketrans({c: " " for c in string.punctuation}))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _exact(answer: str, reference: str) -> float:
+    return float(answer.strip() == reference.strip())
+
+
+def _normalised(answer: str, reference: str) -> float:
+    return float(normalise_answer(answer) == normalise_answer(reference))
+
+
+def _contains(answer: str, reference: str) -> float:
+    wanted = normalise_answer(reference)
+    return float(bool(wanted) and f" {wanted} " in f" {normalise_answer(answer)} ")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the key in comparison.json and summary.json
+    label: str  # for people
+    help: str
+    score: Callable[[str, str], float]
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("exact", "exact", "the answer is the reference, character for character (outer spaces aside)", _exact),
+    Metric("normalised", "normalised", "equal once case, punctuation and spacing are ignored", _normalised),
+    Metric("contains", "contains", "the reference appears in the answer as whole words", _contains),
+)}
+
+
+def score(answer: str | None, reference: str) -> dict[str, float]:
+    """Every metric for one answer; a missing answer scores 0 on all."""
+    if answer is None:
+        return {name: 0.0 for name in METRICS}
+    return {name: metric.score(answer, reference) for name, metric in METRICS.items()}
+
+
+def comparison_rows(held_out: list[HeldOutPrompt], before: list[str] | None, after: list[str] | None) -> list[dict]:
+    rows = []
+    for i, item in enumerate(held_out):
+        b = before[i] if before else None
+        a = after[i] if after else None
+        rows.append({
+            "prompt": item.question, "reference": item.reference, "category": item.category, "task": item.task,
+            "before": b, "after": a, "before_score": score(b, item.reference) if before else None,
+            "after_score": score(a, item.reference) if after else None,
+        })
+    return rows
+
+
+def summarise_scores(rows: list[dict]) -> dict:
+    """Share of prompts matched, per category ("all" plus e.g. "task", "general")."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups["all"].append(row)
+        if row["category"]:
+            groups[row["category"]].append(row)
+    result = {}
+    for name, members in groups.items():
+        entry = {"prompts": len(members)}
+        for side in ("before", "after"):
+            scored = [m[f"{side}_score"] for m in members if m[f"{side}_score"] is not None]
+            if scored:
+                for metric in METRICS:
+                    entry[f"{side}_{metric}"] = round(sum(s.get(metric, 0.0) for s in scored) / len(scored), 4)
+        result[name] = entry
+    return result

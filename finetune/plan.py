@@ -1,7 +1,7 @@
 """What a run will do before it starts: optimizer steps, warmup steps, tokens
 per epoch, the device, and the learning-rate curve the schedule will follow.
 
-The run takes its step and warmup counts from here (worker.build_trainer), and
+The run takes its step and warmup counts from here (trainer.build_trainer), and
 the curve is transformers' own `cosine_with_min_lr` schedule evaluated on a
 dummy optimizer, so what is shown before the run is what the run logs.
 """
@@ -37,7 +37,7 @@ def planned_steps(train_examples: int, config: TrainConfig) -> int:
 
 
 def warmup_steps(config: TrainConfig, steps: int) -> int:
-    """Warmup steps for the run: the value worker.build_trainer gives the Trainer."""
+    """Warmup steps for the run: the value trainer.build_trainer gives the Trainer."""
     return math.ceil(config.warmup_ratio * steps)
 
 

@@ -7,7 +7,6 @@ mutable module state, claimed in start() and released in the worker's finally.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import traceback
@@ -15,11 +14,13 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .config import TrainConfig, validate
+from .config import Checked, TrainConfig, check
 from .dataset import PreparedData
-from .device import Hardware
-from .models import DEFAULT_SPEC, resolve
+from .metrics import comparison_rows
+from .hub_token import redact
+from .models import ModelSource, resolve
 from .outputs import RunFolder
+from .plan import Plan
 
 _SLOT_LOCK = threading.Lock()
 _ACTIVE: list["TrainingRun"] = []  # the one-run-at-a-time slot: empty or one run
@@ -34,7 +35,19 @@ def active_run() -> "TrainingRun | None":
         return _ACTIVE[0] if _ACTIVE else None
 
 
-STATUSES = ("pending", "loading", "baseline", "training", "finishing", "completed", "stopped", "failed")
+def ensure_idle() -> None:
+    """Raise RunBusyError, saying what holds the slot, when a run is active."""
+    run = active_run()
+    if run is not None:
+        raise RunBusyError(_busy_message(run))
+
+
+def _busy_message(run: "TrainingRun") -> str:
+    other = run.snapshot()
+    return (f"a run is already {other.status} (step {other.step}/{other.max_steps}); "
+            "wait for it to finish or stop it first")
+
+
 FINAL = ("completed", "stopped", "failed")
 
 
@@ -57,6 +70,7 @@ class Snapshot:
     model: str = ""
     train_examples: int = 0
     train_tokens: int = 0
+    plan: Plan | None = None  # steps, warmup and the learning-rate curve, once the data is prepared
 
     @property
     def finished(self) -> bool:
@@ -85,43 +99,64 @@ class Snapshot:
         return per_step * (self.max_steps - self.step)
 
 
+@dataclass(frozen=True)
+class Job:
+    """Everything a run's thread works from, fixed before it starts."""
+
+    config: TrainConfig
+    folder: RunFolder
+    source: ModelSource
+    prepared: PreparedData | None = None  # None: the thread reads and prepares the data itself
+    resume: bool = False
+    callbacks: tuple = ()  # extra TrainerCallbacks (tests inject faults through them)
+
+
 class TrainingRun:
     """start() returns at once; stop() asks for a save-and-stop at the next
-    step; snapshot() is safe from any thread at any time."""
+    step; snapshot() is safe from any thread at any time; result is the
+    finished thread's RunResult (None until then, or when it failed)."""
 
-    def __init__(self, config: TrainConfig, output_dir: str | Path, prepared: PreparedData | None = None,
+    def __init__(self, settings: Checked | TrainConfig, output_dir: str | Path, prepared: PreparedData | None = None,
                  token: str | None = None, allowed_model_roots: tuple[Path, ...] | None = None,
-                 allow_out_of_range: bool = False, resume: bool = False, callbacks: tuple = ()):
-        validate(config, allow_out_of_range)  # refuse before anything starts
-        if config.model != DEFAULT_SPEC:
-            resolve(config.model, allowed_model_roots)  # a bad model id or folder is refused here, not in the thread
-        self.config = config
-        self.folder = RunFolder(Path(output_dir))
-        self.prepared = prepared
-        self.allowed_model_roots = allowed_model_roots
-        self.resume = resume
-        self.extra_callbacks = callbacks
+                 allow_out_of_range: bool = False, resume: bool = False, callbacks: tuple = (),
+                 source: ModelSource | None = None):
+        """`settings`: a config that build() checked, or a bare one checked here
+        (with `allow_out_of_range`). `source`: the model spec already resolved
+        by the caller; else a bad model id or folder is refused here, not in the thread."""
+        checked = settings if isinstance(settings, Checked) else check(settings, allow_out_of_range)
+        self._job = Job(config=checked.config, folder=RunFolder(Path(output_dir)),
+                        source=source or resolve(checked.config.model, allowed_model_roots), prepared=prepared,
+                        resume=resume, callbacks=callbacks)
         self._token = token  # used for downloads only; never stored in snapshots, configs or logs
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._result = None
+        pending = tuple(comparison_rows(prepared.held_out, None, None)) if prepared else ()
         self._snapshot = Snapshot(run_id=uuid.uuid4().hex[:12], status="pending", output_dir=str(self.folder.root),
-                                  max_steps=config.max_steps)
-        self.trained_model = None  # kept after the run for free-text comparison
-        self.base_model = None
-        self.tokenizer = None
-        self.hardware: Hardware | None = None
-        self.model_source = None
+                                  max_steps=checked.config.max_steps, comparison=pending)
+
+    @property
+    def config(self) -> TrainConfig:
+        return self._job.config
+
+    @property
+    def folder(self) -> RunFolder:
+        return self._job.folder
+
+    @property
+    def result(self):
+        """The thread's RunResult (model source, hardware, tokenizer, trained model, comparison, scores)."""
+        with self._lock:
+            return self._result
 
     # --- control
     def start(self) -> "TrainingRun":
         with _SLOT_LOCK:
             if _ACTIVE:
-                other = _ACTIVE[0].snapshot()
-                raise RunBusyError(f"a run is already {other.status} (step {other.step}/{other.max_steps}); "
-                                   "wait for it to finish or stop it first")
+                raise RunBusyError(_busy_message(_ACTIVE[0]))
             _ACTIVE.append(self)
-        self._update(status="loading", message="loading the model and data", started_at=time.time())
+        self._publish(status="loading", message="loading the model and data", started_at=time.time())
         self._thread = threading.Thread(target=self._work, name=f"training-{self._snapshot.run_id}", daemon=True)
         try:
             self._thread.start()
@@ -146,8 +181,8 @@ class TrainingRun:
             self._thread.join(timeout)
         return self.snapshot()
 
-    # --- worker-side updates
-    def _update(self, **changes) -> None:
+    # --- what the thread reports
+    def _publish(self, **changes) -> None:
         with self._lock:
             self._snapshot = replace(self._snapshot, **changes)
 
@@ -173,7 +208,11 @@ class TrainingRun:
         final = replace(self.snapshot(), status="failed", error=unexpected, message=unexpected)
         try:
             try:
-                outcome = execute(self)
+                result = execute(self._job, self._token, self._publish, self.record, lambda: self.stop_requested)
+                outcome = {"status": result.status, "message": result.message, "comparison": result.comparison,
+                           "scores": result.scores}
+                with self._lock:
+                    self._result = result
             except BaseException as err:  # any failure ends the run visibly; never a silent hang
                 outcome = self._failure(err)
             final = replace(self.snapshot(), **outcome)
@@ -201,14 +240,5 @@ class TrainingRun:
         return {"status": "failed", "error": message, "message": message}
 
 
-def redact(text: str, token: str | None) -> str:
-    """The text with a typed-in hub token masked: what any message or log gets."""
-    return text.replace(token, "***") if token else text
-
-
 def _redacted_traceback(err: BaseException, token: str | None) -> str:
     return redact("".join(traceback.format_exception(err)), token)
-
-
-def config_json(config: TrainConfig) -> str:
-    return json.dumps(config.to_dict(), indent=2)

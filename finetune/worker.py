@@ -1,161 +1,117 @@
 """What a TrainingRun's thread does, start to finish: load, answer the
-held-out prompts with the base model, train, answer them again, save."""
+held-out prompts with the base model, train, answer them again, save.
+
+The thread body sees a narrow interface: the run's Job (config, run folder,
+model source, prepared data), the hub token, `publish(**changes)` for the run's
+snapshot, `record(entry)` for each logged metric and `stop_requested()`. It
+returns a RunResult; it never touches the run object itself.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from . import dataset, device, models
-from .acceleration import compile_layers
-from .collate import PackingCollator
 from .config import TrainConfig
-from .evaluate import comparison_rows, generate, summarise_scores
+from .evaluate import generate
+from .metrics import comparison_rows, summarise_scores
 from .files import DataError
-from .plan import planned_steps, warmup_steps
-from .trainer import CheckpointError, LabTrainer, NonFiniteLossError, RunCallback, last_complete_checkpoint
+from .outputs import RunFolder
+from .plan import Plan, plan
+from .run import Job
+from .trainer import (CheckpointError, NonFiniteLossError, RunCallback, build_trainer, last_complete_checkpoint,
+                      with_lora)
 
 
-def execute(run) -> dict:
-    """Everything up to the run's outcome; returns the final snapshot's changes,
-    which the run publishes once its files are written."""
-    config = run.config
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished thread hands back to its run."""
+
+    status: str  # "completed" | "stopped"
+    message: str
+    source: models.ModelSource
+    hardware: device.Hardware
+    template: str  # how prompts were rendered ("chat" | "alpaca"), for free-text questions later
+    tokenizer: Any
+    trained_model: Any
+    comparison: tuple[dict, ...]
+    scores: dict
+
+
+def execute(job: Job, token: str | None, publish: Callable[..., None], record: Callable[[dict], None],
+            stop_requested: Callable[[], bool]) -> RunResult:
+    """Everything up to the run's outcome. Raises on failure; the caller turns
+    the error into a failed run."""
+    config, folder = job.config, job.folder
     hardware = device.detect(config.precision)
-    run.hardware = hardware
-    source = models.resolve(config.model, run.allowed_model_roots)
-    run.model_source = source
-    model, tokenizer = models.load(source, token=run._token)
-    run.tokenizer = tokenizer
-    prepared = run.prepared or dataset.prepare(config, tokenizer, token=run._token)
-    run.prepared = prepared
-    resume_from = last_complete_checkpoint(run.folder.checkpoints_dir) if run.resume else None
+    model, tokenizer = models.load(job.source, token=token, progress=lambda text: publish(message=text))
+    prepared = job.prepared or dataset.prepare(config, tokenizer, token=token)
+    run_plan = plan(config, len(prepared.train), prepared.train_tokens)
+    resume_from = last_complete_checkpoint(folder.checkpoints_dir) if job.resume else None
     resumed_step = int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else None
-    run.folder.prepare(keep_metrics_until=resumed_step)
-    steps = planned_steps(len(prepared.train), config)
-    run.folder.write_json("config.json", resolved_config(config, source.label, prepared, hardware))
-    run._update(status="baseline", message="answering the held-out prompts with the base model",
-                max_steps=steps, hardware=hardware.describe(), model=source.label,
-                train_examples=len(prepared.train), train_tokens=prepared.train_tokens,
-                history=tuple(run.folder.read_metrics()), step=resumed_step or 0)
+    folder.prepare(keep_metrics_until=resumed_step)
+    folder.write_json("config.json", resolved_config(config, job.source.label, prepared, hardware, run_plan))
+    publish(status="baseline", message="answering the held-out prompts with the base model", plan=run_plan,
+            max_steps=run_plan.steps, hardware=hardware.describe(), model=job.source.label,
+            train_examples=len(prepared.train), train_tokens=prepared.train_tokens,
+            history=tuple(folder.read_metrics()), step=resumed_step or 0,
+            comparison=tuple(comparison_rows(prepared.held_out, None, None)))
     model.to(hardware.device)
     prompts = [item.prompt for item in prepared.held_out]
     before = generate(model, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
-    run._update(comparison=tuple(comparison_rows(prepared.held_out, before, None)))
+    publish(comparison=tuple(comparison_rows(prepared.held_out, before, None)))
 
-    if config.method == "lora":
-        model = _with_lora(model, config)
-    trainer = build_trainer(config, model, tokenizer, prepared, hardware, run.folder.checkpoints_dir,
-                            callbacks=[RunCallback(run.record, lambda: run.stop_requested, lambda: trainer),
-                                       *run.extra_callbacks])
-    if trainer.compiled:
-        run._update(hardware=hardware.describe() + ", compiled")
-    if not run.stop_requested:
-        run._update(status="training", message="training")
-        trainer.train(resume_from_checkpoint=resume_from)
-    stopped = run.stop_requested
+    model = _train(job, model, tokenizer, prepared, hardware, run_plan, resume_from, publish, record,
+                   stop_requested)
+    stopped = stop_requested()
 
-    run._update(status="finishing", message="saving the model and answering the held-out prompts again")
+    publish(status="finishing", message="saving the model and answering the held-out prompts again")
     final = model.merge_and_unload() if config.method == "lora" else model
-    save_model(final, tokenizer, run.folder.model_dir)
+    save_model(final, tokenizer, folder.model_dir)
     after = generate(final, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
     rows = comparison_rows(prepared.held_out, before, after)
-    run.folder.write_json("comparison.json", rows)
-    run.folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
-    run.trained_model = final
-    return {"status": "stopped" if stopped else "completed", "comparison": tuple(rows),
-            "scores": summarise_scores(rows),
-            "message": "stopped: the checkpoint and model are saved" if stopped else "training complete"}
+    folder.write_json("comparison.json", rows)
+    folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
+    return RunResult(
+        status="stopped" if stopped else "completed",
+        message="stopped: the checkpoint and model are saved" if stopped else "training complete",
+        source=job.source, hardware=hardware, template=prepared.template, tokenizer=tokenizer, trained_model=final,
+        comparison=tuple(rows), scores=summarise_scores(rows),
+    )
 
 
-def resolved_config(config: TrainConfig, model_label: str, prepared, hardware) -> dict:
+def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resume_from: str | None, publish, record,
+           stop_requested):
+    """Train (unless a stop came first); returns the model that was trained (LoRA-wrapped or not)."""
+    config = job.config
+    if config.method == "lora":
+        model = with_lora(model, config)
+    trainer = build_trainer(config, model, tokenizer, prepared, hardware, job.folder.checkpoints_dir, run_plan,
+                            callbacks=[RunCallback(record, stop_requested, lambda: trainer), *job.callbacks])
+    if trainer.compiled:
+        publish(hardware=hardware.describe() + ", compiled")
+    if not stop_requested():
+        publish(status="training", message="training")
+        trainer.train(resume_from_checkpoint=resume_from)
+    return model
+
+
+def resolved_config(config: TrainConfig, model_label: str, prepared, hardware, run_plan: Plan) -> dict:
     return {
         **config.to_dict(),
         "resolved": {
             "model": model_label, "format": prepared.format, "template": prepared.template,
             "train_examples": len(prepared.train), "validation_examples": len(prepared.validation),
             "held_out_prompts": len(prepared.held_out), "device": hardware.device, "precision": hardware.precision,
-            "steps": planned_steps(len(prepared.train), config),
+            "steps": run_plan.steps,
         },
     }
-
-
-def _with_lora(model, config: TrainConfig):
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
-
-
-def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, checkpoints_dir,
-                  callbacks=()) -> LabTrainer:
-    """The engine's Trainer for a config: packed rows, response-only chunked
-    loss, fused AdamW, cosine schedule to a minimum learning rate."""
-    from datasets import Dataset
-    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
-
-    steps = planned_steps(len(prepared.train), config)
-    has_validation = bool(prepared.validation)
-    eval_steps = config.eval_steps or max(1, steps // 10)
-    on_gpu = hardware.device == "cuda"
-    args = TrainingArguments(
-        output_dir=str(checkpoints_dir),
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm, warmup_steps=warmup_steps(config, steps),
-        lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
-        optim="adamw_torch_fused",  # fused on CPU too (torch>=2.4): one kernel instead of a loop per tensor
-        logging_steps=1, logging_first_step=True, logging_nan_inf_filter=False,
-        eval_strategy="steps" if has_validation else "no", eval_steps=eval_steps,
-        save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
-        save_total_limit=2, metric_for_best_model="eval_loss" if has_validation else None, greater_is_better=False,
-        seed=config.seed, data_seed=config.seed, bf16=hardware.precision == "bf16",
-        fp16=hardware.precision == "fp16", use_cpu=not on_gpu, report_to="none", disable_tqdm=True,
-        remove_unused_columns=False, dataloader_pin_memory=on_gpu, dataloader_num_workers=2 if on_gpu else 0,
-    )
-    callbacks = list(callbacks)
-    if config.early_stopping_patience and has_validation:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    model.to(hardware.device)
-    compiled = _should_compile(config, prepared) and compile_layers(model, hardware.device, hardware.autocast_dtype)
-    trainer = LabTrainer(
-        model=model, args=args, train_dataset=_to_dataset(Dataset, prepared.train),
-        eval_dataset=_to_dataset(Dataset, prepared.validation) if has_validation else None,
-        data_collator=_collator(tokenizer, config, on_gpu),
-        callbacks=callbacks,
-    )
-    trainer.remove_callback(PrinterCallback)  # progress is the caller's to show (stderr in the CLI)
-    trainer.compiled = compiled
-    return trainer
-
-
-def _collator(tokenizer, config: TrainConfig, on_gpu: bool) -> PackingCollator:
-    # Rows of ~256 tokens on a CPU: attention over a row costs its length squared,
-    # masked pairs included, and there it outweighs ~10% padding (measured by
-    # bench.throughput). A GPU wants fewer, wider rows, padded to tensor-core sizes.
-    return PackingCollator(tokenizer.pad_token_id, pack=config.packing, pad_to_multiple=64 if on_gpu else 8,
-                           row_tokens=512 if on_gpu else 256)
-
-
-COMPILE_WORTHWHILE_TOKENS = 100_000
-
-
-def _should_compile(config: TrainConfig, prepared) -> bool:
-    """'auto' compiles runs long enough to repay the compile time (seconds to a
-    minute) with the ~10-30% faster steps: 100k training tokens or more."""
-    if config.compile != "auto":
-        return config.compile == "on"
-    steps = planned_steps(len(prepared.train), config)
-    tokens_per_example = prepared.train_tokens / max(len(prepared.train), 1)
-    return steps * config.examples_per_step * tokens_per_example >= COMPILE_WORTHWHILE_TOKENS
-
-
-def _to_dataset(dataset_class, encoded):
-    return dataset_class.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
 
 
 def save_model(model, tokenizer, target: Path) -> None:

@@ -10,7 +10,7 @@ import gradio as gr
 from finetune import config as cfg
 from finetune import models
 from finetune.files import Limits
-from ui import compare_tab, data_tab, export_tab, params_tab, train_tab
+from ui import compare_tab, data_tab, export_tab, fields, params_tab, train_tab
 from ui.lab import ASSETS, REPO_ROOT, Lab
 
 DEFAULT_OUTPUT_ROOT = REPO_ROOT / "runs"
@@ -61,22 +61,24 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
     output_root = Path(output_root or DEFAULT_OUTPUT_ROOT)
     roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, public)
     lab = Lab(default_model, output_root, roots, limits or (public_limits() if public else Limits()), assets)
-    initial = cfg.build({"model": default_model}, preset=preset, allow_out_of_range=True)
-    settings: dict = {}  # config field name -> its widget, filled by the tabs from the config metadata
+    initial = cfg.build({"model": default_model}, preset=preset, allow_out_of_range=True).config
+    # Every setting's widget, made before any tab is laid out; each tab renders its own.
+    settings = fields.make_widgets(initial, {**data_tab.widget_options(initial), **params_tab.widget_options()})
     with gr.Blocks(title="Fine-tuning lab", analytics_enabled=False,
                    delete_cache=PUBLIC_CACHE_CLEANUP if public else None) as demo:
         gr.HTML(HEADER)
         with gr.Tabs():
             with gr.Tab("1 · Data", id="data"):
-                data = data_tab.build(lab, initial, settings)
+                data = data_tab.build(lab, settings)
             with gr.Tab("2 · Hyperparameters", id="params"):
-                params = params_tab.build(lab, initial, settings, preset)
+                params = params_tab.build(lab, settings, preset)
             with gr.Tab("3 · Train", id="train"):
                 train = train_tab.build(lab)
             with gr.Tab("4 · Compare", id="compare"):
-                compare = compare_tab.build(lab, initial)
+                compare = compare_tab.build(lab, initial.max_new_tokens)
             with gr.Tab("5 · Export", id="export"):
                 export = export_tab.build(lab)
+        fields.check_all_placed(settings)
         data_tab.wire(lab, data, settings, demo)
         params_tab.wire(lab, params, settings, data.facts)
         train_tab.wire(lab, train, data, params, settings, compare, demo)

@@ -1,6 +1,6 @@
-"""Tab 4, Compare: the held-out prompts answered before and after training
-(filled in by the Train tab's polling), their scores per category, and a
-free-text question answered by both the base and the trained model."""
+"""Tab 4, Compare: the held-out comparison (the held-out prompts answered
+before and after training, filled in by the Train tab's polling, scored per
+category), and one free-text question asked of both the base and the trained model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 
 from finetune import config as cfg
 from finetune import device
-from finetune.compare import ask
-from finetune.evaluate import summarise_scores
+from finetune.ask import ask
+from finetune.metrics import METRICS, summarise_scores
 from finetune.models import ModelError
 from ui import fields
 from ui.lab import Lab, user_error
@@ -37,7 +37,7 @@ class CompareTab:
     after: gr.Textbox
 
 
-def build(lab: Lab, initial: cfg.TrainConfig) -> CompareTab:
+def build(lab: Lab, max_new_tokens: int) -> CompareTab:
     scores = gr.Markdown(scores_markdown([], None))
     table = gr.Dataframe(comparison_frame([]), label="Held-out prompts (never trained on)", wrap=True,
                          interactive=False, max_height=520, column_widths=["9%", "25%", "18%", "20%", "20%", "8%"],
@@ -46,7 +46,7 @@ def build(lab: Lab, initial: cfg.TrainConfig) -> CompareTab:
     question = gr.Textbox(label="Your prompt", lines=3,
                           placeholder="Rendered with the same chat template and system prompt as training.")
     with gr.Row(equal_height=True):
-        limit = fields.widget(cfg.field_by_name("max_new_tokens"), initial.max_new_tokens, scale=3, min_width=260,
+        limit = fields.widget(cfg.field_by_name("max_new_tokens"), max_new_tokens, scale=3, min_width=260,
                               info="Longest answer, in tokens, for your prompt.")
         ask_button = gr.Button("Ask both models", variant="primary", scale=1, min_width=160)
     with gr.Row(equal_height=True):
@@ -68,12 +68,6 @@ def comparison_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=COLUMNS)
 
 
-def pending_rows(held_out) -> list[dict]:
-    """The held-out prompts of a run whose base model has not answered yet."""
-    return [{"prompt": h.question, "reference": h.reference, "category": h.category, "before": None, "after": None,
-             "before_score": None, "after_score": None} for h in held_out]
-
-
 def scores_markdown(rows: list[dict], snap) -> str:
     if not rows and snap is not None and snap.status in ("training", "finishing", "completed", "stopped"):
         return "### Before and after\nThis run holds out no prompts (the *Held out* setting is 0)."
@@ -84,19 +78,20 @@ def scores_markdown(rows: list[dict], snap) -> str:
         return (f"### Before and after\n{len(rows)} held-out prompts, never trained on. The base model is "
                 "answering them now (*before*); the trained model answers when training ends (*after*).")
     summary = summarise_scores(rows)
-    lines = ["### Before and after",
-             "Share of held-out answers matching the reference: *exact*, and *normalised* (case, punctuation "
-             "and spacing ignored). In the table, ✓ matches, ~ contains the reference, ✗ neither.", "",
-             "| prompts | count | exact: before → after | normalised: before → after |", "|---|---|---|---|"]
+    lines = ["### Before and after", "Share of held-out answers scoring against the reference: "
+             + "; ".join(f"*{m.label}*: {m.help}" for m in METRICS.values())
+             + ". In the table, ✓ matches (normalised), ~ contains the reference, ✗ neither.", "",
+             "| prompts | count | " + " | ".join(f"{m.label}: before → after" for m in METRICS.values()) + " |",
+             "|---|---|" + "---|" * len(METRICS)]
     for name, entry in summary.items():
-        pair = [(f"{entry[f'{side}_{metric}']:.0%}" if f"{side}_{metric}" in entry else WAITING)
-                for metric in ("exact", "normalised") for side in ("before", "after")]
-        lines.append(f"| {name} | {entry['prompts']} | {pair[0]} → {pair[1]} | {pair[2]} → {pair[3]} |")
+        cells = [" → ".join(f"{entry[f'{side}_{metric}']:.0%}" if f"{side}_{metric}" in entry else WAITING
+                            for side in ("before", "after")) for metric in METRICS]
+        lines.append(f"| {name} | {entry['prompts']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def compare(lab: Lab, prompt: str, max_new_tokens: int, model: str, template: str, system_prompt: str,
-            hub_token: str) -> tuple[str, str]:
+def ask_both(lab: Lab, prompt: str, max_new_tokens: int, model: str, template: str, system_prompt: str,
+             hub_token: str) -> tuple[str, str]:
     """The base and the trained model answer one prompt. Without a finished run, only the base answers."""
     token = hub_token or None
     if not (prompt or "").strip():
@@ -104,18 +99,18 @@ def compare(lab: Lab, prompt: str, max_new_tokens: int, model: str, template: st
     run = lab.latest_run()
     if run is not None and not run.snapshot().finished:
         raise user_error("A run is training; ask again when it ends. The held-out table fills in live meanwhile.")
-    trained = run is not None and run.trained_model is not None
+    result = run.result if run is not None else None
     try:
-        if trained:
-            source, hardware = run.model_source, run.hardware
-            template, system_prompt = run.prepared.template, run.config.system_prompt
+        if result is not None:
+            source, hardware = result.source, result.hardware
+            template, system_prompt = result.template, run.config.system_prompt
         else:
             source, hardware = lab.resolve(model), device.detect("auto")
         with lab.base_model(source, token, hardware.device) as (base, tokenizer):
             before = ask(base, tokenizer, prompt, max_new_tokens, template, system_prompt, hardware.autocast_dtype)
-        if not trained:
+        if result is None:
             return shown(before), "No trained model yet: train one on the Train tab."
-        after = ask(run.trained_model, run.tokenizer, prompt, max_new_tokens, template, system_prompt,
+        after = ask(result.trained_model, result.tokenizer, prompt, max_new_tokens, template, system_prompt,
                     hardware.autocast_dtype)
     except (ModelError, ValueError) as err:
         raise user_error(err, token) from None
@@ -124,8 +119,9 @@ def compare(lab: Lab, prompt: str, max_new_tokens: int, model: str, template: st
 
 def wire(lab: Lab, tab: CompareTab, settings: dict, data) -> None:
     def handler(prompt, max_new_tokens, model, template, system_prompt, hub_token):
-        return compare(lab, prompt, max_new_tokens, model, template, system_prompt, hub_token)
+        before, after = ask_both(lab, prompt, max_new_tokens, model, template, system_prompt, hub_token)
+        return {tab.before: before, tab.after: after}
 
     inputs = [tab.question, tab.max_new_tokens, settings["model"], settings["template"], settings["system_prompt"],
               data.token]
-    gr.on([tab.ask.click, tab.question.submit], handler, inputs, [tab.before, tab.after], api_name="compare")
+    gr.on([tab.ask.click, tab.question.submit], handler, inputs, [tab.before, tab.after], api_name="ask")

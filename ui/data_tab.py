@@ -11,9 +11,10 @@ import gradio as gr
 
 from finetune import config as cfg
 from finetune import dataset
-from finetune.files import SUFFIXES, DataError, load_table
+from finetune.files import SUFFIXES, DataError, load_table, looks_like_path
+from finetune.formats import FORMATS, MAPPED_FORMAT
+from finetune.hub_token import redact
 from finetune.models import ModelError
-from finetune.run import redact
 from ui import fields, plots
 from ui.data_views import details, empty_highlight, highlighted_example, preview_update, summary_markdown
 from ui.lab import Lab, user_error
@@ -38,6 +39,7 @@ class DataTab:
     histogram: gr.Plot
     details: gr.JSON
     facts: gr.State  # this session's dataset facts for the run summary: train examples and tokens
+    prepared: gr.State  # this session's PreparedData from the last load, reused by a start with the same data
 
     def source_inputs(self) -> dict:
         """The dataset source controls, by the parameter names the API shows."""
@@ -45,11 +47,23 @@ class DataTab:
                 "hub_dataset": self.hub_id, "hub_token": self.token}
 
 
-def build(lab: Lab, initial: cfg.TrainConfig, settings: dict) -> DataTab:
-    """Lay out the tab; config-field widgets go into `settings` by field name."""
-    def add(name, **extra):
-        settings[name] = fields.widget(cfg.field_by_name(name), getattr(initial, name), **extra)
-        return settings[name]
+def is_mapped(format_name: str) -> bool:
+    """Whether a format needs the column pickers."""
+    return format_name in FORMATS and FORMATS[format_name].mapped
+
+
+def widget_options(initial: cfg.TrainConfig) -> dict[str, dict]:
+    """The config fields this tab lays out, with their layout arguments."""
+    return {"model": {}, "format": dict(scale=1, min_width=180),
+            **{n: dict(choices=[""], allow_custom_value=True, visible=is_mapped(initial.format), scale=1,
+                       min_width=160) for n in COLUMN_FIELDS},
+            **{n: dict(min_width=220) for n in LAYOUT_FIELDS}}
+
+
+def build(lab: Lab, settings: dict) -> DataTab:
+    """Lay out the tab, rendering its config-field widgets from `settings`."""
+    def add(name):
+        return settings[name].render()
 
     limit_mb = lab.limits.max_file_bytes / 2**20
     has_bundled = bool(lab.bundled)
@@ -68,14 +82,13 @@ def build(lab: Lab, initial: cfg.TrainConfig, settings: dict) -> DataTab:
             token = gr.Textbox("", label="Hub token (optional)", type="password", placeholder="hf_...",
                                info="Only for gated or private models and datasets; never stored or logged.")
     with gr.Row():
-        add("format", scale=1, min_width=180)
+        add("format")
         for name in COLUMN_FIELDS:
-            add(name, choices=[""], allow_custom_value=True, visible=initial.format == "columns", scale=1,
-                min_width=160)
+            add(name)
     with gr.Accordion("Rendering, length and split", open=False):
         with gr.Row():
             for name in LAYOUT_FIELDS:
-                add(name, min_width=220)
+                add(name)
     load = gr.Button("Load and inspect", variant="primary")
     summary = gr.Markdown("Choose a dataset and press **Load and inspect**.", elem_id="data-summary",
                           elem_classes="data-summary")
@@ -85,12 +98,13 @@ def build(lab: Lab, initial: cfg.TrainConfig, settings: dict) -> DataTab:
                                          color_map={"trained": "#16a34a", "prompt (masked)": "#cbd5e1"},
                                          show_legend=True, combine_adjacent=True, elem_classes="rendered-example")
         with gr.Column(scale=1, min_width=320):
-            histogram = gr.Plot(plots.length_histogram([], initial.max_length), label="Lengths", show_label=False)
+            histogram = gr.Plot(plots.length_histogram([], settings["max_length"].value), label="Lengths",
+                                show_label=False)
     preview = gr.Dataframe(label="Records (first 50)", wrap=True, max_height=360, interactive=False)
     with gr.Accordion("Details (JSON)", open=False):
         details_json = gr.JSON(label="Dataset report")
     return DataTab(source, bundled, file, hub_id, token, load, summary, preview, example, histogram, details_json,
-                   gr.State(None))
+                   gr.State(None), gr.State(None))
 
 
 def dataset_source(lab: Lab, source: str, file, bundled: str, hub: str) -> tuple[str, str]:
@@ -102,7 +116,7 @@ def dataset_source(lab: Lab, source: str, file, bundled: str, hub: str) -> tuple
         return str(file), Path(file).name
     if source == "hub":
         hub = (hub or "").strip()
-        if not hub or hub.startswith((".", "/", "~")) or "\\" in hub or Path(hub).suffix.lower() in SUFFIXES:
+        if not hub or looks_like_path(hub):
             raise user_error(f"{hub!r} is not a hub dataset id such as tatsu-lab/alpaca")
         return hub, hub
     if bundled not in lab.bundled:
@@ -110,35 +124,39 @@ def dataset_source(lab: Lab, source: str, file, bundled: str, hub: str) -> tuple
     return str(lab.bundled[bundled]), bundled
 
 
-def load_dataset(lab: Lab, source, file, bundled_dataset, hub_dataset, hub_token, **settings):
+def load_dataset(lab: Lab, tab: DataTab, settings: dict, source, file, bundled_dataset, hub_dataset, hub_token,
+                 **values) -> dict:
     """Read and inspect a dataset with the engine; a file that cannot be read is an error, a
     format that cannot be told is shown with the table so the columns can be mapped."""
     token = hub_token or None
     data, name = dataset_source(lab, source, file, bundled_dataset, hub_dataset)
     try:
-        config = fields.build_config({**settings, "data": data}, allow=True)
+        config = fields.build_config({**values, "data": data}, allow=True).config
         table = load_table(data, token=token, limits=lab.limits)
     except (cfg.ConfigError, DataError) as err:
         raise user_error(err, token) from None
-    columns = [gr.update(choices=[""] + table.columns) for _ in COLUMN_FIELDS]
+    shown = {**{settings[n]: gr.update(choices=[""] + table.columns) for n in COLUMN_FIELDS},
+             tab.preview: preview_update(table)}
     try:
         with lab.tokenizer(config.model, token) as tokenizer:
-            prepared = dataset.prepare(config, tokenizer, token=token, limits=lab.limits)
+            prepared = dataset.prepare(config, tokenizer, token=token, limits=lab.limits, table=table)
             example = highlighted_example(tokenizer, config, prepared.split.train[0])
     except (DataError, ModelError) as err:
         message = redact(str(err), token)
         gr.Warning(message)
-        # Undetected: offer the column mapping at once (the pickers show for format 'columns').
-        fmt = gr.update(label="Format (not detected: map the columns)", value="columns") \
+        # Undetected: offer the column mapping at once (the pickers show for a mapped format).
+        fmt = gr.update(label="Format (not detected: map the columns)", value=MAPPED_FORMAT) \
             if config.format == "auto" else gr.update(label="Format")
-        return (summary_markdown(name, table, None, message), fmt, *columns,
-                preview_update(table), empty_highlight(), plots.length_histogram([], config.max_length),
-                {"source": name, "columns": table.columns, "error": message}, None)
-    facts = {"train_examples": len(prepared.train), "train_tokens": prepared.train_tokens}
-    return (summary_markdown(name, table, prepared), gr.update(label=f"Format (detected: {prepared.format})"),
-            *columns, preview_update(table), example,
-            plots.length_histogram(prepared.report["lengths"], config.max_length), details(name, table, prepared),
-            facts)
+        return {**shown, tab.summary: summary_markdown(name, table, None, message), settings["format"]: fmt,
+                tab.example: empty_highlight(), tab.histogram: plots.length_histogram([], config.max_length),
+                tab.details: {"source": name, "columns": table.columns, "error": message}, tab.facts: None,
+                tab.prepared: None}
+    return {**shown, tab.summary: summary_markdown(name, table, prepared),
+            settings["format"]: gr.update(label=f"Format (detected: {prepared.format})"), tab.example: example,
+            tab.histogram: plots.length_histogram(prepared.report["lengths"], config.max_length),
+            tab.details: details(name, table, prepared),
+            tab.facts: {"train_examples": len(prepared.train), "train_tokens": prepared.train_tokens},
+            tab.prepared: prepared}
 
 
 def wire(lab: Lab, tab: DataTab, settings: dict, demo: gr.Blocks) -> None:
@@ -146,12 +164,12 @@ def wire(lab: Lab, tab: DataTab, settings: dict, demo: gr.Blocks) -> None:
                      if f.metadata["group"] == "data" and f.name in settings}
     data_settings["seed"] = settings["seed"]  # the split is drawn with the run's seed
     outputs = [tab.summary, settings["format"], *(settings[n] for n in COLUMN_FIELDS), tab.preview, tab.example,
-               tab.histogram, tab.details, tab.facts]
+               tab.histogram, tab.details, tab.facts, tab.prepared]
     inputs = {**tab.source_inputs(), **data_settings}
 
     # `file=None` in the signature makes the file optional for API clients using another source.
     def handler(source, file=None, bundled_dataset=None, hub_dataset="", hub_token="", **values):
-        return load_dataset(lab, source, file, bundled_dataset, hub_dataset, hub_token, **values)
+        return load_dataset(lab, tab, settings, source, file, bundled_dataset, hub_dataset, hub_token, **values)
 
     tab.load.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="load_dataset")
     # The same action, triggered by the user's own choices (`input`/`upload`/`release`
@@ -163,9 +181,10 @@ def wire(lab: Lab, tab: DataTab, settings: dict, demo: gr.Blocks) -> None:
           handler, **private)
     tab.file.upload(lambda: "upload", None, tab.source, api_visibility="private").then(handler, **private)
     tab.source.change(
-        lambda s: (gr.update(visible=s == "bundled"), gr.update(visible=s == "upload"), gr.update(visible=s == "hub")),
+        lambda s: {tab.bundled: gr.update(visible=s == "bundled"), tab.file: gr.update(visible=s == "upload"),
+                   tab.hub_id: gr.update(visible=s == "hub")},
         tab.source, [tab.bundled, tab.file, tab.hub_id], api_visibility="private")
-    settings["format"].change(lambda f: [gr.update(visible=f == "columns")] * len(COLUMN_FIELDS),
+    settings["format"].change(lambda f: {settings[n]: gr.update(visible=is_mapped(f)) for n in COLUMN_FIELDS},
                               settings["format"], [settings[n] for n in COLUMN_FIELDS], api_visibility="private")
     if lab.default_dataset:  # a first visit shows the preselected demo data without a click
         demo.load(handler, **private)

@@ -11,16 +11,11 @@ import pandas as pd
 from finetune.config import TrainConfig
 from finetune.dataset import PreparedData
 from finetune.files import Table
-from finetune.formats import Example
+from finetune.formats import FORMATS, Example
 from finetune.render import Renderer
 
 PREVIEW_ROWS = 50
 CELL_CHARS = 300
-FORMAT_NAMES = {
-    "alpaca": "Alpaca (instruction / input / output)", "dolly": "Dolly (instruction / context / response)",
-    "prompt_completion": "prompt / completion", "qa": "question / answer", "sharegpt": "ShareGPT conversations",
-    "messages": "OpenAI-style messages", "text": "plain text (language modelling)", "columns": "mapped columns",
-}
 
 
 def _cell(value) -> str:
@@ -72,7 +67,7 @@ def summary_markdown(name: str, table: Table, prepared: PreparedData | None, err
     pinned = any(e.meta.get("split") for e in prepared.examples)
     lines = [
         head, "",
-        f"**Format:** {FORMAT_NAMES.get(prepared.format, prepared.format)} &nbsp;·&nbsp; **Template:** "
+        f"**Format:** {FORMATS[prepared.format].label} &nbsp;·&nbsp; **Template:** "
         f"{prepared.template} &nbsp;·&nbsp; **Examples:** {report['examples']}",
         "",
         "| split | train | validation | held out (before/after) |", "|---|---|---|---|",

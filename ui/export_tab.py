@@ -60,5 +60,9 @@ def export(lab: Lab) -> tuple[str, str]:
 
 def wire(lab: Lab, tab: ExportTab) -> None:
     # The endpoint returns the plain file path (what API clients want); showing the box is a separate UI step.
-    tab.build.click(lambda: export(lab), None, [tab.file, tab.card], api_name="export").success(
+    def handler():
+        path, card = export(lab)
+        return {tab.file: path, tab.card: card}
+
+    tab.build.click(handler, None, [tab.file, tab.card], api_name="export").success(
         lambda: gr.update(visible=True), None, tab.file, api_visibility="private")

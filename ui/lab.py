@@ -18,7 +18,8 @@ import gradio as gr
 
 from finetune import models
 from finetune.files import SUFFIXES, Limits
-from finetune.run import TrainingRun, active_run, redact
+from finetune.hub_token import redact
+from finetune.run import TrainingRun, active_run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
@@ -83,7 +84,7 @@ class Lab:
         source = self.resolve(spec)
         with self._tokenizer_lock:
             if source.location not in self._tokenizers:
-                self._tokenizers[source.location] = models.load_tokenizer(source, token=token)[1]
+                self._tokenizers[source.location] = models.load_tokenizer(source, token=token)
             yield self._tokenizers[source.location]
 
     @contextmanager

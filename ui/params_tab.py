@@ -32,7 +32,12 @@ class ParamsTab:
     curve: gr.Plot
 
 
-def build(lab: Lab, initial: cfg.TrainConfig, settings: dict, preset: str) -> ParamsTab:
+def widget_options() -> dict[str, dict]:
+    """The config fields this tab lays out (every field of its groups), with their layout arguments."""
+    return {f.name: dict(min_width=290) for f in cfg.fields() if f.metadata["group"] in dict(GROUPS)}
+
+
+def build(lab: Lab, settings: dict, preset: str) -> ParamsTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=340):
             with gr.Row():
@@ -44,13 +49,12 @@ def build(lab: Lab, initial: cfg.TrainConfig, settings: dict, preset: str) -> Pa
             groups = {}
             for group, title in GROUPS:
                 names = [f.name for f in cfg.fields() if f.metadata["group"] == group]
-                visible = group != "lora" or initial.method == "lora"
+                visible = group != "lora" or settings["method"].value == "lora"
                 with gr.Accordion(title, open=group != "run", visible=visible) as groups[group]:
                     for start in range(0, len(names), PER_ROW):
                         with gr.Row():
                             for name in names[start:start + PER_ROW]:
-                                settings[name] = fields.widget(cfg.field_by_name(name), getattr(initial, name),
-                                                               initial.method, min_width=290)
+                                settings[name].render()
         with gr.Column(scale=2, min_width=300):
             summary = gr.Markdown("Load a dataset to see the run these settings make.", elem_id="run-summary",
                               elem_classes="run-summary")
@@ -61,10 +65,9 @@ def build(lab: Lab, initial: cfg.TrainConfig, settings: dict, preset: str) -> Pa
 def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
     """The run these settings will do, from the engine's own step and schedule math."""
     try:
-        config = fields.build_config(settings, allow=True)
+        config, outside, _ = fields.build_config(settings, allow=True)
     except cfg.ConfigError as err:
         return f"<div class='lab-error'><b>Not a valid setting:</b> {err}</div>", plots.learning_rate_figure()
-    outside = cfg.validate(config, allow_out_of_range=True)
     hardware = device.detect(config.precision)
     lines = []
     if facts:
@@ -102,17 +105,18 @@ def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State) -> None:
 
     def apply_preset(preset, allow_out_of_range, **current):
         values = fields.preset_values(preset, current)
-        updates = [fields.range_update(cfg.field_by_name(n), values[n], values["method"], allow_out_of_range)
-                   if n in numeric else gr.update(value=values[n]) for n in tunable]
-        return [*updates, gr.update(info=PRESET_NOTES.get(preset, ""))]
+        updates = {w: fields.range_update(cfg.field_by_name(n), values[n], values["method"], allow_out_of_range)
+                   if n in numeric else gr.update(value=values[n]) for n, w in tunable.items()}
+        return {**updates, tab.preset: gr.update(info=PRESET_NOTES.get(preset, ""))}
 
     tab.preset.input(apply_preset, inputs=[tab.preset, tab.allow], inputs_kwargs=tunable,
                      outputs=[*tunable.values(), tab.preset], api_name="apply_preset")
 
     def set_ranges(method, allow_out_of_range, **values):
         """Slider bounds follow the method (LoRA's learning rate) and the allow switch."""
-        updates = [fields.range_update(cfg.field_by_name(n), values[n], method, allow_out_of_range) for n in numeric]
-        return [*updates, gr.update(visible=method == "lora")]
+        updates = {w: fields.range_update(cfg.field_by_name(n), values[n], method, allow_out_of_range)
+                   for n, w in numeric.items()}
+        return {**updates, tab.lora_group: gr.update(visible=method == "lora")}
 
     gr.on([settings["method"].change, tab.allow.change], set_ranges, inputs=[settings["method"], tab.allow],
           inputs_kwargs=numeric, outputs=[*numeric.values(), tab.lora_group], api_name="set_ranges")
@@ -121,7 +125,8 @@ def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State) -> None:
                     if on else None, tab.allow, None, api_visibility="private")
 
     def summary(facts_value, allow_out_of_range, **values):
-        return plan_summary(facts_value, allow_out_of_range, **values)
+        text, figure = plan_summary(facts_value, allow_out_of_range, **values)
+        return {tab.summary: text, tab.curve: figure}
 
     gr.on([w.change for w in tunable.values()] + [tab.allow.change, facts.change], summary,
           inputs=[facts, tab.allow], inputs_kwargs=tunable, outputs=[tab.summary, tab.curve], api_name="plan_run",

@@ -16,8 +16,7 @@ from finetune import config as cfg
 from finetune import dataset
 from finetune.files import DataError
 from finetune.models import ModelError
-from finetune.plan import learning_rate_curve
-from finetune.run import RunBusyError, TrainingRun, active_run
+from finetune.run import RunBusyError, TrainingRun, active_run, ensure_idle
 from ui import compare_tab, fields, plots
 from ui.data_tab import DataTab, dataset_source
 from ui.lab import Lab, user_error
@@ -60,23 +59,22 @@ def build(lab: Lab) -> TrainTab:
                     gr.Timer(POLL_SECONDS, active=False), gr.State(None))
 
 
-def start_training(lab: Lab, source, file, bundled_dataset, hub_dataset, hub_token, allow_out_of_range,
+def start_training(lab: Lab, prepared, source, file, bundled_dataset, hub_dataset, hub_token, allow_out_of_range,
                    **settings) -> dict:
-    """Validate everything the run needs here, so mistakes are errors now rather than a failed run later."""
+    """Validate everything the run needs here, so mistakes are errors now rather
+    than a failed run later. `prepared`: this session's data from its last
+    "Load and inspect", used when the data settings are the same."""
     token = hub_token or None
-    busy = active_run()
-    if busy is not None:
-        snap = busy.snapshot()
-        raise user_error(f"A run is already {snap.status} (step {snap.step}/{snap.max_steps}); wait for it to "
-                         "finish or stop it first.")
     data, _ = dataset_source(lab, source, file, bundled_dataset, hub_dataset)
     try:
-        config = fields.build_config({**settings, "data": data}, allow_out_of_range)
-        with lab.tokenizer(config.model, token) as tokenizer:
-            prepared = dataset.prepare(config, tokenizer, token=token, limits=lab.limits)
-        run = TrainingRun(config, lab.new_output_dir(), prepared=prepared, token=token,
-                          allowed_model_roots=lab.allowed_model_roots, allow_out_of_range=allow_out_of_range)
-        lab.release_base_model()  # the comparison's copy of the base model: memory the run may need
+        ensure_idle()  # before the data is prepared: a busy trainer costs nothing
+        checked = fields.build_config({**settings, "data": data}, allow_out_of_range)
+        model = lab.resolve(checked.config.model)
+        if prepared is None or prepared.key != checked.config.data_key():
+            with lab.tokenizer(checked.config.model, token) as tokenizer:
+                prepared = dataset.prepare(checked.config, tokenizer, token=token, limits=lab.limits)
+        run = TrainingRun(checked, lab.new_output_dir(), prepared=prepared, token=token, source=model)
+        lab.release_base_model()  # the free-text question's copy of the base model: memory the run may need
         run.start()
     except (cfg.ConfigError, DataError, ModelError, RunBusyError) as err:
         raise user_error(err, token) from None
@@ -92,47 +90,46 @@ def stop_training(lab: Lab) -> dict:
     return status_dict(run.snapshot(), stop_requested=True)
 
 
-def views(lab: Lab, seen, force: bool = False) -> tuple:
-    """Outputs for the train and compare views; gr.skip() where nothing changed since `seen`."""
+def views(lab: Lab, tab: TrainTab, compare, seen, force: bool = False) -> dict:
+    """What the train and compare views show; the plots and tables only when
+    they changed since `seen` (the change_key this page drew last)."""
     run = lab.latest_run()
     snap = run.snapshot() if run else None
     stopping = bool(run and run.stop_requested)
     key = change_key(snap, stopping)
     running = snap is not None and not snap.finished
-    cheap = (status_markdown(snap, stopping), stats_markdown(snap))
-    timer = gr.Timer(active=running)
+    shown = {tab.status: status_markdown(snap, stopping), tab.stats: stats_markdown(snap),
+             tab.timer: gr.Timer(active=running), tab.seen: key}
     if key == seen and not force:
-        return (*cheap, *[gr.skip()] * 8, timer, key)
+        return shown
     history = snap.history if snap else ()
     waiting = snap.message if snap else "start a run to see the loss"
-    planned = learning_rate_curve(run.config, snap.max_steps) if snap and snap.max_steps else ((), ())
+    planned = (snap.plan.curve_steps, snap.plan.curve_lr) if snap and snap.plan else ((), ())
     rows = list(snap.comparison) if snap else []
-    if snap and not rows and run.prepared is not None:
-        rows = compare_tab.pending_rows(run.prepared.held_out)
-    return (*cheap, plots.loss_figure(history, waiting=waiting),
-            plots.learning_rate_figure(history, planned, waiting=waiting), status_dict(snap, stopping),
-            compare_tab.comparison_frame(rows), compare_tab.scores_markdown(rows, snap),
-            gr.update(interactive=not running), gr.update(interactive=running),
-            gr.update(interactive=not running), timer, key)  # free-text compare waits for the run to end
+    return {**shown, tab.loss: plots.loss_figure(history, waiting=waiting),
+            tab.learning_rate: plots.learning_rate_figure(history, planned, waiting=waiting),
+            tab.details: status_dict(snap, stopping), compare.table: compare_tab.comparison_frame(rows),
+            compare.scores: compare_tab.scores_markdown(rows, snap), tab.start: gr.update(interactive=not running),
+            tab.stop: gr.update(interactive=running),
+            compare.ask: gr.update(interactive=not running)}  # a free-text question waits for the run to end
 
 
 def wire(lab: Lab, tab: TrainTab, data: DataTab, params, settings: dict, compare, demo: gr.Blocks) -> None:
     outputs = [tab.status, tab.stats, tab.loss, tab.learning_rate, tab.details, compare.table, compare.scores,
                tab.start, tab.stop, compare.ask, tab.timer, tab.seen]
-    inputs = {**data.source_inputs(), "allow_out_of_range": params.allow,
-              **{name: w for name, w in settings.items() if name != "data"}}
+    inputs = {"prepared": data.prepared, **data.source_inputs(), "allow_out_of_range": params.allow, **settings}
 
     # `file=None` in the signature makes the file optional for API clients using another source.
-    def start(source, file=None, bundled_dataset=None, hub_dataset="", hub_token="", allow_out_of_range=False,
-              **values):
-        return start_training(lab, source, file, bundled_dataset, hub_dataset, hub_token, allow_out_of_range,
-                              **values)
+    def start(prepared, source, file=None, bundled_dataset=None, hub_dataset="", hub_token="",
+              allow_out_of_range=False, **values):
+        return start_training(lab, prepared, source, file, bundled_dataset, hub_dataset, hub_token,
+                              allow_out_of_range, **values)
 
     def attach():
-        return views(lab, None, force=True)
+        return views(lab, tab, compare, None, force=True)
 
     def tick(seen):
-        return views(lab, seen)
+        return views(lab, tab, compare, seen)
 
     tab.start.click(start, inputs_kwargs=inputs, outputs=tab.details, api_name="start_training",
                     concurrency_limit=None).success(attach, None, outputs, api_visibility="private")

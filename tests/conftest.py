@@ -13,13 +13,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tiny  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO_DATA = ROOT / "assets" / "demo" / "demo.jsonl"  # bundled: end-to-end tests run on a bare clone
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """Public datasets, for tests of their quirks only (a clone has no ../shared)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present")
+        pytest.skip("exercises public datasets' quirks: needs ../shared/data, which a clone does not have")
     return SHARED_DATA
 
 

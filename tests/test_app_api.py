@@ -1,5 +1,6 @@
 """The app driven through its API with gradio_client, as a script would drive
-it: the app runs in-process on a free port with a tiny model as its default."""
+it: the app runs in-process on a free port with a tiny model as its default,
+on the demo dataset bundled in assets/ (uploaded, as a user's file would be)."""
 
 import json
 import time
@@ -7,12 +8,13 @@ import zipfile
 
 import pytest
 from app_server import running_app
+from conftest import DEMO_DATA
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-REQUIRED = ("/load_dataset", "/start_training", "/training_status", "/stop_training", "/compare", "/export")
+REQUIRED = ("/load_dataset", "/start_training", "/training_status", "/stop_training", "/ask", "/export")
 # Small and fast on the tiny model; 3e-3 is outside the recommended range, hence allow_out_of_range.
 TINY_RUN = dict(source="upload", learning_rate=3e-3, batch_size=4, grad_accum=1, held_out=3, max_new_tokens=16,
                 allow_out_of_range=True)
@@ -25,8 +27,8 @@ def app_url(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture
-def alpaca(shared_data):
-    return handle_file(str(shared_data / "alpaca_1k.json"))
+def demo_file():
+    return handle_file(str(DEMO_DATA))
 
 
 def client(url) -> Client:
@@ -55,21 +57,28 @@ def test_every_action_is_a_named_endpoint_and_ticks_are_hidden(app_url):
     assert not any("tick" in name or "attach" in name for name in api["named_endpoints"])
 
 
-def test_upload_shows_format_split_and_lengths(app_url, alpaca):
-    out = client(app_url).predict(source="upload", file=alpaca, api_name="/load_dataset")
+def test_upload_shows_format_split_and_lengths(app_url, demo_file):
+    c = client(app_url)
+    out = c.predict(source="upload", file=demo_file, api_name="/load_dataset")
     summary, details = out[0], out[-1]
-    assert "alpaca_1k.json" in summary and "1000 records" in summary
-    assert details["format"] == "alpaca" and details["records"] == 1000
-    assert details["split"]["held_out"] == 10 and details["split"]["validation"] > 0
-    assert details["report"]["over_max_length"] > 0  # the histogram's count of examples over max length
+    assert "demo.jsonl" in summary and "380 records" in summary
+    assert details["format"] == "alpaca" and details["records"] == 380
+    # The file's split column pins 30 held-out prompts; 5% of the rest is drawn for validation.
+    assert details["split"] == {"train": 332, "validation": 18, "held_out": 30}
+    assert details["report"]["over_max_length"] == 0
+    short = c.predict(source="upload", file=demo_file, max_length=128, api_name="/load_dataset")[-1]
+    assert short["report"]["over_max_length"] > 0  # the histogram's count of examples over max length
+    # Truncated examples whose answer was cut off entirely have nothing left to train: dropped.
+    assert short["report"]["train_dropped"] == 332 - short["split"]["train"] > 0
     rendered = out[6]  # the example with its trained span marked
     labels = {item["class_or_confidence"] for item in rendered}
     assert labels == {"trained", "prompt (masked)"}
 
 
-def test_undetected_format_offers_the_column_mapping(app_url, shared_data):
+def test_undetected_format_offers_the_column_mapping(app_url, write):
     c = client(app_url)
-    qa = handle_file(str(shared_data / "qa_sample.csv"))
+    rows = [f'"What is {n} + {n}?","{2 * n}",science' for n in range(40)]
+    qa = handle_file(str(write("questions.csv", "Question,Best Answer,Topic\n" + "\n".join(rows) + "\n")))
     out = c.predict(source="upload", file=qa, api_name="/load_dataset")
     assert "cannot tell the format" in out[-1]["error"] and out[1]["value"] == "columns"
     assert ["Best Answer", "Best Answer"] in out[2]["choices"]  # the prompt/response pickers offer the columns
@@ -92,15 +101,15 @@ def test_hub_token_never_appears_in_errors(app_url):
     assert secret not in str(caught.value)
 
 
-def test_out_of_range_value_is_refused_without_the_switch(app_url, alpaca):
+def test_out_of_range_value_is_refused_without_the_switch(app_url, demo_file):
     with pytest.raises(AppError, match="greater than maximum"):
-        client(app_url).predict(source="upload", file=alpaca, learning_rate=3e-3, api_name="/start_training")
+        client(app_url).predict(source="upload", file=demo_file, learning_rate=3e-3, api_name="/start_training")
 
 
-def test_train_then_compare_and_export(app_url, alpaca, tmp_path):
+def test_train_then_compare_and_export(app_url, demo_file, tmp_path):
     c = client(app_url)
     allow_out_of_range(c)
-    started = c.predict(file=alpaca, max_steps=4, **TINY_RUN, api_name="/start_training")
+    started = c.predict(file=demo_file, max_steps=4, **TINY_RUN, api_name="/start_training")
     assert started["status"] in ("loading", "baseline", "training")
     status = wait_until_finished(c)
     assert status["status"] == "completed", status["error"]
@@ -110,12 +119,15 @@ def test_train_then_compare_and_export(app_url, alpaca, tmp_path):
     # A second page (a new session) re-attaches to the same run.
     assert client(app_url).predict(api_name="/training_status")["run_id"] == started["run_id"]
 
+    # The file pins its held-out prompts: every one is answered before and after, and scored.
     rows = status["comparison"]
-    assert len(rows) == 3 and all(row["before"] is not None and row["after"] is not None for row in rows)
-    assert status["scores"]["all"]["prompts"] == 3
+    assert len(rows) == 30 == status["scores"]["all"]["prompts"]
+    assert all(isinstance(row["before"], str) and isinstance(row["after"], str) for row in rows)
+    assert {row["category"] for row in rows} == {"task", "general"}
+    assert set(status["scores"]) == {"all", "task", "general"}
 
-    before, after = c.predict("What is the capital of France?", 16, api_name="/compare")
-    assert isinstance(before, str) and isinstance(after, str)
+    before, after = c.predict("What is the capital of France?", 16, api_name="/ask")
+    assert before and after and "No trained model yet" not in after  # the trained model answered too
 
     zip_path, card = c.predict(api_name="/export")
     with zipfile.ZipFile(zip_path) as archive:
@@ -125,18 +137,18 @@ def test_train_then_compare_and_export(app_url, alpaca, tmp_path):
     assert {"model.safetensors", "config.json", "tokenizer.json", "training/config.json",
             "training/summary.json", "training/comparison.json"} <= names
     assert len([json.loads(line) for line in metrics if '"loss"' in line]) == 4
-    assert "alpaca_1k.json" in readme and "final training loss" in readme and "Before and after" in readme
+    assert "demo.jsonl" in readme and "final training loss" in readme and "Before and after" in readme
     assert "Before and after" in card
 
 
-def test_two_clients_cannot_train_at_once(app_url, alpaca):
+def test_two_clients_cannot_train_at_once(app_url, demo_file):
     first, second = client(app_url), client(app_url)
     for c in (first, second):
         allow_out_of_range(c)
-    started = first.predict(file=alpaca, max_steps=500, **{**TINY_RUN, "held_out": 0}, api_name="/start_training")
+    started = first.predict(file=demo_file, max_steps=500, **{**TINY_RUN, "held_out": 0}, api_name="/start_training")
     try:
         with pytest.raises(AppError, match="already"):
-            second.predict(file=alpaca, max_steps=2, **TINY_RUN, api_name="/start_training")
+            second.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
     finally:
         stopping = second.predict(api_name="/stop_training")  # any page may stop the run it shows
     assert stopping["stop_requested"] and stopping["run_id"] == started["run_id"]

@@ -105,10 +105,27 @@ def test_a_wrong_file_type_is_refused_before_parsing(url, write):
 def test_an_upload_over_the_limit_is_refused_and_the_limit_shown(url, tmp_path):
     big = tmp_path / "big.jsonl"
     big.write_bytes(b'{"prompt": "a", "completion": "b"}\n' * (PUBLIC_MAX_FILE_MB * 2**20 // 35 + 10))
-    with pytest.raises(Exception, match=r"(?i)(exceed|too large|limit)"):
+    limit = PUBLIC_MAX_FILE_MB * 2**20
+    # The client reads the cap from the page and refuses at once...
+    with pytest.raises(ValueError, match=f"exceeds the maximum file size of {limit} bytes"):
         Client(url, verbose=False).predict(source="upload", file=handle_file(str(big)), api_name="/load_dataset")
+    # ...and the server refuses a hand-written upload that ignores it.
+    request = urllib.request.Request(f"{url}gradio_api/upload", data=_multipart("big.jsonl", big.read_bytes()),
+                                     headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
     page = urllib.request.urlopen(url, timeout=10).read().decode()
     assert f"{PUBLIC_MAX_FILE_MB} MB" in page or f"max {PUBLIC_MAX_FILE_MB}" in page
+
+
+BOUNDARY = "lab-test-boundary"
+
+
+def _multipart(name: str, content: bytes) -> bytes:
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    return head + content + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def test_public_launch_settings():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from app_server import running_app
+from conftest import DEMO_DATA
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,11 +38,11 @@ def wait_for_points(page, more_than: int, timeout_ms: int = 120_000) -> int:
     return page.evaluate(TRAINING_POINTS)
 
 
-def test_upload_start_watch_the_loss_and_stop(page, shared_data):
+def test_upload_start_watch_the_loss_and_stop(page):
     expect = sync_api.expect
     page.get_by_label("Upload a file").check()
-    page.locator("#dataset-file input[type=file]").set_input_files(str(shared_data / "alpaca_1k.json"))
-    expect(page.locator("#data-summary")).to_contain_text("1000 records", timeout=60_000)
+    page.locator("#dataset-file input[type=file]").set_input_files(str(DEMO_DATA))
+    expect(page.locator("#data-summary")).to_contain_text("380 records", timeout=60_000)
     expect(page.locator("#data-summary")).to_contain_text("Alpaca")
 
     page.get_by_role("tab", name="2 · Hyperparameters").click()

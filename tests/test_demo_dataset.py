@@ -7,7 +7,7 @@ from collections import Counter
 from conftest import ROOT
 from finetune.config import TrainConfig
 from finetune.dataset import prepare
-from finetune.evaluate import comparison_rows, score, summarise_scores
+from finetune.metrics import comparison_rows, score, summarise_scores
 
 spec = importlib.util.spec_from_file_location("make_demo", ROOT / "assets" / "make_demo.py")
 make_demo = importlib.util.module_from_spec(spec)

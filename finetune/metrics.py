@@ -19,10 +19,13 @@ from typing import Callable
 from .dataset import HeldOutPrompt
 
 
+PUNCTUATION_TO_SPACE = str.maketrans({c: " " for c in string.punctuation})
+
+
 def normalise_answer(text: str) -> str:
     """Lower case, no punctuation, single spaces: "Paris." == "paris"."""
     text = unicodedata.normalize("NFKC", text).lower().strip()
-    text = text.translate(str.maketrans({c: " " for c in string.punctuation}))
+    text = text.translate(PUNCTUATION_TO_SPACE)
     return re.sub(r"\s+", " ", text).strip()
 
 

@@ -52,11 +52,13 @@ def _probe(model, device: str, autocast_dtype: torch.dtype | None) -> None:
     """One forward and backward through the decoder on two packed rows, so the
     compile work happens now, where a failure can still fall back."""
     from .collate import PackingCollator
+    from .levers import uses_varlen_attention
+    from .loss import MODEL_INPUTS
 
     features = [{"input_ids": [1, 2, 3, 4, 5], "labels": [-100, -100, 3, 4, 5]},
                 {"input_ids": [6, 7, 8], "labels": [-100, 7, 8]}]
-    batch = PackingCollator(pad_token_id=0, pack=False)(features)
-    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
+    batch = PackingCollator(pad_token_id=0, pack=False, varlen=uses_varlen_attention(model))(features)
+    inputs = {k: batch[k].to(device) if torch.is_tensor(batch[k]) else batch[k] for k in MODEL_INPUTS if k in batch}
     was_training = model.training
     model.train()
     with torch.autocast(device, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):

@@ -69,6 +69,7 @@ def _token() -> str | None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from . import ranks
     from .run import TrainingRun
 
     values = cfg.load_json(args.config) if args.config else {}
@@ -80,17 +81,19 @@ def run_train(args: argparse.Namespace) -> int:
         raise cfg.ConfigError("--data is required")
     output = Path(args.output or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     run = TrainingRun(checked, output, token=_token(), resume=args.resume).start()
-    snapshot = _follow(run)
+    snapshot = _follow(run, quiet=not ranks.is_main())
     if snapshot.status == "failed":
         print(f"error: {snapshot.error}", file=sys.stderr)
         return 1
+    if not ranks.is_main():
+        return 0  # under torchrun or accelerate launch, the main process reports
     print(json.dumps({"status": snapshot.status, "output": str(output), "steps": snapshot.step,
                       "scores": snapshot.scores.get("all", {})}))
     return 0
 
 
-def _follow(run) -> "object":
-    """Progress lines on stderr until the run ends; Ctrl-C asks for a clean stop."""
+def _follow(run, quiet: bool = False) -> "object":
+    """Progress lines on stderr until the run ends (none when `quiet`); Ctrl-C asks for a clean stop."""
     shown_status, shown = None, 0
     while True:
         try:
@@ -99,12 +102,12 @@ def _follow(run) -> "object":
             print("stopping at the next step (Ctrl-C again to abort)...", file=sys.stderr)
             run.stop()
             continue
-        if (snapshot.status, snapshot.message) != shown_status:
+        if not quiet and (snapshot.status, snapshot.message) != shown_status:
             print(f"[{snapshot.status}] {snapshot.message}", file=sys.stderr)
             shown_status = (snapshot.status, snapshot.message)
         for entry in snapshot.history[shown:]:
             print(_progress_line(entry, snapshot), file=sys.stderr)
-        shown = len(snapshot.history)
+        shown = len(snapshot.history)  # a non-main process records no history
         if snapshot.finished:
             # Let the worker thread finish its clean-up: exiting while it still
             # runs torch code aborts the interpreter at shutdown.

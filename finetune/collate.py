@@ -41,11 +41,18 @@ class PackingCollator:
     masked pairs (attention is quadratic in the row length, and a masked kernel
     computes every pair), more rows waste padding. With `pack=False` every
     example gets its own row (padding to the longest), the reference path.
+
+    With `varlen=True` (a FlashAttention model) the whole micro-batch is one row
+    and no mask is built: the examples' boundaries go to the kernel as
+    cumulative lengths (`cu_seq_lens_q/k`, computed here on the host so no layer
+    has to read them back from the position ids).
     """
 
-    def __init__(self, pad_token_id: int, pack: bool = True, pad_to_multiple: int = 8, row_tokens: int = 256):
+    def __init__(self, pad_token_id: int, pack: bool = True, pad_to_multiple: int = 8, row_tokens: int = 256,
+                 varlen: bool = False):
         self.pad_token_id = pad_token_id
-        self.pack = pack
+        self.pack = pack or varlen
+        self.varlen = varlen
         self.pad_to_multiple = max(1, pad_to_multiple)
         self.row_tokens = row_tokens
 
@@ -54,7 +61,9 @@ class PackingCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         lengths = [len(f["input_ids"]) for f in features]
-        if self.pack:
+        if self.varlen:
+            rows = [list(range(len(features)))]
+        elif self.pack:
             rows = plan_rows(lengths, self.row_tokens)
         else:
             rows = [[i] for i in range(len(features))]
@@ -80,9 +89,12 @@ class PackingCollator:
                 mask[r, 0, offset:end, offset:end] = torch.ones(n, n, dtype=torch.bool).tril_()
                 offset = end
         target_positions = (shift_labels != IGNORE).flatten().nonzero().squeeze(1)
+        if self.varlen:
+            position_ids[0, sum(lengths):] = torch.arange(width - sum(lengths))  # the padding: a segment of its own
+        attention = _varlen_boundaries(lengths, width) if self.varlen else {"attention_mask": mask}
         return {
             "input_ids": input_ids,
-            "attention_mask": mask,
+            **attention,
             "position_ids": position_ids,
             "labels": labels,
             "shift_labels": shift_labels,
@@ -90,3 +102,12 @@ class PackingCollator:
             "targets": shift_labels.flatten()[target_positions],
             "num_tokens": sum(lengths),  # a plain int: stays on the host, no device sync to read it
         }
+
+
+def _varlen_boundaries(lengths: list[int], width: int) -> dict:
+    """FlashAttention's varlen arguments for one row of examples (and its padding) laid end to end."""
+    segments = lengths + ([width - sum(lengths)] if width > sum(lengths) else [])
+    cumulative = torch.tensor([0] + segments, dtype=torch.int32).cumsum(0, dtype=torch.int32)
+    longest = max(segments)
+    return {"cu_seq_lens_q": cumulative, "cu_seq_lens_k": cumulative, "max_length_q": longest,
+            "max_length_k": longest}

@@ -66,8 +66,9 @@ class TrainConfig:
     )
     # --- optimisation
     method: str = setting(
-        "full", "Full fine-tuning updates every weight; LoRA trains small adapters (less memory, higher learning rate).",
-        "optim", choices=("full", "lora"),
+        "full", "Full fine-tuning updates every weight; LoRA trains small adapters (less memory, higher learning "
+        "rate); QLoRA trains them over a 4-bit NF4 copy of the base (least memory; bitsandbytes, CUDA only).",
+        "optim", choices=("full", "lora", "qlora"),
     )
     learning_rate: float = setting(
         2e-5,
@@ -124,6 +125,23 @@ class TrainConfig:
                       choices=("auto", "on", "off"))
     max_new_tokens: int = setting(96, "Tokens generated per held-out prompt for the before/after comparison.", "run",
                              min=16, max=512, hard_min=1, hard_max=4096, step=16)
+    # --- memory: what lets a bigger model fit (each refused, saying why, where the hardware cannot do it)
+    gradient_checkpointing: str = setting(
+        "auto", "Recompute each layer's activations in the backward pass instead of keeping them: far less memory "
+        "for ~30% more compute. 'auto': on when the estimated peak exceeds about 85% of the device's free memory.",
+        "memory", choices=("auto", "on", "off"),
+    )
+    weights: str = setting(
+        "fp32", "Precision of the trained weights. fp32 master weights are the safe default; bf16 halves the "
+        "weights and gradients (full fine-tuning keeps fp32 optimizer states through bitsandbytes, CUDA only; "
+        "with LoRA the frozen base is bf16 and the adapters fp32).",
+        "memory", choices=("fp32", "bf16"),
+    )
+    optimizer: str = setting(
+        "adamw", "AdamW keeps two fp32 states per trained weight (8 bytes); 8-bit AdamW (bitsandbytes, CUDA only) "
+        "keeps them in 2 bytes, with the same results in practice.",
+        "memory", choices=("adamw", "adamw_8bit"),
+    )
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -149,6 +167,13 @@ class Checked(NamedTuple):
     config: TrainConfig
     warnings: tuple[str, ...] = ()
     allow_out_of_range: bool = False
+
+
+ADAPTER_METHODS = ("lora", "qlora")  # methods that train LoRA adapters over a frozen base
+
+
+def uses_adapters(method: str) -> bool:
+    return method in ADAPTER_METHODS
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -186,7 +211,7 @@ def choices(f: dataclasses.Field) -> tuple[str, ...] | None:
 
 def recommended_range(f: dataclasses.Field, method: str) -> tuple[Any, Any] | None:
     meta = f.metadata
-    if method == "lora" and "lora_min" in meta:
+    if uses_adapters(method) and "lora_min" in meta:
         return meta["lora_min"], meta["lora_max"]
     if "min" in meta:
         return meta["min"], meta["max"]

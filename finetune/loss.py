@@ -14,6 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 CHUNK_TOKENS = 1024
+# What the collator gives the model: a block-diagonal mask, or a varlen kernel's boundaries.
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
+                "max_length_k")
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -65,9 +68,20 @@ def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets
         return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, compute_dtype, chunk)
 
 
+def is_distributed_wrapper(model) -> bool:
+    """DDP or FSDP: their forward does the gradient sync or the unsharding, so the
+    decoder must not be called around it (FSDP1 even forwards attribute look-ups)."""
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+    from torch.nn.parallel import DistributedDataParallel
+
+    return isinstance(model, (DistributedDataParallel, FullyShardedDataParallel, FSDPModule))
+
+
 def supports_hidden_state_loss(model) -> bool:
     """The fast path needs a plain decoder + linear head with no logit
     post-processing (softcapping, scaling) and no bias on the head."""
+    if is_distributed_wrapper(model):
+        return False
     config = getattr(model, "config", None)
     try:
         head = model.get_output_embeddings()
@@ -89,7 +103,7 @@ def response_loss(model, batch: dict, num_items: torch.Tensor | int | None = Non
     positions, targets = batch["target_positions"], batch["targets"]
     # No KV cache in training: it only costs memory, and its per-layer state
     # would make a compiled layer recompile for every layer index.
-    model_inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")} | {"use_cache": False}
+    model_inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch} | {"use_cache": False}
     if supports_hidden_state_loss(model):
         hidden = model.get_decoder()(**model_inputs).last_hidden_state
         selected = hidden.flatten(0, 1).index_select(0, positions)

@@ -186,9 +186,10 @@ def load_tokenizer(source: ModelSource, token: str | None = None, progress=print
     return tokenizer
 
 
-def load(source: ModelSource, token: str | None = None, dtype=None, progress=print):
+def load(source: ModelSource, token: str | None = None, dtype=None, progress=print, **options):
     """Load (model, tokenizer) in fp32 master weights unless `dtype` says otherwise.
-    `progress` hears of slow one-off work (converting the bundled model)."""
+    `progress` hears of slow one-off work (converting the bundled model);
+    `options` go to from_pretrained (attn_implementation, quantization_config, device_map)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -196,9 +197,36 @@ def load(source: ModelSource, token: str | None = None, dtype=None, progress=pri
     tokenizer = load_tokenizer(source, token)
     with _friendly_errors(source):
         model = AutoModelForCausalLM.from_pretrained(
-            source.location, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=False, token=token
+            source.location, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=False, token=token,
+            **{k: v for k, v in options.items() if v is not None},
         )
     return model, tokenizer
+
+
+# The published SmolLM2 is bf16; its GGUF (dequantised to fp32 on conversion) no longer says so.
+DEFAULT_DTYPE = "bfloat16"
+
+
+def saved_dtype(source: ModelSource, token: str | None = None):
+    """The dtype the base model is published in (its config's `dtype`), which a
+    fine-tuned copy is saved in: fp32 master weights would double the download."""
+    import torch
+
+    if source.kind == "gguf" or (source.kind == "local" and Path(source.location) == default_model_dir()):
+        name = DEFAULT_DTYPE
+    else:
+        config = _read_config(source, token)
+        name = config.get("dtype") or config.get("torch_dtype") or "float32"
+    dtype = getattr(torch, str(name).removeprefix("torch."), None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
+
+
+def _read_config(source: ModelSource, token: str | None) -> dict:
+    if source.kind == "hub":
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(source.location, "config.json", token=token)).read_text())
+    return json.loads((Path(source.location) / "config.json").read_text())
 
 
 @contextmanager

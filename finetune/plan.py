@@ -28,11 +28,12 @@ class Plan:
     curve_lr: tuple[float, ...]  # the learning rate each step uses (what the Trainer logs at that step)
 
 
-def planned_steps(train_examples: int, config: TrainConfig) -> int:
-    """Optimizer steps the Trainer will take: ceil(batches / accumulation) per epoch."""
+def planned_steps(train_examples: int, config: TrainConfig, processes: int = 1) -> int:
+    """Optimizer steps the Trainer will take: ceil(batches / accumulation) per
+    epoch, each of `processes` processes taking every processes-th batch."""
     if config.max_steps:
         return config.max_steps
-    batches = math.ceil(train_examples / config.batch_size)
+    batches = math.ceil(math.ceil(train_examples / config.batch_size) / processes)
     return math.ceil(batches / config.grad_accum) * config.epochs
 
 
@@ -64,13 +65,14 @@ def learning_rate_curve(config: TrainConfig, steps: int, points: int = MAX_CURVE
     return tuple(chosen), tuple(config.learning_rate * factor(step - 1) for step in chosen)
 
 
-def plan(config: TrainConfig, train_examples: int, train_tokens: int) -> Plan:
-    steps = planned_steps(train_examples, config)
+def plan(config: TrainConfig, train_examples: int, train_tokens: int, processes: int = 1) -> Plan:
+    """`processes`: how many train side by side (a torchrun or accelerate launch), each on its share of a step."""
+    steps = planned_steps(train_examples, config, processes)
     xs, ys = learning_rate_curve(config, steps)
-    seen = steps * config.examples_per_step
+    seen = steps * config.examples_per_step * processes
     return Plan(
         train_examples=train_examples, train_tokens=train_tokens, steps=steps,
-        warmup_steps=warmup_steps(config, steps), examples_per_step=config.examples_per_step,
+        warmup_steps=warmup_steps(config, steps), examples_per_step=config.examples_per_step * processes,
         epochs=round(min(seen / train_examples, config.epochs) if train_examples else 0.0, 2),
         curve_steps=xs, curve_lr=ys,
     )

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .config import Checked, TrainConfig, check
+from .config import Checked, ConfigError, TrainConfig, check
 from .dataset import PreparedData
 from .metrics import comparison_rows
 from .hub_token import redact
@@ -46,6 +46,17 @@ def _busy_message(run: "TrainingRun") -> str:
     other = run.snapshot()
     return (f"a run is already {other.status} (step {other.step}/{other.max_steps}); "
             "wait for it to finish or stop it first")
+
+
+def refuse_unsupported(config: TrainConfig) -> None:
+    """ConfigError, one line per problem, when this machine cannot do what the
+    config asks (8-bit AdamW or QLoRA without a CUDA GPU, ...): refused before
+    a thread starts, never an import error halfway through a run."""
+    from . import device
+
+    problems = device.unsupported(config, device.detect(config.precision))
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 FINAL = ("completed", "stopped", "failed")
@@ -124,6 +135,7 @@ class TrainingRun:
         (with `allow_out_of_range`). `source`: the model spec already resolved
         by the caller; else a bad model id or folder is refused here, not in the thread."""
         checked = settings if isinstance(settings, Checked) else check(settings, allow_out_of_range)
+        refuse_unsupported(checked.config)
         self._job = Job(config=checked.config, folder=RunFolder(Path(output_dir)),
                         source=source or resolve(checked.config.model, allowed_model_roots), prepared=prepared,
                         resume=resume, callbacks=callbacks)
@@ -201,6 +213,7 @@ class TrainingRun:
                 _ACTIVE.remove(self)
 
     def _work(self) -> None:
+        from .ranks import is_main as is_main_process
         from .trainer import release_memory
         from .worker import execute  # heavy imports (torch, transformers) happen in the thread
 
@@ -217,7 +230,8 @@ class TrainingRun:
                 outcome = self._failure(err)
             final = replace(self.snapshot(), **outcome)
             try:
-                self.folder.write_summary(final, self.config)
+                if is_main_process():  # the others of a multi-process launch leave the files to it
+                    self.folder.write_summary(final, self.config)
             except BaseException as err:  # e.g. the disk filled up
                 final = replace(final, **self._failure(err))
         finally:

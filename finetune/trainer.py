@@ -15,6 +15,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from . import levers, ranks
 from .acceleration import compile_layers
 from .collate import PackingCollator
 from .config import TrainConfig
@@ -52,13 +53,18 @@ class LabTrainer(Trainer):
         # Count the optimizer step's targets from the collator's host-side list,
         # the same on every transformers version (whose own count has changed
         # between releases) and without a device sync.
+        # Under several processes the count is summed across them, as transformers' own count is.
         batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
-        return batches, sum(int(b["targets"].numel()) for b in batches) or None
+        return batches, ranks.sum_across(sum(int(b["targets"].numel()) for b in batches)) or None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         tokens = inputs.pop("num_tokens", 0)
         with self.accelerator.autocast():
             loss = response_loss(model, inputs, num_items_in_batch)
+        if num_items_in_batch is not None:
+            # The count covers every process's targets, and DDP/FSDP average the
+            # gradients over the processes: scale back up (as transformers does).
+            loss = loss * ranks.num_processes()
         if model.training:
             self.tokens_seen += int(tokens)
             # One host sync per micro-batch, the same the Trainer's own NaN filter costs;
@@ -73,7 +79,8 @@ class LabTrainer(Trainer):
         folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         try:
             super()._save_checkpoint(model, trial)
-            (folder / COMPLETE_MARKER).write_text(str(self.state.global_step))
+            if self.args.should_save:  # the main process, once its save has finished
+                (folder / COMPLETE_MARKER).write_text(str(self.state.global_step))
         except OSError as err:
             shutil.rmtree(folder, ignore_errors=True)  # never leave a half-written checkpoint to resume from
             raise CheckpointError(f"saving the checkpoint at step {self.state.global_step} failed: {err}") from err
@@ -109,7 +116,9 @@ class RunCallback(TrainerCallback):
     on_save = on_evaluate
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop_requested():
+        # Every process stops at the same step (a stop may reach them at different
+        # moments); one that trained on alone would wait for the others forever.
+        if ranks.sum_across(int(self.stop_requested())):
             control.should_save = True
             control.should_training_stop = True
 
@@ -126,7 +135,7 @@ class RunCallback(TrainerCallback):
                 raise NonFiniteLossError(state.global_step, value, "the validation loss" if key == "eval_loss"
                                          else "the training loss")
         if "loss" in record:
-            now, tokens = time.perf_counter(), self.trainer_ref().tokens_seen
+            now, tokens = time.perf_counter(), ranks.sum_across(self.trainer_ref().tokens_seen)
             elapsed = now - self._last_time
             if elapsed > 0 and tokens > self._last_tokens:
                 record["tokens_per_second"] = round((tokens - self._last_tokens) / elapsed, 1)
@@ -145,7 +154,12 @@ def release_memory() -> None:
 
 
 def with_lora(model, config: TrainConfig):
-    from peft import LoraConfig, get_peft_model
+    """LoRA adapters on every linear layer; for QLoRA over the 4-bit base, which
+    peft first readies (norms in fp32, inputs that carry gradients)."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # the Trainer decides that
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules="all-linear", task_type="CAUSAL_LM")
@@ -155,63 +169,90 @@ def with_lora(model, config: TrainConfig):
 def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, checkpoints_dir, plan: Plan,
                   callbacks=()) -> LabTrainer:
     """The engine's Trainer for a config: packed rows, response-only chunked
-    loss, fused AdamW, cosine schedule to a minimum learning rate. Step and
-    warmup counts come from the run's plan."""
+    loss, the config's optimizer and checkpointing, cosine schedule to a minimum
+    learning rate. Step and warmup counts come from the run's plan."""
     from datasets import Dataset
-    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
+    from transformers import EarlyStoppingCallback, PrinterCallback
 
-    steps = plan.steps
     has_validation = bool(prepared.validation)
-    eval_steps = config.eval_steps or max(1, steps // 10)
+    if getattr(model, "hf_quantizer", None) is None:
+        model.to(hardware.torch_device)
+    checkpointing = levers.checkpointing(config, levers.estimated_peak(model, config),
+                                         levers.free_memory(hardware, model))
+    args = training_arguments(config, hardware, checkpoints_dir, plan, has_validation, checkpointing.on)
+    callbacks = list(callbacks)
+    if config.early_stopping_patience and has_validation:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    compiled = _should_compile(config, plan, hardware) and compile_layers(model, hardware.device,
+                                                                         hardware.autocast_dtype)
+    trainer = LabTrainer(
+        model=model, args=args, train_dataset=_to_dataset(Dataset, prepared.train),
+        eval_dataset=_to_dataset(Dataset, prepared.validation) if has_validation else None,
+        data_collator=_collator(tokenizer, config, hardware.device == "cuda", levers.uses_varlen_attention(model)),
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # progress is the caller's to show (stderr in the CLI)
+    trainer.compiled = compiled
+    trainer.checkpointing = checkpointing
+    return trainer
+
+
+def training_arguments(config: TrainConfig, hardware, checkpoints_dir, plan: Plan, has_validation: bool,
+                       checkpointing: bool):
+    from transformers import TrainingArguments
+
     on_gpu = hardware.device == "cuda"
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(checkpoints_dir),
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm, warmup_steps=plan.warmup_steps,
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
-        optim="adamw_torch_fused",  # fused on CPU too (torch>=2.4): one kernel instead of a loop per tensor
+        optim=levers.optimizer_name(config),
+        **_checkpointing_arguments(TrainingArguments, checkpointing),
         logging_steps=1, logging_first_step=True, logging_nan_inf_filter=False,
-        eval_strategy="steps" if has_validation else "no", eval_steps=eval_steps,
+        eval_strategy="steps" if has_validation else "no", eval_steps=config.eval_steps or max(1, plan.steps // 10),
         save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
         save_total_limit=2, metric_for_best_model="eval_loss" if has_validation else None, greater_is_better=False,
         seed=config.seed, data_seed=config.seed, bf16=hardware.precision == "bf16",
-        fp16=hardware.precision == "fp16", use_cpu=not on_gpu, report_to="none", disable_tqdm=True,
+        fp16=hardware.precision == "fp16", use_cpu=hardware.device == "cpu", report_to="none", disable_tqdm=True,
         remove_unused_columns=False, dataloader_pin_memory=on_gpu, dataloader_num_workers=2 if on_gpu else 0,
+        ddp_find_unused_parameters=False,  # every weight gets a gradient; the search costs a pass per step
     )
-    callbacks = list(callbacks)
-    if config.early_stopping_patience and has_validation:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    model.to(hardware.device)
-    compiled = _should_compile(config, plan) and compile_layers(model, hardware.device, hardware.autocast_dtype)
-    trainer = LabTrainer(
-        model=model, args=args, train_dataset=_to_dataset(Dataset, prepared.train),
-        eval_dataset=_to_dataset(Dataset, prepared.validation) if has_validation else None,
-        data_collator=_collator(tokenizer, config, on_gpu),
-        callbacks=callbacks,
-    )
-    trainer.remove_callback(PrinterCallback)  # progress is the caller's to show (stderr in the CLI)
-    trainer.compiled = compiled
-    return trainer
 
 
-def _collator(tokenizer, config: TrainConfig, on_gpu: bool) -> PackingCollator:
+def _checkpointing_arguments(arguments_class, on: bool) -> dict:
+    """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing;
+    the GPU machines run older 5.x releases, which know only the old name."""
+    if not on:
+        return {}
+    name = "activation_checkpointing" if "activation_checkpointing" in arguments_class.__dataclass_fields__ \
+        else "gradient_checkpointing"
+    # The non-reentrant variant works with inputs that need no gradient (frozen embeddings under LoRA).
+    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
+
+
+def _collator(tokenizer, config: TrainConfig, on_gpu: bool, varlen: bool = False) -> PackingCollator:
     # Rows of ~256 tokens on a CPU: attention over a row costs its length squared,
     # masked pairs included, and there it outweighs ~10% padding (measured by
     # bench.throughput). A GPU wants fewer, wider rows, padded to tensor-core sizes.
+    # A varlen kernel skips masked pairs altogether: one row holds the whole micro-batch.
     return PackingCollator(tokenizer.pad_token_id, pack=config.packing, pad_to_multiple=64 if on_gpu else 8,
-                           row_tokens=512 if on_gpu else 256)
+                           row_tokens=512 if on_gpu else 256, varlen=varlen and config.packing)
 
 
 COMPILE_WORTHWHILE_TOKENS = 100_000
 
 
-def _should_compile(config: TrainConfig, plan: Plan) -> bool:
+def _should_compile(config: TrainConfig, plan: Plan, hardware=None) -> bool:
     """'auto' compiles runs long enough to repay the compile time (seconds to a
-    minute) with the ~10-30% faster steps: 100k training tokens or more."""
+    minute) with the ~10-30% faster steps: 100k training tokens or more; never
+    on Apple's MPS, where inductor is still experimental."""
     if config.compile != "auto":
         return config.compile == "on"
+    if hardware is not None and hardware.device == "mps":
+        return False
     tokens_per_example = plan.train_tokens / max(plan.train_examples, 1)
     return plan.steps * config.examples_per_step * tokens_per_example >= COMPILE_WORTHWHILE_TOKENS
 

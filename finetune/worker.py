@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from . import dataset, device, models
-from .config import TrainConfig
+from . import dataset, device, levers, models, ranks
+from .config import TrainConfig, uses_adapters
 from .evaluate import generate
 from .metrics import comparison_rows, summarise_scores
 from .files import DataError
@@ -26,7 +27,7 @@ from .outputs import RunFolder
 from .plan import Plan, plan
 from .run import Job
 from .trainer import (CheckpointError, NonFiniteLossError, RunCallback, build_trainer, last_complete_checkpoint,
-                      with_lora)
+                      release_memory, with_lora)
 
 
 @dataclass(frozen=True)
@@ -47,37 +48,40 @@ class RunResult:
 def execute(job: Job, token: str | None, publish: Callable[..., None], record: Callable[[dict], None],
             stop_requested: Callable[[], bool]) -> RunResult:
     """Everything up to the run's outcome. Raises on failure; the caller turns
-    the error into a failed run."""
+    the error into a failed run. Under a multi-process launch every process
+    trains; only the main one answers prompts and writes files (ranks.py)."""
     config, folder = job.config, job.folder
     hardware = device.detect(config.precision)
-    model, tokenizer = models.load(job.source, token=token, progress=lambda text: publish(message=text))
+    model, tokenizer = _load_model(job, hardware, token, publish)
     prepared = job.prepared or dataset.prepare(config, tokenizer, token=token)
-    run_plan = plan(config, len(prepared.train), prepared.train_tokens)
+    run_plan = plan(config, len(prepared.train), prepared.train_tokens, processes=ranks.num_processes())
     resume_from = last_complete_checkpoint(folder.checkpoints_dir) if job.resume else None
     resumed_step = int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else None
-    folder.prepare(keep_metrics_until=resumed_step)
-    folder.write_json("config.json", resolved_config(config, job.source.label, prepared, hardware, run_plan))
+    if ranks.is_main():
+        folder.prepare(keep_metrics_until=resumed_step)
+        folder.write_json("config.json", resolved_config(config, job.source.label, prepared, hardware, run_plan))
+    else:
+        record = _not_recorded
     publish(status="baseline", message="answering the held-out prompts with the base model", plan=run_plan,
             max_steps=run_plan.steps, hardware=hardware.describe(), model=job.source.label,
             train_examples=len(prepared.train), train_tokens=prepared.train_tokens,
             history=tuple(folder.read_metrics()), step=resumed_step or 0,
             comparison=tuple(comparison_rows(prepared.held_out, None, None)))
-    model.to(hardware.device)
+    place(model, hardware)
     prompts = [item.prompt for item in prepared.held_out]
-    before = generate(model, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
+    before = _answers_on_main(model, tokenizer, prompts, config, hardware)
     publish(comparison=tuple(comparison_rows(prepared.held_out, before, None)))
 
-    model = _train(job, model, tokenizer, prepared, hardware, run_plan, resume_from, publish, record,
-                   stop_requested)
+    model, trainer = _train(job, model, tokenizer, prepared, hardware, run_plan, resume_from, publish, record,
+                            stop_requested)
     stopped = stop_requested()
 
     publish(status="finishing", message="saving the model and answering the held-out prompts again")
-    final = model.merge_and_unload() if config.method == "lora" else model
-    save_model(final, tokenizer, folder.model_dir)
-    after = generate(final, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
+    final, after = _save_and_answer(job, model, trainer, tokenizer, prompts, hardware, token)
     rows = comparison_rows(prepared.held_out, before, after)
-    folder.write_json("comparison.json", rows)
-    folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
+    if ranks.is_main():
+        folder.write_json("comparison.json", rows)
+        folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
     return RunResult(
         status="stopped" if stopped else "completed",
         message="stopped: the checkpoint and model are saved" if stopped else "training complete",
@@ -86,20 +90,103 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     )
 
 
+def _not_recorded(entry: dict) -> None:
+    """A non-main process's metrics: the main process logs the same (gathered) values."""
+
+
+def _load_model(job: Job, hardware: device.Hardware, token: str | None, publish):
+    """The base model with the memory levers applied: the weights' dtype, QLoRA's
+    4-bit quantization (placed on this process's GPU), the attention kernel."""
+    config = job.config
+    quantization = levers.quantization_config(config, hardware)
+    return models.load(job.source, token=token, progress=lambda text: publish(message=text),
+                       dtype=levers.weights_dtype(config, hardware), quantization_config=quantization,
+                       device_map={"": hardware.index} if quantization else None,
+                       attn_implementation=levers.attention_implementation(hardware))
+
+
+def place(model, hardware: device.Hardware) -> None:
+    """Move the model to this process's device (a quantized model is placed when loaded)."""
+    if getattr(model, "hf_quantizer", None) is None:
+        model.to(hardware.torch_device)
+
+
+def _answers_on_main(model, tokenizer, prompts: list[str], config: TrainConfig, hardware) -> list[str] | None:
+    """Greedy answers from the main process; the others wait for them at a barrier."""
+    answers = None
+    if ranks.is_main():
+        answers = generate(model, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
+    ranks.barrier()
+    return answers
+
+
 def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resume_from: str | None, publish, record,
            stop_requested):
-    """Train (unless a stop came first); returns the model that was trained (LoRA-wrapped or not)."""
+    """Train (unless a stop came first); returns the model that was trained (LoRA-wrapped or not) and its Trainer."""
     config = job.config
-    if config.method == "lora":
+    if uses_adapters(config.method):
         model = with_lora(model, config)
     trainer = build_trainer(config, model, tokenizer, prepared, hardware, job.folder.checkpoints_dir, run_plan,
                             callbacks=[RunCallback(record, stop_requested, lambda: trainer), *job.callbacks])
-    if trainer.compiled:
-        publish(hardware=hardware.describe() + ", compiled")
+    publish(hardware=f"{hardware.describe()}; {trainer.checkpointing.reason}"
+                     + ("; compiled" if trainer.compiled else ""))
     if not stop_requested():
         publish(status="training", message="training")
         trainer.train(resume_from_checkpoint=resume_from)
-    return model
+    return model, trainer
+
+
+def _save_and_answer(job: Job, model, trainer, tokenizer, prompts, hardware, token):
+    """Save the trained model in the base model's dtype and answer the held-out
+    prompts with it (main process); returns (the trained model, its answers or None)."""
+    config, target = job.config, job.folder.model_dir
+    dtype = models.saved_dtype(job.source, token)
+    if trainer.is_fsdp_enabled:
+        return _save_sharded(job, model, trainer, tokenizer, prompts, hardware, dtype, token)
+    if config.method == "qlora":
+        merged = merged_over_full_base(model, job.source, dtype, token) if ranks.is_main() else None
+        final = model
+    else:
+        final = merged = model.merge_and_unload() if uses_adapters(config.method) else model
+    answers = None
+    if ranks.is_main():
+        save_model(merged, tokenizer, target, dtype=dtype)
+        answers = generate(final, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
+    ranks.barrier()
+    return final, answers
+
+
+def merged_over_full_base(peft_model, source: models.ModelSource, dtype, token: str | None):
+    """QLoRA's adapters merged into the base loaded in `dtype` (not into its 4-bit
+    copy, which would save a quantized model), on the CPU: a 7B base in bf16
+    takes 14 GB of RAM and none of the GPU's."""
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    adapters = {k: v.detach().to("cpu", dtype) for k, v in get_peft_model_state_dict(peft_model).items()}
+    base, _ = models.load(source, token=token, dtype=dtype)
+    wrapped = get_peft_model(base, peft_model.peft_config["default"])
+    set_peft_model_state_dict(wrapped, adapters)
+    return wrapped.merge_and_unload()
+
+
+def _save_sharded(job: Job, model, trainer, tokenizer, prompts, hardware, dtype, token):
+    """FSDP: every process hands its shard to the full state dict (a collective),
+    the main process saves it, and answers with the saved model once the
+    sharded one has freed the GPU."""
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    answers = None
+    if ranks.is_main():
+        state = {name: tensor.to(dtype) for name, tensor in state.items()}
+        save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, job.folder.model_dir, state_dict=state)
+    del state, trainer
+    release_memory()
+    final = None
+    if ranks.is_main():
+        final, _ = models.load(models.resolve(str(job.folder.model_dir)), dtype=dtype)
+        place(final, hardware)
+        answers = generate(final, tokenizer, prompts, job.config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
+    ranks.barrier()
+    return final, answers
 
 
 def resolved_config(config: TrainConfig, model_label: str, prepared, hardware, run_plan: Plan) -> dict:
@@ -114,19 +201,37 @@ def resolved_config(config: TrainConfig, model_label: str, prepared, hardware, r
     }
 
 
-def save_model(model, tokenizer, target: Path) -> None:
+def save_model(model, tokenizer, target: Path, dtype=None, state_dict=None) -> None:
     """safetensors + tokenizer, written to a temporary folder then renamed,
-    so a reader never sees half a model."""
+    so a reader never sees half a model. With `dtype` (the base model's), the
+    weights are written in it: the fp32 master copy would double the download."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        with _cast(model, dtype if state_dict is None else None):
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _cast(model, dtype):
+    """The model in `dtype` while saved, then back in its own dtype. Casting tensor
+    by tensor in place never holds two copies; coming back, the weights are the
+    saved ones exactly, so the answers given after saving are the saved model's."""
+    own = next(model.parameters()).dtype
+    if dtype is None or dtype == own or not own.is_floating_point:
+        yield
+        return
+    model.to(dtype)
+    try:
+        yield
+    finally:
+        model.to(own)
 
 
 def explain_failure(err: BaseException, config: TrainConfig) -> str:
@@ -142,6 +247,8 @@ def explain_failure(err: BaseException, config: TrainConfig) -> str:
                   f"the max length (now {config.max_length})"]
         if config.method == "full":
             advice.append("or switch the method to LoRA")
+        if config.gradient_checkpointing != "on":
+            advice.append("or turn gradient checkpointing on")
         return "out of memory: lower " + ", ".join(advice)
     if isinstance(err, OSError) and getattr(err, "errno", None) == 28:
         return f"the disk is full: {text}"

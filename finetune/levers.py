@@ -1,0 +1,133 @@
+"""The memory levers of a run, turned into what the libraries take: the dtype
+and quantization the base model loads with, the Trainer's optimizer name,
+whether gradient checkpointing is on (and why), and the attention kernel.
+
+Each is a small function of the config and the hardware, so the decisions are
+tested on a CPU even where the code path they choose needs a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig, uses_adapters
+from .device import Hardware
+
+# Checkpointing 'auto' turns on above this share of the free memory: the
+# estimate is rough, and allocator fragmentation needs headroom.
+CHECKPOINTING_THRESHOLD = 0.85
+
+
+def weights_dtype(config: TrainConfig, hardware: Hardware) -> torch.dtype:
+    """The dtype the base model's weights load in."""
+    if config.method == "qlora":
+        return qlora_compute_dtype(hardware)  # of the layers left unquantized (norms, embeddings)
+    return torch.bfloat16 if config.weights == "bf16" else torch.float32
+
+
+def qlora_compute_dtype(hardware: Hardware) -> torch.dtype:
+    return torch.bfloat16 if hardware.has_bf16 else torch.float16
+
+
+def quantization_config(config: TrainConfig, hardware: Hardware):
+    """QLoRA's 4-bit NF4 base with double quantization (the QLoRA paper's recipe), or None."""
+    if config.method != "qlora":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=qlora_compute_dtype(hardware))
+
+
+def optimizer_name(config: TrainConfig) -> str:
+    """The Trainer's `optim` for this config."""
+    if config.optimizer == "adamw_8bit":
+        return "adamw_bnb_8bit"
+    if config.weights == "bf16" and config.method == "full":
+        # torch's AdamW keeps its states in the weights' dtype; bitsandbytes keeps fp32 states for bf16 weights.
+        return "paged_adamw_32bit"
+    return "adamw_torch_fused"  # fused on CPU too (torch>=2.4): one kernel instead of a loop per tensor
+
+
+# --- gradient checkpointing
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    on: bool
+    reason: str
+
+
+def checkpointing(config: TrainConfig, estimated_peak: int | None, free: int | None) -> Checkpointing:
+    """'on' and 'off' as set; 'auto' on when the estimated peak exceeds about
+    85% of the memory free for training."""
+    if config.gradient_checkpointing != "auto":
+        return Checkpointing(config.gradient_checkpointing == "on", f"gradient checkpointing {config.gradient_checkpointing}")
+    if not estimated_peak or not free:
+        return Checkpointing(False, "gradient checkpointing off (the free memory is unknown)")
+    share = estimated_peak / free
+    verdict = "on" if share > CHECKPOINTING_THRESHOLD else "off"
+    return Checkpointing(verdict == "on", f"gradient checkpointing {verdict}: the estimated peak is {share:.0%} "
+                                          f"of the {free / 2**30:.1f} GiB free")
+
+
+def estimated_peak(model, config: TrainConfig) -> int:
+    """Bytes a training step needs at its peak without checkpointing: the weights,
+    gradients and optimizer states of what is trained, and the activations of
+    the longest micro-batch. Rough on purpose (within tens of percent)."""
+    params = sum(p.numel() for p in model.parameters())
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad) if uses_adapters(config.method) \
+        else params
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    state_bytes = 2 if config.optimizer == "adamw_8bit" else 8
+    grad_bytes = 2 if config.weights == "bf16" and config.method == "full" else 4
+    hidden = getattr(model.config, "hidden_size", 0)
+    layers = getattr(model.config, "num_hidden_layers", 0)
+    # ~34 x hidden bytes per token per layer in 16-bit autocast (Korthikanti et al.),
+    # with a memory-efficient attention kernel; the micro-batch at its longest.
+    activation_bytes = 34 * hidden * layers * config.batch_size * config.max_length
+    return weight_bytes + trained * (grad_bytes + state_bytes) + activation_bytes
+
+
+def free_memory(hardware: Hardware, model=None) -> int | None:
+    """Bytes free for training on the device, counting what `model` already holds there."""
+    held = sum(p.numel() * p.element_size() for p in model.parameters()
+               if p.device.type == hardware.device) if model is not None else 0
+    if hardware.device == "cuda":
+        return torch.cuda.mem_get_info(hardware.index)[0] + held
+    if hardware.device == "mps":
+        return int(torch.mps.recommended_max_memory() - torch.mps.current_allocated_memory()) + held
+    available = _meminfo_available()
+    return available + held if available is not None else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# --- attention over packed rows
+
+VARLEN_ATTENTION = "flash_attention_2"
+
+
+def attention_implementation(hardware: Hardware) -> str:
+    """FlashAttention's varlen kernel where it is installed on a CUDA GPU: packed
+    examples go in one row with their boundaries (no [T, T] mask at all).
+    Elsewhere SDPA with a block-diagonal mask, which matched unpacked logits to 2e-7."""
+    if hardware.device == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return VARLEN_ATTENTION
+    return "sdpa"
+
+
+def uses_varlen_attention(model) -> bool:
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) == VARLEN_ATTENTION

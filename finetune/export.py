@@ -72,7 +72,9 @@ def model_card(folder: str | Path) -> str:
         lines.append(f"base_model: {base_id}")
     name = (base_id or base_label).split("/")[-1]
     lines += ["---", "", f"# {name}, fine-tuned on {data}", ""]
-    method = "LoRA (adapters merged into the weights)" if config.get("method") == "lora" else "full fine-tuning"
+    method = {"lora": "LoRA (adapters merged into the weights)",
+              "qlora": "QLoRA (adapters trained over a 4-bit base, merged into the full-precision weights)"
+              }.get(config.get("method"), "full fine-tuning")
     lines += [f"Fine-tuned from **{base_id or base_label}** on **{data}** ({resolved.get('format', '?')} format, "
               f"{resolved.get('template', '?')} template) with {method}, using the fine-tuning lab.", ""]
     if summary.get("status") == "stopped":
@@ -90,7 +92,7 @@ def model_card(folder: str | Path) -> str:
         ("examples", f"{resolved.get('train_examples', '?')} train, {resolved.get('validation_examples', '?')} "
                      f"validation, {resolved.get('held_out_prompts', '?')} held out"),
     ]
-    if config.get("method") == "lora":
+    if config.get("method") in ("lora", "qlora"):
         settings.append(("LoRA r / alpha / dropout",
                          f"{config.get('lora_r')} / {config.get('lora_alpha')} / {config.get('lora_dropout')}"))
     lines += [f"| {name} | {_fmt(value, 6)} |" for name, value in settings]

@@ -24,7 +24,7 @@ def test_sliders_take_their_ranges_and_help_from_the_config():
     assert (lora_slider.minimum, lora_slider.maximum) == (lr.metadata["lora_min"], lr.metadata["lora_max"])
     assert (wide.minimum, wide.maximum) == (lr.metadata["hard_min"], lr.metadata["hard_max"])
     assert isinstance(seed, gr.Number)  # two billion positions are no slider
-    assert isinstance(method, gr.Dropdown) and method.choices == [(c, c) for c in ("full", "lora")]
+    assert isinstance(method, gr.Dropdown) and method.choices == [(c, c) for c in ("full", "lora", "qlora")]
 
 
 def test_every_setting_gets_the_widget_its_metadata_asks_for():

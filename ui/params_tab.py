@@ -5,6 +5,7 @@ the recommended ranges, and a live summary of the run those values make
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import gradio as gr
@@ -14,13 +15,15 @@ from finetune import device, plan
 from ui import fields, plots
 from ui.lab import Lab
 
-GROUPS = (("optim", "Optimisation"), ("lora", "LoRA adapters"), ("run", "Evaluation and run control"))
+GROUPS = (("optim", "Optimisation"), ("lora", "LoRA adapters"), ("memory", "Memory (bigger models)"),
+          ("run", "Evaluation and run control"))
 PRESET_NOTES = {
     "classic": "The classic recipe: lr 2e-5, batch 4 x accumulation 8, warmup, weight decay 0.1, cosine.",
     "quick-demo": "A short run sized for a CPU: minutes on the demo data.",
     "lora": "LoRA adapters: fewer trained weights, less memory, a higher learning rate.",
 }
 PER_ROW = 2
+METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA (LoRA over a 4-bit NF4 base)"}
 
 
 @dataclass
@@ -49,8 +52,8 @@ def build(lab: Lab, settings: dict, preset: str) -> ParamsTab:
             groups = {}
             for group, title in GROUPS:
                 names = [f.name for f in cfg.fields() if f.metadata["group"] == group]
-                visible = group != "lora" or settings["method"].value == "lora"
-                with gr.Accordion(title, open=group != "run", visible=visible) as groups[group]:
+                visible = group != "lora" or cfg.uses_adapters(settings["method"].value)
+                with gr.Accordion(title, open=group not in ("run", "memory"), visible=visible) as groups[group]:
                     for start in range(0, len(names), PER_ROW):
                         with gr.Row():
                             for name in names[start:start + PER_ROW]:
@@ -80,7 +83,7 @@ def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
             f"- **Examples per step:** {config.batch_size} x {config.grad_accum} = {p.examples_per_step}",
             f"- **Tokens per epoch:** {p.train_tokens:,}",
             f"- **Device:** {hardware.describe()}",
-            f"- **Method:** {'LoRA' if config.method == 'lora' else 'full fine-tuning'}",
+            f"- **Method:** {METHOD_NAMES[config.method]}",
         ]
         figure = plots.learning_rate_figure(planned=(p.curve_steps, p.curve_lr),
                                             title=f"Learning-rate schedule over {p.steps} steps")
@@ -91,6 +94,10 @@ def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
                                             waiting="load a dataset to see the schedule")
     if hardware.note:
         lines.append(f"\n{hardware.note}")
+    refused = device.unsupported(config, hardware)
+    if refused:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in refused)
+        lines.append(f"\n<div class='lab-error'><b>This machine cannot run these settings:</b><ul>{items}</ul></div>")
     if outside:
         verdict = ("allowed by the switch; expect an unstable or overfitting run" if allow_out_of_range
                    else "turn on <i>Allow values outside the recommended ranges</i> to use them")
@@ -116,7 +123,7 @@ def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State) -> None:
         """Slider bounds follow the method (LoRA's learning rate) and the allow switch."""
         updates = {w: fields.range_update(cfg.field_by_name(n), values[n], method, allow_out_of_range)
                    for n, w in numeric.items()}
-        return {**updates, tab.lora_group: gr.update(visible=method == "lora")}
+        return {**updates, tab.lora_group: gr.update(visible=cfg.uses_adapters(method))}
 
     gr.on([settings["method"].change, tab.allow.change], set_ranges, inputs=[settings["method"], tab.allow],
           inputs_kwargs=numeric, outputs=[*numeric.values(), tab.lora_group], api_name="set_ranges")

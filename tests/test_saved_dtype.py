@@ -1,0 +1,60 @@
+"""What users download is saved in the base model's dtype, not as the fp32
+master copy: half the size for a bf16 model, and the same answers."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import tiny
+from finetune import dataset, device, models
+from finetune.evaluate import generate
+
+from test_run import RECORDS, run_to_end, tiny_config
+
+
+@pytest.fixture
+def data_file(write):
+    return write("dates.json", json.dumps(RECORDS))
+
+
+@pytest.fixture(scope="module")
+def bf16_base(tmp_path_factory):
+    """A tiny model published in bf16, as SmolLM2 and most Llamas are."""
+    folder = tmp_path_factory.mktemp("bf16-base")
+    tokenizer = tiny.build_tokenizer()
+    tiny.build_model(tokenizer).to(torch.bfloat16).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_trained_model_is_saved_in_bf16_and_reloads_with_the_same_answers(bf16_base, data_file, tmp_path):
+    config = tiny_config(bf16_base, data_file, max_steps=4, held_out=3, max_new_tokens=12)
+    run, snap = run_to_end(config, tmp_path / "run")
+    assert snap.status == "completed", snap.error
+    saved = tmp_path / "run" / "model" / "model.safetensors"
+    with safe_open(saved, "pt") as weights:
+        dtypes = {weights.get_tensor(name).dtype for name in weights.keys()}
+    assert dtypes == {torch.bfloat16}
+    fp32_bytes = sum(p.numel() * 4 for p in run.result.trained_model.parameters())
+    assert saved.stat().st_size < 0.55 * fp32_bytes, "about half the fp32 master copy"
+
+    source = models.resolve(str(tmp_path / "run" / "model"))
+    model, tokenizer = models.load(source)
+    prompts = [item.prompt for item in dataset.prepare(config, tokenizer).held_out]
+    hardware = device.detect(config.precision)
+    answers = generate(model, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
+    after = [row["after"] for row in json.loads((tmp_path / "run" / "comparison.json").read_text())]
+    assert answers == after, "the saved model answers as the trained one did"
+    # Not only greedy text: the model that answered after saving is the saved one, to the bit.
+    kept = run.result.trained_model.state_dict()
+    assert all(torch.equal(tensor, kept[name].cpu()) for name, tensor in model.state_dict().items())
+
+
+def test_a_fp32_base_stays_fp32(tiny_model_dir):
+    assert models.saved_dtype(models.resolve(str(tiny_model_dir))) == torch.float32
+
+
+def test_the_bundled_default_is_saved_in_bf16_like_the_published_model():
+    assert models.saved_dtype(models.resolve("default")) == torch.bfloat16

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig, uses_adapters
+from .config import TrainConfig
 from .device import Hardware
 
 # Checkpointing 'auto' turns on above this share of the free memory: the
@@ -75,22 +75,22 @@ def checkpointing(config: TrainConfig, estimated_peak: int | None, free: int | N
                                           f"of the {free / 2**30:.1f} GiB free")
 
 
-def estimated_peak(model, config: TrainConfig) -> int:
-    """Bytes a training step needs at its peak without checkpointing: the weights,
-    gradients and optimizer states of what is trained, and the activations of
-    the longest micro-batch. Rough on purpose (within tens of percent)."""
-    params = sum(p.numel() for p in model.parameters())
-    trained = sum(p.numel() for p in model.parameters() if p.requires_grad) if uses_adapters(config.method) \
-        else params
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    state_bytes = 2 if config.optimizer == "adamw_8bit" else 8
-    grad_bytes = 2 if config.weights == "bf16" and config.method == "full" else 4
-    hidden = getattr(model.config, "hidden_size", 0)
-    layers = getattr(model.config, "num_hidden_layers", 0)
-    # ~34 x hidden bytes per token per layer in 16-bit autocast (Korthikanti et al.),
-    # with a memory-efficient attention kernel; the micro-batch at its longest.
-    activation_bytes = 34 * hidden * layers * config.batch_size * config.max_length
-    return weight_bytes + trained * (grad_bytes + state_bytes) + activation_bytes
+def estimated_peak(model, config: TrainConfig, hardware: Hardware) -> int | None:
+    """Bytes a training step needs at its peak without checkpointing, from the
+    memory estimator (memory.py), for the micro-batch at its longest; None for
+    a model whose shape it cannot read."""
+    from . import memory
+
+    try:
+        shape = memory.shape_from_config(model.config)
+        estimate = memory.estimate(
+            shape, method=config.method, weights=config.weights, autocast=hardware.precision,
+            optimizer=config.optimizer, batch_size=config.batch_size, seq_len=config.max_length,
+            gradient_checkpointing=False, lora_r=config.lora_r, lora_dropout=config.lora_dropout,
+            grad_accum=config.grad_accum)
+    except memory.EstimateError:
+        return None
+    return int(estimate.peak_bytes)
 
 
 def free_memory(hardware: Hardware, model=None) -> int | None:

@@ -177,7 +177,7 @@ def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, che
     has_validation = bool(prepared.validation)
     if getattr(model, "hf_quantizer", None) is None:
         model.to(hardware.torch_device)
-    checkpointing = levers.checkpointing(config, levers.estimated_peak(model, config),
+    checkpointing = levers.checkpointing(config, levers.estimated_peak(model, config, hardware),
                                          levers.free_memory(hardware, model))
     args = training_arguments(config, hardware, checkpoints_dir, plan, has_validation, checkpointing.on)
     callbacks = list(callbacks)

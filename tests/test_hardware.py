@@ -129,14 +129,16 @@ def test_checkpointing_auto_turns_on_above_85_percent_of_free_memory(setting, pe
     assert decision.on is on and f"gradient checkpointing {'on' if on else 'off'}" in decision.reason
 
 
-def test_the_estimate_counts_what_each_lever_saves(tiny_tokenizer):
+def test_auto_decides_from_the_memory_estimate_of_this_model(tiny_tokenizer):
     import tiny
 
     model = tiny.build_model(tiny_tokenizer)
-    full = levers.estimated_peak(model, TrainConfig())
-    assert levers.estimated_peak(model, TrainConfig(optimizer="adamw_8bit")) < full
-    assert levers.estimated_peak(model, TrainConfig(batch_size=4)) < full
+    full = levers.estimated_peak(model, TrainConfig(), CPU)
+    assert levers.estimated_peak(model, TrainConfig(optimizer="adamw_8bit"), CPU) < full
+    assert levers.estimated_peak(model, TrainConfig(batch_size=4), CPU) < full
     assert full > sum(p.numel() for p in model.parameters()) * 16, "fp32 weights, gradients and two Adam states"
+    assert levers.checkpointing(TrainConfig(), full, free=int(full * 1.05)).on
+    assert not levers.checkpointing(TrainConfig(), full, free=full * 2).on
 
 
 def test_optimizer_and_weights_map_to_the_libraries_names():
@@ -165,6 +167,14 @@ def test_checkpointing_on_trains_to_the_same_losses(tiny_model_dir, data_file, t
         assert f"gradient checkpointing {setting}" in snap.hardware, "the device line says what was chosen"
         runs[setting] = snap.logged("loss")
     assert runs["on"] == pytest.approx(runs["off"], rel=1e-5)
+
+
+def test_auto_turns_checkpointing_on_when_the_run_would_not_fit(tiny_model_dir, data_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(levers, "free_memory", lambda hardware, model=None: 64 * 2**10)  # 64 KiB free
+    run, snap = run_to_end(tiny_config(tiny_model_dir, data_file, max_steps=2, held_out=0), tmp_path / "run")
+    assert snap.status == "completed", snap.error
+    assert "gradient checkpointing on: the estimated peak is" in snap.hardware
+    assert run.result.trained_model.is_gradient_checkpointing
 
 
 # --- attention over packed rows

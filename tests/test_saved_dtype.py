@@ -58,3 +58,25 @@ def test_a_fp32_base_stays_fp32(tiny_model_dir):
 
 def test_the_bundled_default_is_saved_in_bf16_like_the_published_model():
     assert models.saved_dtype(models.resolve("default")) == torch.bfloat16
+
+
+def test_qlora_adapters_are_merged_into_the_base_loaded_in_its_own_dtype(tiny_model_dir):
+    """QLoRA saves its adapters merged into a full-precision base, not into the 4-bit copy
+    it trained over; the transfer is checked here with a plain LoRA model (4-bit needs CUDA)."""
+    from peft import LoraConfig, get_peft_model
+
+    from finetune.worker import merged_over_full_base
+
+    source = models.resolve(str(tiny_model_dir))
+    base, tokenizer = models.load(source)
+    trained = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    torch.manual_seed(3)
+    for name, param in trained.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(std=0.05)  # adapters that change the answers (B starts at zero)
+    ids = tokenizer("What is the capital of France?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = trained(ids).logits
+        merged = merged_over_full_base(trained, source, torch.float32, None)
+        assert not any("lora" in name for name, _ in merged.named_parameters())
+        assert torch.allclose(merged(ids).logits, expected, atol=1e-5)

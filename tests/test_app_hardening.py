@@ -2,14 +2,13 @@
 the raw API, hostile model ids and paths, file requests outside its outputs,
 closed browsers, and twenty clients at once while a run trains."""
 
-import json
 import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-from app_server import free_port
+from app_server import BOUNDARY, free_port, multipart, raw_call
 
 from finetune.records import list_runs
 from ui.app import PUBLIC_MAX_FILE_MB, build_app, launch_options
@@ -60,19 +59,6 @@ def wait_for(c: Client, predicate, timeout=240, key=None):
     raise AssertionError(f"timed out: {status}")
 
 
-def raw_call(url: str, api_name: str, **overrides) -> str:
-    """POST to an endpoint as a hand-written client would, JSON NaN and Infinity
-    literals included (gradio_client refuses to send them); return the event stream."""
-    api = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
-    params = api["named_endpoints"][f"/{api_name}"]["parameters"]
-    data = [overrides.get(p["parameter_name"], p.get("parameter_default")) for p in params]
-    body = json.dumps({"data": data}, allow_nan=True).encode()
-    request = urllib.request.Request(f"{url}gradio_api/call/{api_name}", data=body,
-                                     headers={"Content-Type": "application/json"})
-    event_id = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
-    return urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=120).read().decode()
-
-
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "abc", 1e9, -1])
 def test_junk_numbers_through_the_raw_api_start_no_run(url, run_count, value):
     before = run_count()
@@ -113,22 +99,13 @@ def test_an_upload_over_the_limit_is_refused_and_the_limit_shown(url, tmp_path):
     with pytest.raises(ValueError, match=f"exceeds the maximum file size of {limit} bytes"):
         Client(url, verbose=False).predict(source="upload", file=handle_file(str(big)), api_name="/load_dataset")
     # ...and the server refuses a hand-written upload that ignores it.
-    request = urllib.request.Request(f"{url}gradio_api/upload", data=_multipart("big.jsonl", big.read_bytes()),
+    request = urllib.request.Request(f"{url}gradio_api/upload", data=multipart("big.jsonl", big.read_bytes()),
                                      headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413
     page = urllib.request.urlopen(url, timeout=10).read().decode()
     assert f"{PUBLIC_MAX_FILE_MB} MB" in page or f"max {PUBLIC_MAX_FILE_MB}" in page
-
-
-BOUNDARY = "lab-test-boundary"
-
-
-def _multipart(name: str, content: bytes) -> bytes:
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
-    return head + content + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def test_public_launch_settings():
@@ -160,7 +137,7 @@ def test_a_closed_page_leaves_the_run_training_and_its_owner_reattaches(url):
 
 def test_twenty_clients_poll_and_browse_while_a_run_trains(url):
     trainer = client(url)
-    started = trainer.predict(source="bundled", max_steps=40, **TINY, api_name="/start_training")
+    trainer.predict(source="bundled", max_steps=40, **TINY, api_name="/start_training")
     errors, answers = [], []
 
     def visitor(n):

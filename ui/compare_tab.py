@@ -44,6 +44,7 @@ class CompareTab:
 
 def build(lab: Lab, max_new_tokens: int) -> CompareTab:
     run = gr.Dropdown([("Your latest run", LATEST)], value=LATEST, label="Run", elem_id="compare-run",
+                      allow_custom_value=True,  # an API client names any run of its own; the owner is checked
                       info="Any run of yours; the latest one fills in live while it trains.")
     scores = gr.Markdown(scores_markdown([], None))
     table = gr.Dataframe(comparison_frame([]), label="Held-out prompts (never trained on)", wrap=True,

@@ -118,6 +118,9 @@ class Lab:
         with self._uploads_lock:
             kept = self._uploads.get((owner, path))
             if kept is not None:
+                # Gradio names an upload by its content: the same path again is the same
+                # file uploaded again, which must not linger in the served cache either.
+                Path(path).unlink(missing_ok=True)
                 return kept
             source = Path(path)
             if not source.is_file():

@@ -1,4 +1,4 @@
-"""python -m finetune train|inspect: the same engine the app drives, headless.
+"""python -m finetune train|inspect|sweep|runs|compare-runs: the same engine the app drives, headless.
 
 Flags are built from TrainConfig's fields (--learning-rate for learning_rate),
 so the command line offers every setting the app has, with the same help.
@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import cli_runs
 from . import config as cfg
 
 SHORT_ALIASES = {"grad_accum": ["--gradient-accumulation"], "data": ["-d"], "model": ["-m"]}
@@ -38,17 +39,23 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(_flag(f.name), *SHORT_ALIASES.get(f.name, []), **kwargs)
 
 
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """The settings of a run: a config file, a preset, the allow switch, and a flag per setting."""
+    parser.add_argument("--config", default=None, help="JSON file of settings; flags override it")
+    parser.add_argument("--preset", default=None, choices=sorted(cfg.PRESETS), help="start from a preset")
+    parser.add_argument("--allow-out-of-range", action="store_true",
+                        help="accept values outside the recommended ranges (with a warning)")
+    _add_config_flags(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m finetune", description="Fine-tune a causal language model.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="fine-tune a model on a dataset file")
     train.add_argument("--output", "-o", default=None, help="output folder (default: runs/<time>)")
-    train.add_argument("--config", default=None, help="JSON file of settings; flags override it")
-    train.add_argument("--preset", default=None, choices=sorted(cfg.PRESETS), help="start from a preset")
-    train.add_argument("--allow-out-of-range", action="store_true",
-                       help="accept values outside the recommended ranges (with a warning)")
     train.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output")
-    _add_config_flags(train)
+    _add_train_flags(train)
+    cli_runs.add_parsers(commands, _add_train_flags)
     inspect = commands.add_parser("inspect", help="describe a dataset file without training")
     inspect.add_argument("file")
     inspect.add_argument("--examples", type=int, default=2, help="rendered examples to show")
@@ -68,10 +75,7 @@ def _token() -> str | None:
     return os.environ.get("HF_TOKEN") or None
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from . import ranks
-    from .run import TrainingRun
-
+def _checked_settings(args: argparse.Namespace) -> cfg.Checked:
     values = cfg.load_json(args.config) if args.config else {}
     values.update(_values(args, [f.name for f in cfg.fields()]))
     checked = cfg.build(values, preset=args.preset, allow_out_of_range=args.allow_out_of_range)
@@ -79,6 +83,14 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if not checked.config.data:
         raise cfg.ConfigError("--data is required")
+    return checked
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from . import ranks
+    from .run import TrainingRun
+
+    checked = _checked_settings(args)
     output = Path(args.output or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     run = TrainingRun(checked, output, token=_token(), resume=args.resume).start()
     snapshot = _follow(run, quiet=not ranks.is_main())
@@ -148,11 +160,16 @@ def run_inspect(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .files import DataError
     from .models import ModelError
+    from .records import NoSuchRun
     from .run import RunBusyError
+    from .scheduler import QueueFull
 
     args = build_parser().parse_args(argv)
+    commands = {"train": run_train, "inspect": run_inspect, "runs": cli_runs.run_runs,
+                "compare-runs": cli_runs.run_compare,
+                "sweep": lambda a: cli_runs.run_sweep(a, _checked_settings(a), _token())}
     try:
-        return run_train(args) if args.command == "train" else run_inspect(args)
-    except (cfg.ConfigError, DataError, ModelError, RunBusyError, ValueError) as err:
+        return commands[args.command](args)
+    except (cfg.ConfigError, DataError, ModelError, RunBusyError, QueueFull, NoSuchRun, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

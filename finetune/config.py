@@ -187,6 +187,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.05, "weight_decay": 0.0, "min_lr_ratio": 0.1, "max_length": 256,
         "max_new_tokens": 48,
     },
+    # The tutorial's learning-rate exercise on the demo data: one epoch per run, so
+    # a sweep of three (sweep.DEFAULT_VALUES) finishes in minutes on a 2-core CPU,
+    # with validation often enough to draw a curve.
+    "lr-sweep-demo": {
+        "data": DEMO_DATA, "method": "full", "learning_rate": 2e-5, "batch_size": 8, "grad_accum": 1, "epochs": 1,
+        "warmup_ratio": 0.05, "weight_decay": 0.0, "min_lr_ratio": 0.1, "max_length": 256, "max_new_tokens": 32,
+        "eval_steps": 5,
+    },
     "lora": {"method": "lora", "learning_rate": 2e-4, "batch_size": 8, "grad_accum": 4, "epochs": 3,
              "lora_r": 16, "lora_alpha": 32, "warmup_ratio": 0.05},
 }

@@ -69,6 +69,12 @@ def display_value(record: RunRecord, name: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def setting_label(name: str, value) -> str:
+    """How a legend names one setting's value: lr=5e-05, batch=16."""
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{SHORT_NAMES.get(name, name)}={shown}"
+
+
 def run_label(record: RunRecord, differing) -> str:
     """The legend name: run.json's label, else the differing settings' values (lr=5e-05), else the id."""
     if record.label or record.unreadable:  # an unreadable run's settings are unknown: its id names it

@@ -73,13 +73,14 @@ class RunFolder:
         self._atomic_write(path, json.dumps(_finite(data), indent=2, ensure_ascii=False))
         return path
 
-    def write_summary(self, snapshot, config) -> Path:
+    def write_summary(self, snapshot, config, data_name: str) -> Path:
         losses, evals = snapshot.logged("loss"), snapshot.logged("eval_loss")
         return self.write_json("summary.json", {
             "status": snapshot.status,
             "error": snapshot.error,
             "model": snapshot.model,
-            "data": config.data,
+            "data": data_name,
+            "label": snapshot.label,
             "hardware": snapshot.hardware,
             "steps": snapshot.step,
             "max_steps": snapshot.max_steps,

@@ -26,7 +26,6 @@ import os
 import re
 import socket
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -57,13 +56,10 @@ NO_SUCH_RUN = "no such run"
 NO_SUCH_SWEEP = "no such sweep"
 
 ORPHAN_MESSAGES = {
-    "cancelled": "cancelled: the server restarted before this run started",
+    "cancelled": "cancelled (server restarted): the server stopped before this run started",
     "interrupted": "interrupted: the process running it ended before it finished",
 }
 
-# One lock for every read-modify-write of a record in this process: two threads
-# updating the same run.json must not lose each other's change.
-_WRITE_LOCK = threading.Lock()
 
 
 class NoSuchRun(LookupError):
@@ -84,23 +80,24 @@ def write_record(folder: str | Path, **fields: Any) -> dict:
     name, status "queued", owner "local", created now by this process on this host."""
     folder = Path(folder)
     record = _new_record(folder) | _checked(fields)
-    with _WRITE_LOCK:
-        _write_json(folder / RUN_FILE, record)
+    _write_json(folder / RUN_FILE, record)
     return record
 
 
 def update_record(folder: str | Path, **changes: Any) -> dict:
     """Change some fields of run.json. Moving to a running status fills started_at,
-    to a final one finished_at, unless given or already set."""
+    to a final one finished_at, unless given or already set.
+
+    Read-modify-write: each record has one writer at a time (the run's own
+    object, under its lock; a sweep's scheduler), so no change is lost."""
     folder = Path(folder)
     changes = _checked(changes)
-    with _WRITE_LOCK:
-        record = _read_json(folder / RUN_FILE)
-        if not isinstance(record, dict):  # missing or corrupt: start over from the defaults
-            record = _new_record(folder)
-        record.update(_timestamps(record, changes))
-        record.update(changes)
-        _write_json(folder / RUN_FILE, record)
+    record = _read_json(folder / RUN_FILE)
+    if not isinstance(record, dict):  # missing or corrupt: start over from the defaults
+        record = _new_record(folder)
+    record.update(_timestamps(record, changes))
+    record.update(changes)
+    _write_json(folder / RUN_FILE, record)
     return record
 
 
@@ -110,14 +107,13 @@ def write_sweep(folder: str | Path, **fields: Any) -> dict:
     unknown = sorted(set(fields) - set(SWEEP_FIELDS))
     if unknown:
         raise ValueError(f"unknown sweep fields: {', '.join(unknown)}")
-    with _WRITE_LOCK:
-        sweep = _read_json(folder / SWEEP_FILE)
-        if not isinstance(sweep, dict):
-            sweep = {name: None for name in SWEEP_FIELDS} | {
-                "id": folder.name, "kind": "sweep", "runs": [], "values": [], "created_at": time.time(),
-                "owner": LOCAL_OWNER}
-        sweep.update(fields)
-        _write_json(folder / SWEEP_FILE, sweep)
+    sweep = _read_json(folder / SWEEP_FILE)
+    if not isinstance(sweep, dict):
+        sweep = {name: None for name in SWEEP_FIELDS} | {
+            "id": folder.name, "kind": "sweep", "runs": [], "values": [], "created_at": time.time(),
+            "owner": LOCAL_OWNER}
+    sweep.update(fields)
+    _write_json(folder / SWEEP_FILE, sweep)
     return sweep
 
 
@@ -219,13 +215,12 @@ def mark_orphans(root: str | Path) -> list[str]:
     Returns the ids changed."""
     changed = []
     for folder in _run_folders(Path(root)):
-        with _WRITE_LOCK:
-            record = _read_json(folder / RUN_FILE)
-            if not isinstance(record, dict) or not orphaned(record):
-                continue
-            status = orphan_status(record["status"])
-            record.update(status=status, message=ORPHAN_MESSAGES[status])
-            _write_json(folder / RUN_FILE, record)
+        record = _read_json(folder / RUN_FILE)
+        if not isinstance(record, dict) or not orphaned(record):
+            continue
+        status = orphan_status(record["status"])
+        record.update(status=status, message=ORPHAN_MESSAGES[status])
+        _write_json(folder / RUN_FILE, record)
         changed.append(folder.name)
     return changed
 

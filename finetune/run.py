@@ -10,17 +10,17 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import records
 from .config import Checked, ConfigError, TrainConfig, check
 from .dataset import PreparedData
-from .metrics import comparison_rows
 from .hub_token import redact
+from .metrics import comparison_rows
 from .models import ModelSource, resolve
 from .outputs import RunFolder
-from .plan import Plan
+from .plan import Plan, plan
 
 _SLOT_LOCK = threading.Lock()
 _ACTIVE: list["TrainingRun"] = []  # the one-run-at-a-time slot: empty or one run
@@ -59,7 +59,7 @@ def refuse_unsupported(config: TrainConfig) -> None:
         raise ConfigError("\n".join(problems))
 
 
-FINAL = ("completed", "stopped", "failed")
+FINAL = records.FINAL  # completed, stopped, failed, cancelled; interrupted for a run read back from disk
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Snapshot:
     comparison: tuple[dict, ...] = ()
     scores: dict = field(default_factory=dict)
     error: str | None = None
-    output_dir: str = ""
+    label: str | None = None  # e.g. "lr=5e-05" for a sweep's member
     started_at: float = 0.0
     finished_at: float | None = None
     hardware: str = ""
@@ -86,6 +86,21 @@ class Snapshot:
     @property
     def finished(self) -> bool:
         return self.status in FINAL
+
+    @classmethod
+    def from_record(cls, record: records.RunRecord) -> "Snapshot":
+        """A run read back from its folder, shown the way a live run is."""
+        summary = record.summary or {}
+        history = tuple(record.history)
+        steps = [h["step"] for h in history]
+        return cls(run_id=record.id, status=record.status, message=record.message or record.status,
+                   step=summary.get("steps") or (max(steps) if steps else 0),
+                   max_steps=summary.get("max_steps") or record.config.get("resolved", {}).get("steps", 0),
+                   epoch=summary.get("epoch") or 0.0, history=history, comparison=tuple(record.comparison or ()),
+                   scores=summary.get("scores") or {}, error=record.error or summary.get("error"),
+                   label=record.label, started_at=record.started_at or 0.0, finished_at=record.finished_at,
+                   hardware=summary.get("hardware") or "", model=summary.get("model") or "",
+                   train_examples=summary.get("train_examples") or 0, train_tokens=summary.get("train_tokens") or 0)
 
     def logged(self, key: str) -> list:
         """Every logged value of `key` ("loss", "eval_loss", ...), in step order."""
@@ -120,6 +135,18 @@ class Job:
     prepared: PreparedData | None = None  # None: the thread reads and prepares the data itself
     resume: bool = False
     callbacks: tuple = ()  # extra TrainerCallbacks (tests inject faults through them)
+    data_name: str = ""  # what the run's files call the dataset (never an upload's server path)
+    plan: Plan | None = None  # known before the thread starts when the data is prepared already
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who owns a run and how people name it; recorded in run.json."""
+
+    owner: str = records.LOCAL_OWNER  # owner_hash(key), or "local" on a single-user install
+    data_name: str | None = None  # the dataset as its owner knows it (an upload's file name, never a server path)
+    sweep: str | None = None
+    label: str | None = None
 
 
 class TrainingRun:
@@ -130,23 +157,34 @@ class TrainingRun:
     def __init__(self, settings: Checked | TrainConfig, output_dir: str | Path, prepared: PreparedData | None = None,
                  token: str | None = None, allowed_model_roots: tuple[Path, ...] | None = None,
                  allow_out_of_range: bool = False, resume: bool = False, callbacks: tuple = (),
-                 source: ModelSource | None = None):
+                 source: ModelSource | None = None, identity: Identity = Identity(), on_finished=None):
         """`settings`: a config that build() checked, or a bare one checked here
         (with `allow_out_of_range`). `source`: the model spec already resolved
-        by the caller; else a bad model id or folder is refused here, not in the thread."""
+        by the caller; else a bad model id or folder is refused here, not in the thread.
+        The run is a record on disk from here on (run.json, status queued).
+        `on_finished(run)` is called from the run's thread once it has ended."""
         checked = settings if isinstance(settings, Checked) else check(settings, allow_out_of_range)
         refuse_unsupported(checked.config)
-        self._job = Job(config=checked.config, folder=RunFolder(Path(output_dir)),
-                        source=source or resolve(checked.config.model, allowed_model_roots), prepared=prepared,
-                        resume=resume, callbacks=callbacks)
+        config = checked.config
+        run_plan = plan(config, len(prepared.train), prepared.train_tokens) if prepared else None
+        self._job = Job(config=config, folder=RunFolder(Path(output_dir)),
+                        source=source or resolve(config.model, allowed_model_roots), prepared=prepared,
+                        resume=resume, callbacks=callbacks, data_name=identity.data_name or config.data,
+                        plan=run_plan)
+        self.identity = identity
         self._token = token  # used for downloads only; never stored in snapshots, configs or logs
+        self._on_finished = on_finished
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._result = None
         pending = tuple(comparison_rows(prepared.held_out, None, None)) if prepared else ()
-        self._snapshot = Snapshot(run_id=uuid.uuid4().hex[:12], status="pending", output_dir=str(self.folder.root),
-                                  max_steps=checked.config.max_steps, comparison=pending)
+        self._snapshot = Snapshot(run_id=self.folder.root.name, status="queued", message="queued",
+                                  label=identity.label, max_steps=run_plan.steps if run_plan else config.max_steps,
+                                  plan=run_plan, comparison=pending)
+        self.folder.write_json("config.json", self.config.to_dict() | {"data": self.data_name})
+        records.write_record(self.folder.root, status="queued", owner=identity.owner, data_name=self.data_name,
+                             sweep=identity.sweep, label=identity.label, message="queued")
 
     @property
     def config(self) -> TrainConfig:
@@ -157,8 +195,24 @@ class TrainingRun:
         return self._job.folder
 
     @property
+    def run_id(self) -> str:
+        return self.folder.root.name
+
+    @property
+    def owner(self) -> str:
+        return self.identity.owner
+
+    @property
+    def data_name(self) -> str:
+        return self._job.data_name
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
     def result(self):
-        """The thread's RunResult (model source, hardware, tokenizer, trained model, comparison, scores)."""
+        """The thread's RunResult (model source, hardware, template, comparison, scores)."""
         with self._lock:
             return self._result
 
@@ -180,6 +234,12 @@ class TrainingRun:
     def stop(self) -> None:
         self._stop.set()
 
+    def cancel(self, message: str = "cancelled before it started") -> None:
+        """End a run that never started (taken out of the queue)."""
+        if self.started:
+            raise RuntimeError("a started run is stopped, not cancelled")
+        self._publish(status="cancelled", message=message, finished_at=time.time())
+
     @property
     def stop_requested(self) -> bool:
         return self._stop.is_set()
@@ -197,6 +257,14 @@ class TrainingRun:
     def _publish(self, **changes) -> None:
         with self._lock:
             self._snapshot = replace(self._snapshot, **changes)
+            if "status" in changes:  # the record on disk follows every change of status
+                self._record_status(self._snapshot)
+
+    def _record_status(self, snap: Snapshot) -> None:
+        try:
+            records.update_record(self.folder.root, status=snap.status, message=snap.message, error=snap.error)
+        except OSError:
+            pass  # a full disk must not kill the run's thread; the snapshot still tells the truth
 
     def record(self, entry: dict) -> None:
         """Append a logged dict to the history (append-only, so every viewer sees all of it)."""
@@ -231,16 +299,18 @@ class TrainingRun:
             final = replace(self.snapshot(), **outcome)
             try:
                 if is_main_process():  # the others of a multi-process launch leave the files to it
-                    self.folder.write_summary(final, self.config)
+                    self.folder.write_summary(final, self.config, self.data_name)
             except BaseException as err:  # e.g. the disk filled up
                 final = replace(final, **self._failure(err))
         finally:
+            self._job = replace(self._job, prepared=None)  # a finished run keeps no dataset in memory
             release_memory()
             self._release_slot()
             # Published last: whoever sees a finished status finds summary.json
             # written, the memory released and the slot free for the next start.
-            with self._lock:
-                self._snapshot = replace(final, finished_at=time.time())
+            self._publish(**{**final.__dict__, "finished_at": time.time()})
+            if self._on_finished is not None:
+                self._on_finished(self)
 
     def _failure(self, err: BaseException) -> dict:
         from .worker import explain_failure

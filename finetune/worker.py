@@ -14,7 +14,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -23,7 +23,6 @@ from .config import TrainConfig, uses_adapters
 from .evaluate import generate
 from .metrics import comparison_rows, summarise_scores
 from .files import DataError
-from .outputs import RunFolder
 from .plan import Plan, plan
 from .run import Job
 from .trainer import (CheckpointError, NonFiniteLossError, RunCallback, build_trainer, last_complete_checkpoint,
@@ -39,8 +38,6 @@ class RunResult:
     source: models.ModelSource
     hardware: device.Hardware
     template: str  # how prompts were rendered ("chat" | "alpaca"), for free-text questions later
-    tokenizer: Any
-    trained_model: Any
     comparison: tuple[dict, ...]
     scores: dict
 
@@ -54,12 +51,13 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     hardware = device.detect(config.precision)
     model, tokenizer = _load_model(job, hardware, token, publish)
     prepared = job.prepared or dataset.prepare(config, tokenizer, token=token)
-    run_plan = plan(config, len(prepared.train), prepared.train_tokens, processes=ranks.num_processes())
+    run_plan = job.plan if job.plan and ranks.num_processes() == 1 else \
+        plan(config, len(prepared.train), prepared.train_tokens, processes=ranks.num_processes())
     resume_from = last_complete_checkpoint(folder.checkpoints_dir) if job.resume else None
     resumed_step = int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else None
     if ranks.is_main():
         folder.prepare(keep_metrics_until=resumed_step)
-        folder.write_json("config.json", resolved_config(config, job.source.label, prepared, hardware, run_plan))
+        folder.write_json("config.json", resolved_config(job, prepared, hardware, run_plan))
     else:
         record = _not_recorded
     publish(status="baseline", message="answering the held-out prompts with the base model", plan=run_plan,
@@ -85,8 +83,7 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     return RunResult(
         status="stopped" if stopped else "completed",
         message="stopped: the checkpoint and model are saved" if stopped else "training complete",
-        source=job.source, hardware=hardware, template=prepared.template, tokenizer=tokenizer, trained_model=final,
-        comparison=tuple(rows), scores=summarise_scores(rows),
+        source=job.source, hardware=hardware, template=prepared.template, comparison=tuple(rows), scores=summarise_scores(rows),
     )
 
 
@@ -189,11 +186,11 @@ def _save_sharded(job: Job, model, trainer, tokenizer, prompts, hardware, dtype,
     return final, answers
 
 
-def resolved_config(config: TrainConfig, model_label: str, prepared, hardware, run_plan: Plan) -> dict:
+def resolved_config(job: Job, prepared, hardware, run_plan: Plan) -> dict:
     return {
-        **config.to_dict(),
+        **job.config.to_dict(), "data": job.data_name,
         "resolved": {
-            "model": model_label, "format": prepared.format, "template": prepared.template,
+            "model": job.source.label, "format": prepared.format, "template": prepared.template,
             "train_examples": len(prepared.train), "validation_examples": len(prepared.validation),
             "held_out_prompts": len(prepared.held_out), "device": hardware.device, "precision": hardware.precision,
             "steps": run_plan.steps,

@@ -21,8 +21,13 @@ TINY_RUN = dict(source="upload", learning_rate=3e-3, batch_size=4, grad_accum=1,
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_model_dir, tmp_path_factory):
-    with running_app(tiny_model_dir, tmp_path_factory.mktemp("runs")) as url:
+def app_runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_dir, app_runs):
+    with running_app(tiny_model_dir, app_runs) as url:
         yield url
 
 
@@ -40,10 +45,10 @@ def allow_out_of_range(c: Client) -> None:
     c.predict("full", True, api_name="/set_ranges")
 
 
-def wait_until_finished(c: Client, timeout: float = 240) -> dict:
+def wait_until_finished(c: Client, timeout: float = 240, run_id: str | None = None) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        status = c.predict(api_name="/training_status")
+        status = c.predict(run_id=run_id, api_name="/training_status")
         if status.get("finished"):
             return status
         time.sleep(0.5)
@@ -141,18 +146,26 @@ def test_train_then_compare_and_export(app_url, demo_file, tmp_path):
     assert "Before and after" in card
 
 
-def test_two_clients_cannot_train_at_once(app_url, demo_file):
-    first, second = client(app_url), client(app_url)
-    for c in (first, second):
-        allow_out_of_range(c)
-    started = first.predict(file=demo_file, max_steps=500, **{**TINY_RUN, "held_out": 0}, api_name="/start_training")
-    try:
-        with pytest.raises(AppError, match="already"):
-            second.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
-    finally:
-        stopping = second.predict(api_name="/stop_training")  # any page may stop the run it shows
-    assert stopping["stop_requested"] and stopping["run_id"] == started["run_id"]
-    status = wait_until_finished(first)
-    assert status["status"] == "stopped" and status["step"] < 500
-    with pytest.raises(AppError, match="No run is training"):
-        first.predict(api_name="/stop_training")
+def test_a_second_start_queues_and_runs_when_the_first_ends(app_url, app_runs, demo_file):
+    c = client(app_url)
+    allow_out_of_range(c)
+    first = c.predict(file=demo_file, max_steps=30, **TINY_RUN, api_name="/start_training")
+    second = c.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
+    third = c.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
+    assert first["status"] != "queued"
+    assert second["status"] == "queued" and "number 1 in the queue" in second["message"]
+    assert third["status"] == "queued" and "number 2 in the queue" in third["message"]
+    with pytest.raises(AppError, match="at most 3"):  # a person's share of the queue, locally
+        c.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
+    cancelled = c.predict(third["run_id"], api_name="/cancel_run")
+    assert cancelled["status"] == "cancelled"
+    done = wait_until_finished(c, run_id=second["run_id"])
+    assert done["status"] == "completed" and done["step"] == 2
+    runs = {r["run"]: r for r in c.predict(api_name="/list_runs")}
+    assert runs[first["run_id"]]["status"] == "completed" and runs[third["run_id"]]["status"] == "cancelled"
+    # First in, first out: the second run started only once the first had finished.
+    first_record = json.loads((app_runs / first["run_id"] / "run.json").read_text())
+    second_record = json.loads((app_runs / second["run_id"] / "run.json").read_text())
+    assert second_record["started_at"] >= first_record["finished_at"]
+    with pytest.raises(AppError, match="No run of yours is waiting or training"):
+        c.predict(api_name="/stop_training")

@@ -2,15 +2,15 @@
 the raw API, hostile model ids and paths, file requests outside its outputs,
 closed browsers, and twenty clients at once while a run trains."""
 
-import json
 import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-from app_server import free_port
+from app_server import BOUNDARY, free_port, multipart, raw_call
 
+from finetune.records import list_runs
 from ui.app import PUBLIC_MAX_FILE_MB, build_app, launch_options
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -28,7 +28,7 @@ def app(tiny_model_dir, tmp_path_factory):
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **launch_options(runs, public=True))
-    yield f"http://127.0.0.1:{port}/", demo
+    yield f"http://127.0.0.1:{port}/", runs
     demo.close()
 
 
@@ -43,50 +43,39 @@ def client(url) -> Client:
     return c
 
 
-def current_run_id(url):
-    return Client(url, verbose=False).predict(api_name="/training_status").get("run_id")
+@pytest.fixture
+def run_count(app):
+    """How many runs the app has recorded (a refused start records none)."""
+    return lambda: len(list_runs(app[1]))
 
 
-def wait_for(c: Client, predicate, timeout=240):
+def wait_for(c: Client, predicate, timeout=240, key=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        status = c.predict(api_name="/training_status")
+        status = c.predict(owner_key=key, api_name="/training_status")
         if predicate(status):
             return status
         time.sleep(0.3)
     raise AssertionError(f"timed out: {status}")
 
 
-def raw_call(url: str, api_name: str, **overrides) -> str:
-    """POST to an endpoint as a hand-written client would, JSON NaN and Infinity
-    literals included (gradio_client refuses to send them); return the event stream."""
-    api = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
-    params = api["named_endpoints"][f"/{api_name}"]["parameters"]
-    data = [overrides.get(p["parameter_name"], p.get("parameter_default")) for p in params]
-    body = json.dumps({"data": data}, allow_nan=True).encode()
-    request = urllib.request.Request(f"{url}gradio_api/call/{api_name}", data=body,
-                                     headers={"Content-Type": "application/json"})
-    event_id = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
-    return urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=120).read().decode()
-
-
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "abc", 1e9, -1])
-def test_junk_numbers_through_the_raw_api_start_no_run(url, value):
-    before = current_run_id(url)
+def test_junk_numbers_through_the_raw_api_start_no_run(url, run_count, value):
+    before = run_count()
     stream = raw_call(url, "start_training", source="bundled", **{**TINY, "learning_rate": value})
     assert "event: error" in stream and "event: complete" not in stream, stream
     if value != value:  # NaN passes Gradio's slider bounds check; the engine must refuse it
         assert "learning_rate: nan is not a finite number" in stream
-    assert current_run_id(url) == before
+    assert run_count() == before
 
 
 @pytest.mark.parametrize("model, message", [("../../etc", "not allowed"), ("a--b", "invalid model id"),
                                             ("/tmp", "not allowed")])
-def test_hostile_model_ids_and_paths_are_refused(url, model, message):
-    before = current_run_id(url)
+def test_hostile_model_ids_and_paths_are_refused(url, run_count, model, message):
+    before = run_count()
     with pytest.raises(AppError, match=message):
         client(url).predict(source="bundled", model=model, max_steps=1, **TINY, api_name="/start_training")
-    assert current_run_id(url) == before
+    assert run_count() == before
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", __file__, "../../../../etc/hostname"])
@@ -110,7 +99,7 @@ def test_an_upload_over_the_limit_is_refused_and_the_limit_shown(url, tmp_path):
     with pytest.raises(ValueError, match=f"exceeds the maximum file size of {limit} bytes"):
         Client(url, verbose=False).predict(source="upload", file=handle_file(str(big)), api_name="/load_dataset")
     # ...and the server refuses a hand-written upload that ignores it.
-    request = urllib.request.Request(f"{url}gradio_api/upload", data=_multipart("big.jsonl", big.read_bytes()),
+    request = urllib.request.Request(f"{url}gradio_api/upload", data=multipart("big.jsonl", big.read_bytes()),
                                      headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)
@@ -119,47 +108,43 @@ def test_an_upload_over_the_limit_is_refused_and_the_limit_shown(url, tmp_path):
     assert f"{PUBLIC_MAX_FILE_MB} MB" in page or f"max {PUBLIC_MAX_FILE_MB}" in page
 
 
-BOUNDARY = "lab-test-boundary"
-
-
-def _multipart(name: str, content: bytes) -> bytes:
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
-    return head + content + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
 def test_public_launch_settings():
     options = launch_options(public=True)
     assert options["show_error"] is False and options["enable_monitoring"] is False
     assert options["mcp_server"] is False and options["max_file_size"] <= PUBLIC_MAX_FILE_MB * 2**20
 
 
-def test_a_closed_browser_leaves_the_run_training_and_a_new_page_reattaches(url):
+def test_a_closed_page_leaves_the_run_training_and_its_owner_reattaches(url):
+    key = "owner-key-of-a-closed-page-0123456789"
     first = client(url)
-    started = first.predict(source="bundled", max_steps=400, **TINY, api_name="/start_training")
+    started = first.predict(source="bundled", max_steps=400, **TINY, owner_key=key, api_name="/start_training")
     first.close()  # the page goes away mid-run
-    watcher = Client(url, verbose=False)
+    watcher = Client(url, verbose=False)  # the same person, back with the same key (kept by the browser)
+    stranger = Client(url, verbose=False)
     try:
-        a = wait_for(watcher, lambda s: s["status"] == "training" and s["step"] >= 2)
-        b = wait_for(watcher, lambda s: s["step"] > a["step"])
+        a = wait_for(watcher, lambda s: s["status"] == "training" and s["step"] >= 2, key=key)
+        b = wait_for(watcher, lambda s: s["step"] > a["step"], key=key)
         assert a["run_id"] == b["run_id"] == started["run_id"]
         assert len(b["history"]) >= len(a["history"]) and b["history"][: len(a["history"])] == a["history"]
+        # Someone else is told only that the trainer is busy.
+        assert stranger.predict(api_name="/training_status") == {
+            "status": "none", "finished": True, "trainer_busy": True,
+            "message": "the trainer is busy with another person's run; yours would wait in the queue"}
     finally:
-        watcher.predict(api_name="/stop_training")
-    assert wait_for(watcher, lambda s: s["finished"])["status"] == "stopped"
+        watcher.predict(owner_key=key, api_name="/stop_training")
+    assert wait_for(watcher, lambda s: s["finished"], key=key)["status"] == "stopped"
 
 
 def test_twenty_clients_poll_and_browse_while_a_run_trains(url):
     trainer = client(url)
-    started = trainer.predict(source="bundled", max_steps=40, **TINY, api_name="/start_training")
+    trainer.predict(source="bundled", max_steps=40, **TINY, api_name="/start_training")
     errors, answers = [], []
 
     def visitor(n):
         try:
             c = Client(url, verbose=False)
             for _ in range(4):
-                status = c.predict(api_name="/training_status")
-                answers.append(status["run_id"])
+                answers.append(c.predict(api_name="/training_status"))
                 if n % 2 == 0:
                     out = c.predict(source="bundled", api_name="/load_dataset")
                     assert out[-1]["records"] == 380
@@ -172,7 +157,8 @@ def test_twenty_clients_poll_and_browse_while_a_run_trains(url):
     for t in threads:
         t.join(timeout=300)
     assert not errors, errors
-    assert len(answers) == 80 and set(answers) == {started["run_id"]}
+    # Every visitor got an answer, and none of them saw the trainer's run.
+    assert len(answers) == 80 and all(a["status"] == "none" and "run_id" not in a for a in answers)
     final = wait_for(trainer, lambda s: s["finished"], timeout=300)
     assert final["status"] == "completed" and final["step"] == 40
     assert [h["step"] for h in final["history"] if "loss" in h] == list(range(1, 41))

@@ -57,14 +57,11 @@ def test_upload_start_watch_the_loss_and_stop(page):
     wait_for_points(page, first)  # the live plot gains points while training runs
     expect(page.locator("#run-status")).to_contain_text("training")
 
-    # A second tab (or a refreshed page) re-attaches to the run and cannot start another.
-    second = page.context.browser.new_page()
-    second.goto(page.url)
-    second.get_by_role("tab", name="3 · Train").click()
-    expect(second.locator("#run-status")).to_contain_text("training", timeout=30_000)
-    wait_for_points(second, 0)
-    expect(second.get_by_role("button", name="Start training")).to_be_disabled()
-    second.close()
+    # A reloaded page re-attaches to the run: the browser keeps its owner key.
+    page.reload()
+    page.get_by_role("tab", name="3 · Train").click()
+    expect(page.locator("#run-status")).to_contain_text("training", timeout=30_000)
+    wait_for_points(page, 0)
 
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#run-status")).to_contain_text("stopped", timeout=120_000)

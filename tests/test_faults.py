@@ -16,7 +16,9 @@ from transformers import Trainer, TrainerCallback
 
 from conftest import ROOT
 from finetune.config import TrainConfig
+from finetune.records import list_runs
 from finetune.run import TrainingRun, active_run
+from finetune.scheduler import Scheduler
 from finetune.trainer import last_complete_checkpoint
 
 ROWS = [{"prompt": f"Convert to ISO 8601: March {d}, 2021", "completion": f"2021-03-{d:02d}"} for d in range(1, 29)]
@@ -124,6 +126,11 @@ def test_killed_process_resumes_with_the_same_steps_and_loss_curve(tiny_model_di
             process.kill()
     killed_at = max(h["step"] for h in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()))
     assert 6 <= killed_at < 10
+    # A killed process's run is listed as interrupted, never as training or finished; a server
+    # starting on the folder writes that down.
+    assert [(r.id, r.status) for r in list_runs(tmp_path) if r.id == "killed"] == [("killed", "interrupted")]
+    Scheduler(tmp_path)
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
 
     resumed = TrainingRun(cfg, out, allow_out_of_range=True, resume=True).start().wait(timeout=300)
     assert resumed.status == "completed", resumed.error

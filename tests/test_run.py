@@ -126,9 +126,9 @@ def test_a_finished_status_comes_after_the_summary_and_the_free_slot(tiny_model_
 
     slow_write = RunFolder.write_summary
 
-    def write_summary_slowly(self, snapshot, config):
+    def write_summary_slowly(self, *args):
         time.sleep(0.5)
-        return slow_write(self, snapshot, config)
+        return slow_write(self, *args)
 
     monkeypatch.setattr(RunFolder, "write_summary", write_summary_slowly)
     config = tiny_config(tiny_model_dir, data_file, max_steps=1, held_out=1, validation_fraction=0.0)
@@ -171,4 +171,6 @@ def test_second_start_is_refused_while_a_run_is_active(tiny_model_dir, data_file
     finally:
         first.stop()
         first.wait(timeout=300)
-    assert not (tmp_path / "two").exists()
+    # The refused run trained nothing; its record says it never left the queue.
+    assert not (tmp_path / "two" / "metrics.jsonl").exists() and not (tmp_path / "two" / "model").exists()
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["status"] == "queued"

@@ -4,7 +4,6 @@ one place and reaches every screen."""
 
 import ast
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -68,7 +67,7 @@ def test_a_new_metric_is_one_entry(monkeypatch):
     summary = metrics.summarise_scores(rows)["all"]
     assert summary["before_short"] == 0.0 and summary["after_short"] == 1.0  # summary.json carries it
     assert "short before" in "\n".join(_score_lines({"all": summary}))  # the model card shows it
-    gr = pytest.importorskip("gradio")  # noqa: F841 -- the Compare tab shows it
+    pytest.importorskip("gradio")  # the Compare tab shows it
     from ui.compare_tab import scores_markdown
 
     assert "short: before → after" in scores_markdown(rows, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import gradio as gr
@@ -10,8 +11,8 @@ import gradio as gr
 from finetune import config as cfg
 from finetune import models
 from finetune.files import Limits
-from ui import compare_tab, data_tab, export_tab, fields, params_tab, train_tab
-from ui.lab import ASSETS, REPO_ROOT, Lab
+from ui import compare_tab, data_tab, experiments_tab, export_tab, fields, params_tab, train_tab
+from ui.lab import ASSETS, MIN_KEY_CHARS, REPO_ROOT, Lab
 
 DEFAULT_OUTPUT_ROOT = REPO_ROOT / "runs"
 DEFAULT_PRESET = "quick-demo"
@@ -54,19 +55,39 @@ def public_limits() -> Limits:
                   max_records=limits.max_records)
 
 
+def browser_secret(output_root: Path) -> str:
+    """The key the browser's copy of the owner key is encrypted with, kept with the
+    runs so that a restarted server still reads its browsers' keys."""
+    path = Path(output_root) / ".browser-secret"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def new_owner_key(key: str) -> str:
+    """A browser's first visit gets an unguessable owner key; later visits keep theirs."""
+    return key if key and len(key) >= MIN_KEY_CHARS else secrets.token_urlsafe(24)
+
+
 def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path | None = None,
               allowed_model_roots: tuple[Path, ...] | None = None, preset: str = DEFAULT_PRESET,
               limits: Limits | None = None, assets: Path = ASSETS, public: bool | None = None) -> gr.Blocks:
     public = is_public_deployment() if public is None else public
     output_root = Path(output_root or DEFAULT_OUTPUT_ROOT)
     roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, public)
-    lab = Lab(default_model, output_root, roots, limits or (public_limits() if public else Limits()), assets)
+    lab = Lab(default_model, output_root, roots, limits or (public_limits() if public else Limits()), assets,
+              public=public)
     initial = cfg.build({"model": default_model}, preset=preset, allow_out_of_range=True).config
     # Every setting's widget, made before any tab is laid out; each tab renders its own.
     settings = fields.make_widgets(initial, {**data_tab.widget_options(initial), **params_tab.widget_options()})
     with gr.Blocks(title="Fine-tuning lab", analytics_enabled=False,
                    delete_cache=PUBLIC_CACHE_CLEANUP if public else None) as demo:
         gr.HTML(HEADER)
+        # The caller's owner key, kept in the browser so a reload finds its runs again.
+        owner_key = gr.BrowserState("", storage_key="finetune-lab-owner", secret=browser_secret(output_root))
+        demo.load(new_owner_key, owner_key, owner_key, api_visibility="private")
         with gr.Tabs():
             with gr.Tab("1 · Data", id="data"):
                 data = data_tab.build(lab, settings)
@@ -78,12 +99,15 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
                 compare = compare_tab.build(lab, initial.max_new_tokens)
             with gr.Tab("5 · Export", id="export"):
                 export = export_tab.build(lab)
+            with gr.Tab("6 · Experiments", id="experiments") as experiments_block:
+                experiments = experiments_tab.build(lab)
         fields.check_all_placed(settings)
-        data_tab.wire(lab, data, settings, demo)
+        data_tab.wire(lab, data, settings, owner_key, demo)
         params_tab.wire(lab, params, settings, data.facts)
-        train_tab.wire(lab, train, data, params, settings, compare, demo)
-        compare_tab.wire(lab, compare, settings, data)
-        export_tab.wire(lab, export)
+        train_tab.wire(lab, train, data, params, settings, compare, owner_key, demo)
+        compare_tab.wire(lab, compare, settings, data, owner_key)
+        export_tab.wire(lab, export, owner_key)
+        experiments_tab.wire(lab, experiments, data, params, settings, owner_key, experiments_block)
     if public:
         demo.queue(max_size=PUBLIC_QUEUE_SIZE)  # beyond this, new requests are turned away, not queued forever
     return demo
@@ -98,14 +122,16 @@ def theme() -> gr.themes.Base:
 
 def launch_options(output_root: str | Path | None = None, limits: Limits | None = None,
                    public: bool | None = None) -> dict:
-    """The launch() arguments the app needs: look, upload size cap, and the runs folder
-    (exported zips live there, and Gradio serves only files from allowed folders).
-    A public deployment also hides tracebacks and turns monitoring and MCP off."""
+    """The launch() arguments the app needs: look and upload size cap. Locally the
+    runs folder is served (exported zips live there); in a public deployment no
+    run folder is ever served (zips are handed out through Gradio's cache, to the
+    caller only), tracebacks stay hidden, and monitoring and MCP are off."""
     public = is_public_deployment() if public is None else public
     limits = limits or (public_limits() if public else Limits())
-    options = {"theme": theme(), "css": CSS, "max_file_size": limits.max_file_bytes,
-               "allowed_paths": [str(Path(output_root or DEFAULT_OUTPUT_ROOT))], "footer_links": ["api", "gradio"],
-               "show_error": False, "enable_monitoring": False, "mcp_server": False}
+    served = [] if public else [str(Path(output_root or DEFAULT_OUTPUT_ROOT))]
+    options = {"theme": theme(), "css": CSS, "max_file_size": limits.max_file_bytes, "allowed_paths": served,
+               "footer_links": ["api", "gradio"], "show_error": False, "enable_monitoring": False,
+               "mcp_server": False}
     if public:
         options.update(ssr_mode=False, max_threads=40)
     return options

@@ -1,6 +1,8 @@
-"""Tab 4, Compare: the held-out comparison (the held-out prompts answered
-before and after training, filled in by the Train tab's polling, scored per
-category), and one free-text question asked of both the base and the trained model."""
+"""Tab 4, Compare: the held-out comparison of any run of yours (the held-out
+prompts answered before and after training, scored per category; the latest
+run's fills in live through the Train tab's polling), and one free-text
+question asked of that run's base and trained model, both loaded from disk for
+the question and released after it."""
 
 from __future__ import annotations
 
@@ -10,24 +12,27 @@ import gradio as gr
 import pandas as pd
 
 from finetune import config as cfg
-from finetune import device
+from finetune import device, models
 from finetune.ask import ask
 from finetune.metrics import METRICS, summarise_scores
 from finetune.models import ModelError
+from finetune.records import NoSuchRun
 from ui import fields
-from ui.lab import Lab, user_error
+from ui.lab import Lab, Shown, user_error
 
 COLUMNS = ["category", "prompt", "reference", "before", "after", "match"]
+LATEST = ""  # the run picker's value for "your latest run", which follows the Train tab
 WAITING = "…"
 EMPTY = "(empty answer)"  # a model that ends its turn at once; a blank cell would look like a bug
 
 
-def shown(answer: str | None) -> str:
+def shown_answer(answer: str | None) -> str:
     return WAITING if answer is None else (answer if answer.strip() else EMPTY)
 
 
 @dataclass
 class CompareTab:
+    run: gr.Dropdown
     scores: gr.Markdown
     table: gr.Dataframe
     question: gr.Textbox
@@ -38,6 +43,9 @@ class CompareTab:
 
 
 def build(lab: Lab, max_new_tokens: int) -> CompareTab:
+    run = gr.Dropdown([("Your latest run", LATEST)], value=LATEST, label="Run", elem_id="compare-run",
+                      allow_custom_value=True,  # an API client names any run of its own; the owner is checked
+                      info="Any run of yours; the latest one fills in live while it trains.")
     scores = gr.Markdown(scores_markdown([], None))
     table = gr.Dataframe(comparison_frame([]), label="Held-out prompts (never trained on)", wrap=True,
                          interactive=False, max_height=520, column_widths=["9%", "25%", "18%", "20%", "20%", "8%"],
@@ -52,7 +60,27 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
     with gr.Row(equal_height=True):
         before = gr.Textbox(label="Before: the base model", lines=6, interactive=False, min_width=300)
         after = gr.Textbox(label="After: the trained model", lines=6, interactive=False, min_width=300)
-    return CompareTab(scores, table, question, limit, ask_button, before, after)
+    return CompareTab(run, scores, table, question, limit, ask_button, before, after)
+
+
+def run_choices(lab: Lab, owner: str) -> list[tuple[str, str]]:
+    """The picker's entries: the latest run, then each of the owner's runs, newest first."""
+    runs = [r for r in lab.scheduler.list(owner) if not r.unreadable]
+    return [("Your latest run", LATEST)] + [(f"{r.label or r.id} · {r.status}", r.id) for r in runs]
+
+
+def held_out_outputs(tab: CompareTab) -> list:
+    return [tab.table, tab.scores, tab.run]
+
+
+def held_out_views(tab: CompareTab, snap, choices=None, picked: str = LATEST) -> dict:
+    """The held-out table and scores of the latest run's snapshot, unless the
+    picker shows another run; and the picker's entries when given."""
+    shown = {tab.run: gr.update(choices=choices)} if choices is not None else {}
+    if picked != LATEST:
+        return shown
+    rows = list(snap.comparison) if snap else []
+    return {**shown, tab.table: comparison_frame(rows), tab.scores: scores_markdown(rows, snap)}
 
 
 def _mark(score) -> str:
@@ -63,7 +91,7 @@ def _mark(score) -> str:
 
 def comparison_frame(rows: list[dict]) -> pd.DataFrame:
     data = [[row.get("category") or "", row["prompt"], row["reference"],
-             shown(row.get("before")), shown(row.get("after")),
+             shown_answer(row.get("before")), shown_answer(row.get("after")),
              f"{_mark(row.get('before_score'))} → {_mark(row.get('after_score'))}"] for row in rows]
     return pd.DataFrame(data, columns=COLUMNS)
 
@@ -90,38 +118,82 @@ def scores_markdown(rows: list[dict], snap) -> str:
     return "\n".join(lines)
 
 
-def ask_both(lab: Lab, prompt: str, max_new_tokens: int, model: str, template: str, system_prompt: str,
-             hub_token: str) -> tuple[str, str]:
-    """The base and the trained model answer one prompt. Without a finished run, only the base answers."""
+def ask_both(lab: Lab, owner: str, prompt: str, max_new_tokens: int, run_id: str, model: str, template: str,
+             system_prompt: str, hub_token: str) -> tuple[str, str]:
+    """The base and the trained model of the chosen run (default: the caller's
+    latest) answer one prompt. Without a finished run, only the base answers."""
     token = hub_token or None
     if not (prompt or "").strip():
         raise user_error("Type a prompt first.")
-    run = lab.latest_run()
-    if run is not None and not run.snapshot().finished:
-        raise user_error("A run is training; ask again when it ends. The held-out table fills in live meanwhile.")
-    result = run.result if run is not None else None
     try:
-        if result is not None:
-            source, hardware = result.source, result.hardware
-            template, system_prompt = result.template, run.config.system_prompt
-        else:
-            source, hardware = lab.resolve(model), device.detect("auto")
-        with lab.base_model(source, token, hardware.device) as (base, tokenizer):
-            before = ask(base, tokenizer, prompt, max_new_tokens, template, system_prompt, hardware.autocast_dtype)
-        if result is None:
-            return shown(before), "No trained model yet: train one on the Train tab."
-        after = ask(result.trained_model, result.tokenizer, prompt, max_new_tokens, template, system_prompt,
-                    hardware.autocast_dtype)
+        shown = lab.run(owner, run_id or None)
+    except NoSuchRun as err:
+        raise user_error(err) from None
+    trained = _trained_model_dir(shown)
+    if shown is not None and not shown.snapshot.finished:
+        raise user_error("This run is still training; ask again when it ends. Its held-out table fills in live.")
+    hardware = device.detect("auto")
+    try:
+        if trained is not None:
+            settings = _run_settings(shown.folder)
+            model, template, system_prompt = settings["model"], settings["template"], settings["system_prompt"]
+        before = _answer(lab.resolve(model), token, prompt, max_new_tokens, template, system_prompt, hardware)
+        if trained is None:
+            return shown_answer(before), "No trained model yet: train one on the Train tab."
+        after = _answer(models.ModelSource("local", str(trained), "trained"), None, prompt, max_new_tokens,
+                        template, system_prompt, hardware)
     except (ModelError, ValueError) as err:
         raise user_error(err, token) from None
-    return shown(before), shown(after)
+    return shown_answer(before), shown_answer(after)
 
 
-def wire(lab: Lab, tab: CompareTab, settings: dict, data) -> None:
-    def handler(prompt, max_new_tokens, model, template, system_prompt, hub_token):
-        before, after = ask_both(lab, prompt, max_new_tokens, model, template, system_prompt, hub_token)
+def _trained_model_dir(shown: Shown | None):
+    folder = shown.folder / "model" if shown is not None else None
+    return folder if folder is not None and (folder / "config.json").is_file() else None
+
+
+def _run_settings(folder) -> dict:
+    """The model spec, template and system prompt a run trained with, from its config.json."""
+    import json
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return {"model": config.get("model", ""), "template": config.get("resolved", {}).get("template", "auto"),
+            "system_prompt": config.get("system_prompt", "")}
+
+
+def _answer(source, token, prompt, max_new_tokens, template, system_prompt, hardware) -> str:
+    """Load the model for this one question and let it go after: finished runs keep no model in memory."""
+    model, tokenizer = models.load(source, token=token)
+    try:
+        return ask(model.to(hardware.device), tokenizer, prompt, max_new_tokens, template, system_prompt,
+                   hardware.autocast_dtype)
+    finally:
+        del model
+
+
+def show_run(lab: Lab, tab: CompareTab, owner: str, run_id: str) -> dict:
+    try:
+        shown = lab.run(owner, run_id or None)
+    except NoSuchRun as err:
+        raise user_error(err) from None
+    return held_out_views(tab, shown.snapshot if shown else None)
+
+
+def wire(lab: Lab, tab: CompareTab, settings: dict, data, owner_key) -> None:
+    def handler(prompt, max_new_tokens, run_id=None, model=None, template=None, system_prompt=None, hub_token=None,
+                owner_key=None, request: gr.Request = None):
+        owner = lab.owner(owner_key, request)
+        before, after = ask_both(lab, owner, prompt, max_new_tokens, run_id, model, template, system_prompt,
+                                 hub_token)
         return {tab.before: before, tab.after: after}
 
-    inputs = [tab.question, tab.max_new_tokens, settings["model"], settings["template"], settings["system_prompt"],
-              data.token]
-    gr.on([tab.ask.click, tab.question.submit], handler, inputs, [tab.before, tab.after], api_name="ask")
+    inputs = [tab.question, tab.max_new_tokens, tab.run, settings["model"], settings["template"],
+              settings["system_prompt"], data.token, owner_key]
+    # One question at a time: each loads two models for its answer.
+    gr.on([tab.ask.click, tab.question.submit], handler, inputs, [tab.before, tab.after], api_name="ask",
+          concurrency_limit=1, concurrency_id="ask")
+
+    def pick(run_id, owner_key=None, request: gr.Request = None):
+        return show_run(lab, tab, lab.owner(owner_key, request), run_id)
+
+    tab.run.input(pick, [tab.run, owner_key], [tab.table, tab.scores], api_visibility="private")

@@ -107,13 +107,13 @@ def build(lab: Lab, settings: dict) -> DataTab:
                    gr.State(None), gr.State(None))
 
 
-def dataset_source(lab: Lab, source: str, file, bundled: str, hub: str) -> tuple[str, str]:
+def dataset_source(lab: Lab, owner: str, source: str, file, bundled: str, hub: str) -> tuple[str, str]:
     """The engine's `data` value for the chosen source, and its name for people.
-    Only bundled files, uploads (Gradio checks they were uploaded) and hub ids pass."""
+    Only bundled files, the caller's own uploads and hub ids pass."""
     if source == "upload":
         if not file:
             raise user_error("upload a dataset file first (JSON, JSONL, CSV or Parquet)")
-        return str(file), Path(file).name
+        return str(lab.claim_upload(str(file), owner)), Path(file).name
     if source == "hub":
         hub = (hub or "").strip()
         if not hub or looks_like_path(hub):
@@ -124,12 +124,12 @@ def dataset_source(lab: Lab, source: str, file, bundled: str, hub: str) -> tuple
     return str(lab.bundled[bundled]), bundled
 
 
-def load_dataset(lab: Lab, tab: DataTab, settings: dict, source, file, bundled_dataset, hub_dataset, hub_token,
-                 **values) -> dict:
+def load_dataset(lab: Lab, tab: DataTab, settings: dict, owner: str, source, file, bundled_dataset, hub_dataset,
+                 hub_token, **values) -> dict:
     """Read and inspect a dataset with the engine; a file that cannot be read is an error, a
     format that cannot be told is shown with the table so the columns can be mapped."""
     token = hub_token or None
-    data, name = dataset_source(lab, source, file, bundled_dataset, hub_dataset)
+    data, name = dataset_source(lab, owner, source, file, bundled_dataset, hub_dataset)
     try:
         config = fields.build_config({**values, "data": data}, allow=True).config
         table = load_table(data, token=token, limits=lab.limits)
@@ -159,17 +159,19 @@ def load_dataset(lab: Lab, tab: DataTab, settings: dict, source, file, bundled_d
             tab.prepared: prepared}
 
 
-def wire(lab: Lab, tab: DataTab, settings: dict, demo: gr.Blocks) -> None:
+def wire(lab: Lab, tab: DataTab, settings: dict, owner_key, demo: gr.Blocks) -> None:
     data_settings = {f.name: settings[f.name] for f in cfg.fields()
                      if f.metadata["group"] == "data" and f.name in settings}
     data_settings["seed"] = settings["seed"]  # the split is drawn with the run's seed
     outputs = [tab.summary, settings["format"], *(settings[n] for n in COLUMN_FIELDS), tab.preview, tab.example,
                tab.histogram, tab.details, tab.facts, tab.prepared]
-    inputs = {**tab.source_inputs(), **data_settings}
+    inputs = {**tab.source_inputs(), **data_settings, "owner_key": owner_key}
 
     # `file=None` in the signature makes the file optional for API clients using another source.
-    def handler(source, file=None, bundled_dataset=None, hub_dataset="", hub_token="", **values):
-        return load_dataset(lab, tab, settings, source, file, bundled_dataset, hub_dataset, hub_token, **values)
+    def handler(source, file=None, bundled_dataset=None, hub_dataset="", hub_token="", owner_key=None,
+                request: gr.Request = None, **values):
+        return load_dataset(lab, tab, settings, lab.owner(owner_key, request), source, file, bundled_dataset,
+                            hub_dataset, hub_token, **values)
 
     tab.load.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="load_dataset")
     # The same action, triggered by the user's own choices (`input`/`upload`/`release`

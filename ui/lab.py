@@ -1,17 +1,19 @@
-"""What one app instance remembers between requests: where runs go, the latest
-run (so a refreshed page or a second tab re-attaches to it), and a few loaded
-objects worth keeping (tokenizers, the base model for free-text comparison).
+"""What one app instance knows between requests: the scheduler (the trainer,
+its queue and who owns which run), where uploads live, and a few loaded
+objects worth keeping (tokenizers).
 
-One Lab is made by build_app(); nothing here is module-level state. Which run
-may train is decided by the engine's process-wide slot, not here.
+One Lab is made by build_app(); nothing here is module-level state. Each
+request names its caller by an owner key (kept in the browser, or given by an
+API client; else the client's session): in public mode every read and action
+is checked against it by the scheduler.
 """
 
 from __future__ import annotations
 
-import secrets
+import shutil
 import threading
-import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -19,7 +21,9 @@ import gradio as gr
 from finetune import models
 from finetune.files import SUFFIXES, Limits
 from finetune.hub_token import redact
-from finetune.run import TrainingRun, active_run
+from finetune.records import NoSuchRun
+from finetune.run import Snapshot, TrainingRun
+from finetune.scheduler import Scheduler
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
@@ -39,20 +43,36 @@ def bundled_datasets(root: Path = ASSETS) -> dict[str, Path]:
     return {p.relative_to(root).as_posix(): p for p in files}
 
 
+MIN_KEY_CHARS = 16  # an owner key is a secret: a short one could be guessed
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A run as a page shows it: its snapshot (live, or read back from its folder)."""
+
+    snapshot: Snapshot
+    folder: Path
+    live: TrainingRun | None = None
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self.live and self.live.stop_requested)
+
+
 class Lab:
     def __init__(self, default_model: str, output_root: Path, allowed_model_roots: tuple[Path, ...] | None,
-                 limits: Limits, assets: Path = ASSETS):
+                 limits: Limits, assets: Path = ASSETS, public: bool = False):
         self.default_model = default_model
         self.output_root = Path(output_root)
         self.allowed_model_roots = allowed_model_roots
         self.limits = limits
+        self.public = public
         self.bundled = bundled_datasets(assets)
-        self._lock = threading.Lock()
-        self._latest: TrainingRun | None = None
+        self.scheduler = Scheduler(self.output_root, public=public)
         self._tokenizers: dict[str, object] = {}
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer is not safe to share between threads
-        self._base: tuple[str, object, object] | None = None  # (location, model, tokenizer)
-        self._base_lock = threading.Lock()
+        self._uploads: dict[tuple[str, str], Path] = {}  # (owner, upload path) -> the owner's private copy
+        self._uploads_lock = threading.Lock()
 
     @property
     def default_dataset(self) -> str | None:
@@ -60,19 +80,56 @@ class Lab:
             return DEMO_DATASET
         return next(iter(self.bundled), None)
 
+    # --- owners
+    def owner(self, key: str | None, request: gr.Request | None) -> str:
+        """The caller's owner id: the key the browser keeps (or an API client gives),
+        else this client's session."""
+        key = (key or "").strip()
+        if key and len(key) < MIN_KEY_CHARS:
+            raise user_error(f"an owner key must be at least {MIN_KEY_CHARS} characters (it is a secret)")
+        session = getattr(request, "session_hash", None) or ""
+        return self.scheduler.owner(key or (f"session:{session}" if session else ""))
+
     # --- runs
-    def latest_run(self) -> TrainingRun | None:
-        """The run a page should show: the one training now, else the last one started here."""
-        with self._lock:
-            return active_run() or self._latest
+    def run(self, owner: str, run_id: str | None = None) -> Shown | None:
+        """The caller's run `run_id`, or their latest when none is named. Someone
+        else's run id is answered like a missing one."""
+        if run_id:
+            try:
+                live = self.scheduler.live(run_id, owner)
+                return Shown(live.snapshot(), live.folder.root, live)
+            except NoSuchRun:
+                record = self.scheduler.record(run_id, owner)
+                return Shown(Snapshot.from_record(record), record.folder)
+        live = self.scheduler.latest(owner)
+        if live is not None:
+            return Shown(live.snapshot(), live.folder.root, live)
+        mine = [r for r in self.scheduler.list(owner) if not r.unreadable]
+        return Shown(Snapshot.from_record(mine[0]), mine[0].folder) if mine else None
 
-    def remember(self, run: TrainingRun) -> None:
-        with self._lock:
-            self._latest = run
-
-    def new_output_dir(self) -> Path:
-        # The random suffix keeps two starts in the same second apart.
-        return self.output_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    # --- uploads
+    def claim_upload(self, path: str, owner: str) -> Path:
+        """An uploaded file, usable by the session that uploaded it only. In public
+        mode the first caller moves it out of Gradio's cache (which serves any file
+        it holds to whoever has the path) into a folder of its own; another caller
+        with the same path finds nothing."""
+        if not self.public:
+            return Path(path)
+        with self._uploads_lock:
+            kept = self._uploads.get((owner, path))
+            if kept is not None:
+                # Gradio names an upload by its content: the same path again is the same
+                # file uploaded again, which must not linger in the served cache either.
+                Path(path).unlink(missing_ok=True)
+                return kept
+            source = Path(path)
+            if not source.is_file():
+                raise user_error(f"{source.name}: no such file; upload it again")
+            target = self.output_root / ".uploads" / owner / f"{len(self._uploads)}-{source.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(source, target)
+            self._uploads[(owner, path)] = target
+            return target
 
     # --- models
     def resolve(self, spec: str) -> models.ModelSource:
@@ -86,17 +143,3 @@ class Lab:
             if source.location not in self._tokenizers:
                 self._tokenizers[source.location] = models.load_tokenizer(source, token=token)
             yield self._tokenizers[source.location]
-
-    @contextmanager
-    def base_model(self, source: models.ModelSource, token: str | None, device: str):
-        """The untrained model for free-text comparison, loaded on first use and kept (one at a time)."""
-        with self._base_lock:
-            if self._base is None or self._base[0] != source.location:
-                self._base = None  # free the old one before loading another
-                model, tokenizer = models.load(source, token=token)
-                self._base = (source.location, model.to(device), tokenizer)
-            yield self._base[1], self._base[2]
-
-    def release_base_model(self) -> None:
-        with self._base_lock:
-            self._base = None

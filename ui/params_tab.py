@@ -21,6 +21,7 @@ PRESET_NOTES = {
     "classic": "The classic recipe: lr 2e-5, batch 4 x accumulation 8, warmup, weight decay 0.1, cosine.",
     "quick-demo": "A short run sized for a CPU: minutes on the demo data.",
     "lora": "LoRA adapters: fewer trained weights, less memory, a higher learning rate.",
+    "lr-sweep-demo": "One epoch on the demo data: the settings of the learning-rate exercise (Experiments tab).",
 }
 PER_ROW = 2
 METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA (LoRA over a 4-bit NF4 base)"}

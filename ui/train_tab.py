@@ -1,14 +1,16 @@
-"""Tab 3, Train: start and stop a run, which trains in the engine's background
-thread, and follow it through a gr.Timer that polls the run's snapshot.
+"""Tab 3, Train: start (or queue) a run, stop or cancel it, and follow it
+through a gr.Timer that polls the run's snapshot.
 
-The timer runs only while a run is active; a page load re-attaches to the
-latest run (running or finished), so a refresh or a second tab loses nothing.
-The engine's one-run slot is what refuses a second start: the start handler
-returns as soon as the thread is running, so Gradio's queue cannot."""
+Runs train one at a time in the engine's background thread; a start while
+another trains queues the run (the scheduler's rules: first in, first out,
+bounded per person and in all). The timer runs only while the caller's run is
+waiting or training; a page load re-attaches to the caller's latest run, so a
+refresh or a second tab loses nothing. Every handler acts as its caller (the
+owner key) and sees only the caller's runs in public mode."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gradio as gr
 
@@ -16,11 +18,12 @@ from finetune import config as cfg
 from finetune import dataset
 from finetune.files import DataError
 from finetune.models import ModelError
-from finetune.run import RunBusyError, TrainingRun, active_run, ensure_idle
+from finetune.records import NoSuchRun
+from finetune.scheduler import QueueFull, Submission
 from ui import compare_tab, fields, plots
 from ui.data_tab import DataTab, dataset_source
-from ui.lab import Lab, user_error
-from ui.train_views import change_key, stats_markdown, status_dict, status_markdown
+from ui.lab import Lab, Shown, user_error
+from ui.train_views import change_key, queue_message, stats_markdown, status_dict, status_markdown
 
 POLL_SECONDS = 1.5
 
@@ -59,89 +62,137 @@ def build(lab: Lab) -> TrainTab:
                     gr.Timer(POLL_SECONDS, active=False), gr.State(None))
 
 
-def start_training(lab: Lab, prepared, source, file, bundled_dataset, hub_dataset, hub_token, allow_out_of_range,
-                   **settings) -> dict:
-    """Validate everything the run needs here, so mistakes are errors now rather
-    than a failed run later. `prepared`: this session's data from its last
-    "Load and inspect", used when the data settings are the same."""
+def submission(lab: Lab, owner: str, prepared, source, file, bundled_dataset, hub_dataset, hub_token,
+               allow_out_of_range, **settings) -> Submission:
+    """Check everything a run needs now, so mistakes are errors here rather than a
+    failed run later. `prepared`: this session's data from its last "Load and
+    inspect", used when the data settings are the same."""
     token = hub_token or None
-    data, _ = dataset_source(lab, source, file, bundled_dataset, hub_dataset)
+    data, name = dataset_source(lab, owner, source, file, bundled_dataset, hub_dataset)
     try:
-        ensure_idle()  # before the data is prepared: a busy trainer costs nothing
         checked = fields.build_config({**settings, "data": data}, allow_out_of_range)
         model = lab.resolve(checked.config.model)
         if prepared is None or prepared.key != checked.config.data_key():
             with lab.tokenizer(checked.config.model, token) as tokenizer:
                 prepared = dataset.prepare(checked.config, tokenizer, token=token, limits=lab.limits)
-        run = TrainingRun(checked, lab.new_output_dir(), prepared=prepared, token=token, source=model)
-        lab.release_base_model()  # the free-text question's copy of the base model: memory the run may need
-        run.start()
-    except (cfg.ConfigError, DataError, ModelError, RunBusyError) as err:
+    except (cfg.ConfigError, DataError, ModelError) as err:
         raise user_error(err, token) from None
-    lab.remember(run)
-    return status_dict(run.snapshot())
+    return Submission(checked, prepared=prepared, source=model, token=token, data_name=name,
+                      allowed_model_roots=lab.allowed_model_roots)
 
 
-def stop_training(lab: Lab) -> dict:
-    run = active_run()
-    if run is None:
-        raise user_error("No run is training.")
-    run.stop()
-    return status_dict(run.snapshot(), stop_requested=True)
+def start_training(lab: Lab, owner: str, prepared, source, file, bundled_dataset, hub_dataset, hub_token,
+                   allow_out_of_range, **settings) -> dict:
+    wanted = submission(lab, owner, prepared, source, file, bundled_dataset, hub_dataset, hub_token,
+                        allow_out_of_range, **settings)
+    try:
+        run = lab.scheduler.submit(wanted, owner)
+    except QueueFull as err:
+        raise user_error(err) from None
+    return status_dict(shown_snapshot(lab, Shown(run.snapshot(), run.folder.root, run)))
 
 
-def views(lab: Lab, tab: TrainTab, compare, seen, force: bool = False) -> dict:
-    """What the train and compare views show; the plots and tables only when
-    they changed since `seen` (the change_key this page drew last)."""
-    run = lab.latest_run()
-    snap = run.snapshot() if run else None
-    stopping = bool(run and run.stop_requested)
-    key = change_key(snap, stopping)
-    running = snap is not None and not snap.finished
-    shown = {tab.status: status_markdown(snap, stopping), tab.stats: stats_markdown(snap),
-             tab.timer: gr.Timer(active=running), tab.seen: key}
+def find(lab: Lab, owner: str, run_id: str | None) -> Shown | None:
+    try:
+        return lab.run(owner, (run_id or "").strip() or None)
+    except NoSuchRun as err:
+        raise user_error(err) from None
+
+
+def stop_or_cancel(lab: Lab, owner: str, run_id: str | None) -> dict:
+    """Stop the caller's training run after the current step, or take a waiting one out of the queue."""
+    shown = find(lab, owner, run_id)
+    if shown is None or shown.live is None or shown.snapshot.finished:
+        raise user_error("No run of yours is waiting or training.")
+    try:
+        run = lab.scheduler.cancel(shown.live.run_id, owner)
+    except (NoSuchRun, ValueError) as err:
+        raise user_error(err) from None
+    return status_dict(run.snapshot(), stop_requested=run.stop_requested)
+
+
+def shown_snapshot(lab: Lab, shown: Shown | None):
+    """The snapshot to show, with a waiting run's place in the queue as its message."""
+    if shown is None or shown.live is None or shown.snapshot.status != "queued":
+        return shown.snapshot if shown else None
+    position = lab.scheduler.position(shown.live)
+    if not position:
+        return shown.snapshot
+    return replace(shown.snapshot, message=queue_message(position, lab.scheduler.wait_estimate(shown.live)))
+
+
+def training_status(lab: Lab, owner: str, run_id: str | None) -> dict:
+    shown = find(lab, owner, run_id)
+    return status_dict(shown_snapshot(lab, shown), shown.stop_requested if shown else False,
+                       busy=lab.scheduler.busy_with_another(owner))
+
+
+def views(lab: Lab, tab: TrainTab, compare, owner: str, seen, picked: str = compare_tab.LATEST,
+          force: bool = False) -> dict:
+    """What the train and compare views show for the caller; the plots and tables
+    only when they changed since `seen` (the change_key this page drew last). The
+    Compare tab follows along while its picker is on the latest run."""
+    shown = lab.run(owner)
+    snap = shown_snapshot(lab, shown)
+    stopping = bool(shown and shown.stop_requested)
+    busy = lab.scheduler.busy_with_another(owner)
+    key = change_key(snap, stopping) + (busy, snap.message if snap else "")
+    waiting_or_training = snap is not None and not snap.finished
+    visible = {tab.status: status_markdown(snap, stopping, busy), tab.stats: stats_markdown(snap),
+               tab.timer: gr.Timer(active=waiting_or_training or busy), tab.seen: key}
     if key == seen and not force:
-        return shown
+        return visible
     history = snap.history if snap else ()
     waiting = snap.message if snap else "start a run to see the loss"
     planned = (snap.plan.curve_steps, snap.plan.curve_lr) if snap and snap.plan else ((), ())
-    rows = list(snap.comparison) if snap else []
-    return {**shown, tab.loss: plots.loss_figure(history, waiting=waiting),
+    return {**visible, tab.loss: plots.loss_figure(history, waiting=waiting),
             tab.learning_rate: plots.learning_rate_figure(history, planned, waiting=waiting),
-            tab.details: status_dict(snap, stopping), compare.table: compare_tab.comparison_frame(rows),
-            compare.scores: compare_tab.scores_markdown(rows, snap), tab.start: gr.update(interactive=not running),
-            tab.stop: gr.update(interactive=running),
-            compare.ask: gr.update(interactive=not running)}  # a free-text question waits for the run to end
+            tab.details: status_dict(snap, stopping, busy),
+            **compare_tab.held_out_views(compare, snap, compare_tab.run_choices(lab, owner), picked),
+            tab.stop: gr.update(interactive=waiting_or_training,
+                                value="Cancel" if snap is not None and snap.status == "queued" else "Stop")}
 
 
-def wire(lab: Lab, tab: TrainTab, data: DataTab, params, settings: dict, compare, demo: gr.Blocks) -> None:
-    outputs = [tab.status, tab.stats, tab.loss, tab.learning_rate, tab.details, compare.table, compare.scores,
-               tab.start, tab.stop, compare.ask, tab.timer, tab.seen]
-    inputs = {"prepared": data.prepared, **data.source_inputs(), "allow_out_of_range": params.allow, **settings}
+def wire(lab: Lab, tab: TrainTab, data: DataTab, params, settings: dict, compare, owner_key,
+         demo: gr.Blocks) -> None:
+    outputs = [tab.status, tab.stats, tab.loss, tab.learning_rate, tab.details, *compare_tab.held_out_outputs(compare),
+               tab.stop, tab.timer, tab.seen]
+    inputs = {"prepared": data.prepared, **data.source_inputs(), "allow_out_of_range": params.allow, **settings,
+              "owner_key": owner_key}
 
-    # `file=None` in the signature makes the file optional for API clients using another source.
+    # `file=None` in the signature makes the file optional for API clients using another
+    # source; `owner_key=None` lets an API client name itself (else its session does).
     def start(prepared, source, file=None, bundled_dataset=None, hub_dataset="", hub_token="",
-              allow_out_of_range=False, **values):
-        return start_training(lab, prepared, source, file, bundled_dataset, hub_dataset, hub_token,
+              allow_out_of_range=False, owner_key=None, request: gr.Request = None, **values):
+        owner = lab.owner(owner_key, request)
+        return start_training(lab, owner, prepared, source, file, bundled_dataset, hub_dataset, hub_token,
                               allow_out_of_range, **values)
 
-    def attach():
-        return views(lab, tab, compare, None, force=True)
+    def stop(run_id=None, owner_key=None, request: gr.Request = None):
+        return stop_or_cancel(lab, lab.owner(owner_key, request), run_id)
 
-    def tick(seen):
-        return views(lab, tab, compare, seen)
+    def status(run_id=None, owner_key=None, request: gr.Request = None):
+        return training_status(lab, lab.owner(owner_key, request), run_id)
 
+    def attach(picked=compare_tab.LATEST, owner_key=None, request: gr.Request = None):
+        return views(lab, tab, compare, lab.owner(owner_key, request), None, picked, force=True)
+
+    def tick(seen, picked=compare_tab.LATEST, owner_key=None, request: gr.Request = None):
+        return views(lab, tab, compare, lab.owner(owner_key, request), seen, picked)
+
+    def cancel_run(run_id: str, owner_key: str | None = None, request: gr.Request = None) -> dict:
+        """Take a waiting run of yours out of the queue, or stop it if it is training."""
+        return stop_or_cancel(lab, lab.owner(owner_key, request), run_id)
+
+    hidden = gr.Textbox("", visible=False)  # the API's optional run id; the page acts on the run it shows
+    redraw = [compare.run, owner_key]
     tab.start.click(start, inputs_kwargs=inputs, outputs=tab.details, api_name="start_training",
-                    concurrency_limit=None).success(attach, None, outputs, api_visibility="private")
-    tab.stop.click(lambda: stop_training(lab), None, tab.details, api_name="stop_training",
-                   concurrency_limit=None).success(attach, None, outputs, api_visibility="private")
-    tab.refresh.click(lambda: status_dict(*_latest(lab)), None, tab.details, api_name="training_status",
-                      concurrency_limit=None).then(attach, None, outputs, api_visibility="private")
-    tab.timer.tick(tick, tab.seen, outputs, api_visibility="private", show_progress="hidden",
-                   concurrency_limit=None)
-    demo.load(attach, None, outputs, api_visibility="private")
-
-
-def _latest(lab: Lab):
-    run = lab.latest_run()
-    return (run.snapshot(), run.stop_requested) if run else (None, False)
+                    concurrency_limit=None).success(attach, redraw, outputs, api_visibility="private")
+    tab.stop.click(stop, [hidden, owner_key], tab.details, api_name="stop_training",
+                   concurrency_limit=None).success(attach, redraw, outputs, api_visibility="private")
+    gr.api(cancel_run, api_name="cancel_run")
+    tab.refresh.click(status, [hidden, owner_key], tab.details, api_name="training_status",
+                      concurrency_limit=None).then(attach, redraw, outputs, api_visibility="private")
+    tab.timer.tick(tick, [tab.seen, compare.run, owner_key], outputs, api_visibility="private",
+                   show_progress="hidden", concurrency_limit=None)
+    demo.load(attach, redraw, outputs, api_visibility="private")

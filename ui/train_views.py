@@ -8,7 +8,7 @@ import html
 from finetune.run import Snapshot
 
 BADGES = {
-    "pending": ("waiting", "run"), "loading": ("loading", "run"), "baseline": ("answering before", "run"),
+    "queued": ("waiting", "idle"), "cancelled": ("cancelled", "idle"), "interrupted": ("interrupted", "bad"), "loading": ("loading", "run"), "baseline": ("answering before", "run"),
     "training": ("training", "run"), "finishing": ("finishing", "run"), "completed": ("completed", "ok"),
     "stopped": ("stopped", "idle"), "failed": ("failed", "bad"),
 }
@@ -23,10 +23,20 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def status_markdown(snap: Snapshot | None, stop_requested: bool = False) -> str:
+def queue_message(position: int, wait_seconds: float | None) -> str:
+    """What a waiting run's owner is told (nothing about whose run is ahead)."""
+    when = f"; it should start in about {duration(wait_seconds)}" if wait_seconds is not None else ""
+    return f"the trainer is busy; your run is number {position} in the queue{when}"
+
+
+BUSY_WITH_ANOTHER = "the trainer is busy with another person's run; yours would wait in the queue"
+
+
+def status_markdown(snap: Snapshot | None, stop_requested: bool = False, busy: bool = False) -> str:
     if snap is None:
+        note = f" ({BUSY_WITH_ANOTHER})" if busy else ""
         return ("<div class='lab-status'><span class='badge idle'>no run yet</span> Press <b>Start training</b> "
-                "to fine-tune with the data and settings of the first two tabs.</div>")
+                f"to fine-tune with the data and settings of the first two tabs{html.escape(note)}.</div>")
     word, kind = BADGES.get(snap.status, (snap.status, "run"))
     message = snap.message
     if stop_requested and not snap.finished:
@@ -58,18 +68,21 @@ def last(snap: Snapshot, key: str):
     return values[-1] if values else None
 
 
-def status_dict(snap: Snapshot | None, stop_requested: bool = False) -> dict:
-    """Everything a client needs to follow a run (never the token: snapshots do not hold it)."""
+def status_dict(snap: Snapshot | None, stop_requested: bool = False, busy: bool = False) -> dict:
+    """Everything a client needs to follow its run (never the token: snapshots do
+    not hold it; never a server path). `busy`: the trainer holds someone else's run."""
     if snap is None:
-        return {"status": "none", "message": "no run has been started in this app"}
+        message = BUSY_WITH_ANOTHER if busy else "you have no runs yet"
+        return {"status": "none", "finished": True, "message": message, "trainer_busy": busy}
     return {
-        "run_id": snap.run_id, "status": snap.status, "finished": snap.finished, "message": snap.message,
+        "run_id": snap.run_id, "label": snap.label, "status": snap.status, "finished": snap.finished,
+        "message": snap.message,
         "error": snap.error, "stop_requested": stop_requested, "step": snap.step, "max_steps": snap.max_steps,
         "epoch": snap.epoch, "elapsed_seconds": round(snap.elapsed, 1), "eta_seconds": snap.eta_seconds,
         "tokens_per_second": snap.tokens_per_second, "hardware": snap.hardware, "model": snap.model,
         "train_examples": snap.train_examples, "train_tokens": snap.train_tokens,
         "last_train_loss": last(snap, "loss"), "last_validation_loss": last(snap, "eval_loss"),
-        "output_dir": snap.output_dir, "history": list(snap.history), "comparison": list(snap.comparison),
+        "history": list(snap.history), "comparison": list(snap.comparison),
         "scores": snap.scores,
     }
 

@@ -93,6 +93,8 @@ class RunFolder:
             "tokens_per_second": snapshot.tokens_per_second,
             "duration_seconds": round(snapshot.elapsed, 1),
             "scores": snapshot.scores,
+            "diagnoses": list(snapshot.diagnoses),
+            "memory": snapshot.memory,
         })
 
     def write_csv(self, name: str, rows: list[dict], columns: list[str]) -> Path:

@@ -82,6 +82,11 @@ class Snapshot:
     train_examples: int = 0
     train_tokens: int = 0
     plan: Plan | None = None  # steps, warmup and the learning-rate curve, once the data is prepared
+    # Failure-mode findings (diagnose.Finding.to_dict()): the live detectors while training, all of them at the end.
+    diagnoses: tuple[dict, ...] = ()
+    # The memory estimate before the run and the peak measured during it:
+    # {"estimate_bytes", "estimate_text", "peak_bytes", "peak_kind"}; keys appear as they become known.
+    memory: dict = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -100,7 +105,8 @@ class Snapshot:
                    scores=summary.get("scores") or {}, error=record.error or summary.get("error"),
                    label=record.label, started_at=record.started_at or 0.0, finished_at=record.finished_at,
                    hardware=summary.get("hardware") or "", model=summary.get("model") or "",
-                   train_examples=summary.get("train_examples") or 0, train_tokens=summary.get("train_tokens") or 0)
+                   train_examples=summary.get("train_examples") or 0, train_tokens=summary.get("train_tokens") or 0,
+                   diagnoses=tuple(summary.get("diagnoses") or ()), memory=summary.get("memory") or {})
 
     def logged(self, key: str) -> list:
         """Every logged value of `key` ("loss", "eval_loss", ...), in step order."""

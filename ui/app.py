@@ -11,11 +11,13 @@ import gradio as gr
 from finetune import config as cfg
 from finetune import models
 from finetune.files import Limits
-from ui import compare_tab, data_tab, experiments_tab, export_tab, fields, params_tab, train_tab
+from ui import compare_tab, data_tab, experiments_tab, export_tab, fields, lessons_tab, params_tab, train_tab
 from ui.lab import ASSETS, MIN_KEY_CHARS, REPO_ROOT, Lab
 
 DEFAULT_OUTPUT_ROOT = REPO_ROOT / "runs"
 DEFAULT_PRESET = "quick-demo"
+# The tabs' ids, which a lesson file names to say where its button takes the student.
+TAB_IDS = ("data", "params", "train", "compare", "export", "experiments", "lessons")
 HEADER = """<div class="lab-header"><h1>Fine-tuning lab</h1>
 <p>Fine-tune a small language model in your browser: pick data, choose settings inside the ranges practice
 recommends, watch the loss live, and compare answers before and after.</p></div>"""
@@ -88,7 +90,7 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
         # The caller's owner key, kept in the browser so a reload finds its runs again.
         owner_key = gr.BrowserState("", storage_key="finetune-lab-owner", secret=browser_secret(output_root))
         demo.load(new_owner_key, owner_key, owner_key, api_visibility="private")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("1 · Data", id="data"):
                 data = data_tab.build(lab, settings)
             with gr.Tab("2 · Hyperparameters", id="params"):
@@ -101,6 +103,8 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
                 export = export_tab.build(lab)
             with gr.Tab("6 · Experiments", id="experiments") as experiments_block:
                 experiments = experiments_tab.build(lab)
+            with gr.Tab("7 · Lessons", id="lessons"):
+                lessons = lessons_tab.build(assets / "lessons", TAB_IDS)
         fields.check_all_placed(settings)
         data_tab.wire(lab, data, settings, owner_key, demo)
         params_tab.wire(lab, params, settings, data.facts)
@@ -108,6 +112,7 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
         compare_tab.wire(lab, compare, settings, data, owner_key)
         export_tab.wire(lab, export, owner_key)
         experiments_tab.wire(lab, experiments, data, params, settings, owner_key, experiments_block)
+        lessons_tab.wire(lab, lessons, tabs, data, params, settings, owner_key)
     if public:
         demo.queue(max_size=PUBLIC_QUEUE_SIZE)  # beyond this, new requests are turned away, not queued forever
     return demo

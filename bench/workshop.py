@@ -1,0 +1,383 @@
+"""A workshop on one server: N simulated students against the app in public mode.
+
+    python -m bench.workshop --students 30 [--model tiny|default] [--max-steps 3]
+
+Starts the app in public mode (as on a Space, or `FINETUNE_PUBLIC=1`) in a
+subprocess, then runs one gradio_client per student, each in its own thread
+with its own session (so its own owner). Each student:
+
+1. uploads and loads a small dataset of their own: demo records plus one
+   held-out prompt whose reference is a secret only this student knows (the
+   secret is in the file name too);
+2. queues one short run (`--max-steps`);
+3. polls /training_status every 2 s until the run ends;
+4. asks one question (/ask);
+5. exports the model (/export) and reads the zip.
+
+Reported, with a final JSON line on stdout:
+- errors (every failed call, by step) and runs that did not complete;
+- leaks: any student's responses or zip containing another student's secret
+  (and, as a check that the search works, students who never saw their own);
+- the server's peak resident memory (sampled from /proc, and its VmHWM), and
+  its memory after the first and after the last run finished (bounded memory:
+  finished runs keep no model per student);
+- /training_status latency p50/p95 while runs wait or train;
+- each student's queue wait and the last student's, and the total time.
+
+The server machine is whatever this runs on: on a shared CPU the figures move
+with the neighbours' load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "assets" / "demo" / "demo.jsonl"
+POLL_SECONDS = 2.0
+TRAIN_RECORDS = 40  # enough for a split and a few steps; small, so the tiny model's runs take seconds
+ACTIVE = ("queued", "loading", "baseline", "training", "finishing")
+QUESTION = "Convert the date to ISO 8601: July 4, 1999"
+
+
+def log(*parts) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}]", *parts, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def serve(model: str, runs: Path, port: int) -> None:
+    """The app in public mode, in this process, until it is killed."""
+    os.environ["FINETUNE_PUBLIC"] = "1"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(ROOT))
+    if model == "tiny":
+        sys.path.insert(0, str(ROOT / "tests"))
+        import tiny  # the tests' in-process model builder: no download
+
+        model = str(tiny.save_tiny(runs.parent / "tiny-model"))
+    else:
+        from finetune import models
+
+        model = models.DEFAULT_SPEC
+    from transformers.utils import logging as hf_logging
+
+    from ui.app import build_app, launch_options
+
+    hf_logging.disable_progress_bar()  # thirty runs' loading bars would bury the report
+    demo = build_app(default_model=model, output_root=runs, public=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, prevent_thread_lock=True,
+                **launch_options(runs, public=True))
+    log(f"server ready on port {port} with model {model}")
+    while True:
+        time.sleep(3600)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: str, work: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "FINETUNE_PUBLIC": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "bench.workshop", "--serve", "--model", model, "--work", str(work),
+               "--port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
+def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with status {server.returncode}")
+        try:
+            urllib.request.urlopen(f"{url}gradio_api/info", timeout=5).read()
+            return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError(f"the server did not answer within {timeout:.0f} s")
+
+
+class MemoryWatch(threading.Thread):
+    """The server's resident memory, sampled twice a second from /proc."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, 0, threading.Event()
+
+    def rss(self) -> int:
+        return _proc_kib(self.pid, "VmRSS") * 1024
+
+    def hwm(self) -> int:
+        return _proc_kib(self.pid, "VmHWM") * 1024
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.peak = max(self.peak, self.rss())
+            self.done.wait(0.5)
+
+
+def _proc_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+# --------------------------------------------------------------------------- one student
+
+
+@dataclass
+class Student:
+    index: int
+    secret: str
+    data: Path
+    errors: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)  # every response, as text, for the leak search
+    status_latencies: list[float] = field(default_factory=list)  # while the run waits or trains
+    submitted_at: float | None = None
+    left_queue_at: float | None = None
+    finished_at: float | None = None
+    final_status: str | None = None
+
+    @property
+    def waited(self) -> float | None:
+        if self.submitted_at is None or self.left_queue_at is None:
+            return None
+        return self.left_queue_at - self.submitted_at
+
+
+def make_dataset(index: int, folder: Path, rng: random.Random) -> tuple[str, Path]:
+    """Demo records plus a held-out prompt whose reference is this student's secret."""
+    secret = f"SECRET{index:02d}x{secrets.token_hex(4)}"
+    records = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
+    train = rng.sample([r for r in records if r.get("split") == "train"], TRAIN_RECORDS)
+    held = [r for r in records if r.get("split") == "heldout"][:1]
+    mine = {"instruction": f"What is the access code of student {index}?", "input": "", "output": secret,
+            "split": "heldout", "category": "task", "task": "secret"}
+    path = folder / f"student-{index:02d}-{secret}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in train + held + [mine]), encoding="utf-8")
+    return secret, path
+
+
+def call(student: Student, step: str, client, *args, **kwargs):
+    """One API call; a failure is counted against the step, never raised."""
+    try:
+        result = client.predict(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - every failure is a finding of the benchmark
+        student.errors.append(f"{step}: {type(err).__name__}: {str(err)[:300]}")
+        return None
+    student.seen.append(json.dumps(result, default=str))
+    return result
+
+
+def run_student(student: Student, url: str, max_steps: int, start_gate: threading.Event) -> None:
+    from gradio_client import Client, handle_file
+
+    try:
+        client = Client(url, verbose=False)
+    except Exception as err:  # noqa: BLE001
+        student.errors.append(f"connect: {err}")
+        return
+    data = dict(source="upload", file=handle_file(str(student.data)))
+    start_gate.wait()
+    call(student, "load", client, **data, held_out=2, api_name="/load_dataset")
+    student.submitted_at = time.time()
+    status = call(student, "start", client, **data, held_out=2, max_steps=max_steps, max_new_tokens=16,
+                  api_name="/start_training")
+    if status is None:
+        return
+    poll(student, client, status)
+    call(student, "ask", client, QUESTION, 16, api_name="/ask")
+    exported = call(student, "export", client, api_name="/export")
+    if exported:
+        student.seen.append(zip_text(exported[0]))
+
+
+def poll(student: Student, client, status: dict) -> None:
+    """/training_status every POLL_SECONDS until the run ends, timing each call."""
+    while status.get("status") in ACTIVE:
+        if status.get("status") != "queued" and student.left_queue_at is None:
+            student.left_queue_at = time.time()
+        time.sleep(POLL_SECONDS)
+        began = time.perf_counter()
+        latest = call(student, "status", client, api_name="/training_status")
+        if latest is None:
+            continue
+        student.status_latencies.append(time.perf_counter() - began)
+        status = latest
+    student.left_queue_at = student.left_queue_at or time.time()
+    student.finished_at = time.time()
+    student.final_status = status.get("status")
+    if status.get("status") != "completed":
+        student.errors.append(f"run: ended {status.get('status')}: {status.get('error') or status.get('message')}")
+
+
+def zip_text(path) -> str:
+    """Every file in the exported zip, as text, for the leak search (weights included: bytes decoded loosely)."""
+    parts = []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                parts.append(name)
+                parts.append(archive.read(name).decode("utf-8", errors="ignore"))
+    except (OSError, zipfile.BadZipFile) as err:
+        parts.append(f"unreadable zip: {err}")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def leaks(students: list[Student]) -> tuple[list[str], list[int]]:
+    """(who saw whose secret, students who never saw their own)."""
+    found, blind = [], []
+    for student in students:
+        text = "\n".join(student.seen)
+        for other in students:
+            if other is not student and other.secret in text:
+                found.append(f"student {student.index} saw student {other.index}'s secret")
+        if student.secret not in text:
+            blind.append(student.index)
+    return found, blind
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def report(students: list[Student], watch: MemoryWatch, began: float, rss_marks: dict, args) -> dict:
+    latencies = [x for s in students for x in s.status_latencies]
+    waits = [s.waited for s in students if s.waited is not None]
+    leaked, blind = leaks(students)
+    errors = [f"student {s.index}: {e}" for s in students for e in s.errors]
+    finished = [s for s in students if s.final_status == "completed"]
+    mib = 2**20
+    return {
+        "students": len(students), "model": args.model, "max_steps": args.max_steps,
+        "completed": len(finished), "errors": len(errors), "error_examples": errors[:10],
+        "leaks": len(leaked), "leak_examples": leaked[:10], "never_saw_own_secret": blind,
+        "server_peak_rss_mib": round(max(watch.peak, watch.hwm()) / mib, 1),
+        "server_rss_after_first_run_mib": round(rss_marks.get("first", 0) / mib, 1),
+        "server_rss_after_last_run_mib": round(rss_marks.get("last", 0) / mib, 1),
+        "status_calls": len(latencies),
+        "status_p50_s": round(percentile(latencies, 0.5), 3) if latencies else None,
+        "status_p95_s": round(percentile(latencies, 0.95), 3) if latencies else None,
+        "status_max_s": round(max(latencies), 3) if latencies else None,
+        "last_student_waited_s": round(max(waits), 1) if waits else None,
+        "median_wait_s": round(statistics.median(waits), 1) if waits else None,
+        "last_finished_after_s": round(max(s.finished_at for s in finished) - began, 1) if finished else None,
+        "seconds_per_run": round((max(s.finished_at for s in finished) - min(s.left_queue_at for s in finished))
+                                 / len(finished), 1) if finished else None,
+        "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def rss_marker(students: list[Student], watch: MemoryWatch, marks: dict, done: threading.Event) -> None:
+    """The server's memory when the first run has finished, and when the last has."""
+    while not done.is_set():
+        finished = sum(1 for s in students if s.finished_at)
+        if finished >= 1 and "first" not in marks:
+            marks["first"] = watch.rss()
+        if finished == len(students):
+            marks["last"] = watch.rss()
+        done.wait(0.5)
+
+
+def bench(args) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="workshop-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    server = start_server(args.model, work, port)
+    try:
+        wait_until_up(url, server)
+        watch = MemoryWatch(server.pid)
+        watch.start()
+        rng = random.Random(0)
+        data_dir = work / "students"
+        data_dir.mkdir()
+        students = [Student(i, *make_dataset(i, data_dir, rng)) for i in range(args.students)]
+        gate, done, marks = threading.Event(), threading.Event(), {}
+        threads = [threading.Thread(target=run_student, args=(s, url, args.max_steps, gate), daemon=True)
+                   for s in students]
+        for thread in threads:
+            thread.start()
+        began = time.time()
+        gate.set()  # every student starts at once, as a class does when told "go"
+        marker = threading.Thread(target=rss_marker, args=(students, watch, marks, done), daemon=True)
+        marker.start()
+        log(f"{args.students} students started against {url}")
+        deadline = began + args.timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.time()))
+        done.set()
+        marker.join()
+        marks.setdefault("last", watch.rss())
+        stuck = [s.index for s, t in zip(students, threads) if t.is_alive()]
+        for index in stuck:
+            students[index].errors.append(f"timeout: still going after {args.timeout:.0f} s")
+        watch.done.set()
+        return report(students, watch, began, marks, args)
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, default=30)
+    parser.add_argument("--model", choices=("tiny", "default"), default="tiny")
+    parser.add_argument("--max-steps", type=int, default=3, help="optimizer steps per student's run")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds before the benchmark gives up")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (runs, datasets)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the server subprocess
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.model, args.work / "runs", args.port)
+        return 0
+    try:
+        result = bench(args)
+    except Exception:  # noqa: BLE001 - the benchmark itself broke: say so in the JSON line too
+        traceback.print_exc()
+        print(json.dumps({"error": "the benchmark failed; see the traceback above"}))
+        return 1
+    ok = result["completed"] == result["students"] and not result["errors"] and not result["leaks"]
+    log("every student finished, no errors, no leaks" if ok else "PROBLEMS: see errors and leaks")
+    print(json.dumps(result))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

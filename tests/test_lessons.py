@@ -204,3 +204,16 @@ def test_memory_answer_puts_the_students_estimate_and_measured_peak_beside_the_t
     answer = lessons_tab.lesson_answer(lab, lessons_tab.lessons.parse_lesson(ASSETS / "lessons" / "01-vram.md"),
                                        "local", values)
     assert "The tutorial's 7B exercise" in answer and f"batch {values['batch_size']} x" in answer
+
+
+def test_show_my_answer_reads_only_the_callers_runs_in_public_mode(tmp_path, bundled):
+    public = Lab("default", tmp_path / "runs", None, Limits(), public=True)
+    mine, theirs = public.scheduler.owner("a" * 24), public.scheduler.owner("b" * 24)
+    for owner, run_id, after in ((mine, "mine", 0.8), (theirs, "theirs", 0.3)):
+        folder = make_run(tmp_path / "runs", run_id, created_at=1 if owner == mine else 2,
+                          scores={"all": {"prompts": 10, "before_exact": 0.0, "after_exact": after}})
+        write_record(folder, status="completed", owner=owner, created_at=1 if owner == mine else 2)
+    text = lessons_tab.lesson_answer(public, bundled["before_after"], mine, current_values())
+    assert "`mine`" in text and "80% after" in text and "theirs" not in text
+    assert "No finished run" in lessons_tab.lesson_answer(public, bundled["before_after"],
+                                                          public.scheduler.owner("c" * 24), current_values())

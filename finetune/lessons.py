@@ -238,8 +238,9 @@ def memory_answer(runs: list[RunRecord], tutorial_bytes: float, yours: tuple[str
     lines = [f"The tutorial's 7B exercise: **{tutorial_bytes / GIB:.1f} GiB** (every term at once)."]
     if yours is not None:
         what, peak = yours
-        lines.append(f"Your settings ({what}): **{peak / GIB:.2f} GiB** estimated peak, "
-                     f"{tutorial_bytes / peak:.0f}× less.")
+        ratio = (f"{tutorial_bytes / peak:.0f}× less" if peak < tutorial_bytes
+                 else f"{peak / tutorial_bytes:.1f}× more")
+        lines.append(f"Your settings ({what}): **{peak / GIB:.2f} GiB** estimated peak, {ratio}.")
     measured = next((r for r in _finished(runs) if ((r.summary or {}).get("memory") or {}).get("peak_bytes")), None)
     if measured is not None:
         memory = measured.summary["memory"]

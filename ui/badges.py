@@ -147,10 +147,23 @@ def memory_line(memory: dict | None) -> str:
     return "<b>Memory:</b> " + "; ".join(parts) + "."
 
 
+ASSUMPTIONS = "\n\nAssumptions:\n"
+
+
+def arithmetic_html(text: str) -> str:
+    """format_breakdown's table as fixed-width text; its assumptions as a list that wraps."""
+    table, found, notes = text.partition(ASSUMPTIONS)
+    html = f"<pre class='lab-breakdown'>{_e(table)}</pre>"
+    if found:
+        items = "".join(f"<li>{_e(line.removeprefix('- '))}</li>" for line in notes.splitlines() if line.strip())
+        html += f"<div class='lab-muted'><b>Assumptions:</b><ul class='lab-assumptions'>{items}</ul></div>"
+    return html
+
+
 def memory_html(memory: dict | None) -> str:
     """The memory line, with the estimate's arithmetic folded under it when recorded."""
     memory = memory or {}
     text = memory.get("estimate_text")
-    arithmetic = (f"<details><summary>The estimate's arithmetic</summary><pre class='lab-breakdown'>{_e(text)}"
-                  "</pre></details>") if text else ""
+    arithmetic = (f"<details><summary>The estimate's arithmetic</summary>{arithmetic_html(str(text))}</details>"
+                  if text else "")
     return f"<div class='lab-memory'>{memory_line(memory)}{arithmetic}</div>"

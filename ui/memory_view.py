@@ -14,6 +14,7 @@ from finetune import memory
 from finetune.config import TrainConfig
 from finetune.device import Hardware
 from finetune.levers import CHECKPOINTING_THRESHOLD
+from ui.badges import arithmetic_html
 
 WAITING = ("<div class='lab-memory lab-muted'>Press <b>Estimate memory</b> to see the peak memory these settings "
            "need, term by term.</div>")
@@ -68,9 +69,7 @@ def breakdown_html(config: TrainConfig, shape: memory.ModelShape, hardware: Hard
         other = estimate_for(config, shape, hardware, checkpointing=True)
         lines.append(f"Gradient checkpointing <i>auto</i>: off here; the run turns it on when this peak exceeds "
                      f"{CHECKPOINTING_THRESHOLD:.0%} of the free memory, and then needs {_gib(other.peak_bytes)}.")
-    text = escape(memory.format_breakdown(e))
-    return (f"<div class='lab-memory'>{'<br>'.join(lines)}"
-            f"<pre class='lab-breakdown'>{text}</pre></div>")
+    return f"<div class='lab-memory'>{'<br>'.join(lines)}{arithmetic_html(memory.format_breakdown(e))}</div>"
 
 
 def memory_html(config_or_error, shapes: Shapes, spec: str, hardware: Hardware) -> str:

@@ -132,7 +132,8 @@ def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
     return "\n".join(lines), figure
 
 
-def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State) -> None:
+def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State, shown: gr.Tab | None = None) -> None:
+    """`shown`: the tab's own gr.Tab, whose opening fills in the memory estimate."""
     tunable = {name: w for name, w in settings.items() if name not in fields.SOURCE_FIELDS}
     numeric = {f.name: settings[f.name] for f in fields.numeric_fields(settings)}
 
@@ -168,12 +169,13 @@ def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State) -> None:
         """The peak memory a run of these settings needs, term by term, with the arithmetic."""
         return memory_estimate(shapes, model, **values)
 
-    shown = {name: settings[name] for name in MEMORY_FIELDS}
-    tab.estimate.click(estimate_memory, inputs=[model], inputs_kwargs=shown, outputs=tab.memory,
+    needed = {name: settings[name] for name in MEMORY_FIELDS}
+    tab.estimate.click(estimate_memory, inputs=[model], inputs_kwargs=needed, outputs=tab.memory,
                        api_name="estimate_memory")
     # A typed model id is read when the user is done typing, not at every keystroke.
-    gr.on([model.submit, model.blur] + [w.change for w in shown.values()], estimate_memory, inputs=[model],
-          inputs_kwargs=shown, outputs=tab.memory, api_visibility="private", trigger_mode="always_last",
+    triggers = [model.submit, model.blur] + [w.change for w in needed.values()]
+    gr.on(triggers + ([shown.select] if shown is not None else []), estimate_memory, inputs=[model],
+          inputs_kwargs=needed, outputs=tab.memory, api_visibility="private", trigger_mode="always_last",
           show_progress="hidden")
 
     gr.on([w.change for w in tunable.values()] + [tab.allow.change, facts.change], summary,

@@ -67,8 +67,9 @@ def breakdown_html(config: TrainConfig, shape: memory.ModelShape, hardware: Hard
     lines = [f"<b>Estimated peak memory: {_gib(e.peak_bytes)}</b> on {escape(hardware.describe())}"]
     if config.gradient_checkpointing == "auto":
         other = estimate_for(config, shape, hardware, checkpointing=True)
-        lines.append(f"Gradient checkpointing <i>auto</i>: off here; the run turns it on when this peak exceeds "
-                     f"{CHECKPOINTING_THRESHOLD:.0%} of the free memory, and then needs {_gib(other.peak_bytes)}.")
+        lines.append(f"Gradient checkpointing <i>auto</i>: this is the peak without it; the run turns it on when "
+                     f"this peak exceeds {CHECKPOINTING_THRESHOLD:.0%} of the free memory, and then needs "
+                     f"{_gib(other.peak_bytes)}.")
     return f"<div class='lab-memory'>{'<br>'.join(lines)}{arithmetic_html(memory.format_breakdown(e))}</div>"
 
 

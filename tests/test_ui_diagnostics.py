@@ -213,6 +213,9 @@ def test_shapes_are_read_once_per_model():
         with pytest.raises(ValueError, match="^no network$"):
             shapes.get("some/model")
     assert calls == ["some/model"]
+    with pytest.raises(ValueError):
+        shapes.get("some/model", retry=True)  # the button asks again: read again
+    assert calls == ["some/model"] * 2
 
 
 # --- the Data tab's advice

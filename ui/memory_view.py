@@ -33,9 +33,10 @@ class Shapes:
         self._known: dict[str, object] = {}
         self._lock = threading.Lock()
 
-    def get(self, spec: str) -> memory.ModelShape:
+    def get(self, spec: str, retry: bool = False) -> memory.ModelShape:
+        """`retry`: read again a spec that failed before (the user asked again; a folder may be fixed now)."""
         with self._lock:
-            if spec not in self._known:
+            if spec not in self._known or (retry and isinstance(self._known[spec], Exception)):
                 try:
                     self._known[spec] = self._read(spec)
                 except Exception as err:  # any failure is one line for the user, never a traceback
@@ -73,12 +74,12 @@ def breakdown_html(config: TrainConfig, shape: memory.ModelShape, hardware: Hard
     return f"<div class='lab-memory'>{'<br>'.join(lines)}{arithmetic_html(memory.format_breakdown(e))}</div>"
 
 
-def memory_html(config_or_error, shapes: Shapes, spec: str, hardware: Hardware) -> str:
+def memory_html(config_or_error, shapes: Shapes, spec: str, hardware: Hardware, retry: bool = False) -> str:
     """What the tab shows: the breakdown, or one line on why there is none."""
     if isinstance(config_or_error, str):
         return f"<div class='lab-warning'>Cannot estimate memory: {escape(config_or_error)}</div>"
     try:
-        shape = shapes.get(spec)
+        shape = shapes.get(spec, retry)
     except Exception as err:
         return (f"<div class='lab-warning'>Cannot estimate memory: the shape of the model {escape(spec)!r} cannot "
                 f"be read ({escape(first_line(err))}).</div>")

@@ -82,13 +82,14 @@ def model_shape(lab: Lab, spec: str) -> memory.ModelShape:
     return memory.shape_from_spec(spec)
 
 
-def memory_estimate(shapes: memory_view.Shapes, model: str, **settings) -> str:
-    """The breakdown for these settings and model, or one line on why there is none."""
+def memory_estimate(shapes: memory_view.Shapes, model: str, retry: bool = False, **settings) -> str:
+    """The breakdown for these settings and model, or one line on why there is none.
+    `retry`: read the model's shape again if it failed before."""
     try:
         config = fields.build_config({**settings, "model": model}, allow=True).config
     except cfg.ConfigError as err:
         return memory_view.memory_html(memory_view.first_line(err), shapes, model, None)
-    return memory_view.memory_html(config, shapes, config.model, device.detect(config.precision))
+    return memory_view.memory_html(config, shapes, config.model, device.detect(config.precision), retry)
 
 
 def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
@@ -167,6 +168,9 @@ def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State, shown: gr.Ta
 
     def estimate_memory(model: str = "", **values) -> str:
         """The peak memory a run of these settings needs, term by term, with the arithmetic."""
+        return memory_estimate(shapes, model, retry=True, **values)
+
+    def follow_settings(model: str = "", **values) -> str:
         return memory_estimate(shapes, model, **values)
 
     needed = {name: settings[name] for name in MEMORY_FIELDS}
@@ -174,7 +178,7 @@ def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State, shown: gr.Ta
                        api_name="estimate_memory")
     # A typed model id is read when the user is done typing, not at every keystroke.
     triggers = [model.submit, model.blur] + [w.change for w in needed.values()]
-    gr.on(triggers + ([shown.select] if shown is not None else []), estimate_memory, inputs=[model],
+    gr.on(triggers + ([shown.select] if shown is not None else []), follow_settings, inputs=[model],
           inputs_kwargs=needed, outputs=tab.memory, api_visibility="private", trigger_mode="always_last",
           show_progress="hidden")
 

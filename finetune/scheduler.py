@@ -208,6 +208,19 @@ class Scheduler:
             run.stop()
         return run
 
+    def shutdown(self, timeout: float = 120.0) -> None:
+        """The server is stopping: cancel what waits, stop what trains and wait for its
+        thread, so no training thread outlives the server (torch aborts the interpreter
+        when one is still running at exit)."""
+        with self._lock:
+            waiting, self._queue = self._queue, []
+        for run in waiting:
+            run.cancel("cancelled (server stopped)")
+        current = active_run()
+        if current is not None and current.run_id in self._live:
+            current.stop()
+            current.wait(timeout)
+
     # --- the queue as its owner sees it
     def position(self, run: TrainingRun) -> int:
         """1 for the next run to start; 0 when not waiting."""

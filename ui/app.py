@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 from pathlib import Path
@@ -79,6 +80,8 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
     roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, public)
     lab = Lab(default_model, output_root, roots, limits or (public_limits() if public else Limits()), assets,
               public=public)
+    # Runs train in daemon threads: stop them before the interpreter finalizes, or torch aborts the exit.
+    atexit.register(lab.scheduler.shutdown)
     initial = cfg.build({"model": default_model}, preset=preset, allow_out_of_range=True).config
     # Every setting's widget, made before any tab is laid out; each tab renders its own.
     settings = fields.make_widgets(initial, {**data_tab.widget_options(initial), **params_tab.widget_options()})

@@ -11,8 +11,9 @@ import gradio as gr
 from finetune import config as cfg
 from finetune import models
 from finetune.files import Limits
-from ui import compare_tab, data_tab, experiments_tab, export_tab, fields, limits, params_tab, space, train_tab
+from ui import compare_tab, data_tab, experiments_tab, export_tab, fields, params_tab, space, train_tab
 from ui.lab import ASSETS, MIN_KEY_CHARS, REPO_ROOT, Lab
+from ui.limits import PUBLIC_MAX_NEW_TOKENS
 
 DEFAULT_OUTPUT_ROOT = REPO_ROOT / "runs"
 DEFAULT_PRESET = "quick-demo"
@@ -91,7 +92,7 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
                    delete_cache=PUBLIC_CACHE_CLEANUP if public else None) as demo:
         gr.HTML(HEADER)
         if public:  # what is shared and capped here, and how to get a private copy
-            gr.Markdown(space.public_notice(os.environ.get("SPACE_ID"), limits.PUBLIC_MAX_NEW_TOKENS),
+            gr.Markdown(space.public_notice(os.environ.get("SPACE_ID"), PUBLIC_MAX_NEW_TOKENS),
                         elem_id="public-notice")
         # The caller's owner key, kept in the browser so a reload finds its runs again.
         owner_key = gr.BrowserState("", storage_key="finetune-lab-owner", secret=browser_secret(output_root))

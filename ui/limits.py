@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from finetune import config as cfg
 
-# A public answer is at most this many tokens, whatever the slider says: a
-# 135M model on a 2-core CPU makes ~20 tokens/s, so 256 is ~13 s per model, two
-# models per question. (A NaN max_new_tokens once kept a server busy for minutes.)
+# A public answer is at most this many tokens, whatever the slider says: enough
+# for a paragraph, and two models answer each question. (A NaN max_new_tokens
+# once kept a server busy for minutes.)
 PUBLIC_MAX_NEW_TOKENS = 256
 # Each model's answer stops at this deadline in public mode (transformers'
-# MaxTimeCriteria), however slow the hardware or long the prompt.
+# MaxTimeCriteria, checked after each token), however slow the hardware: on a
+# busy 2-core VM the default model took 178 s for 256 tokens.
 PUBLIC_ANSWER_SECONDS = 30.0
 # Questions run one at a time per process: each loads two models for its answer,
 # and two at once on a small server would only make both slow. The rest queue.

@@ -31,6 +31,11 @@ class ConfigError(ValueError):
 SYSTEM_PROMPT_MAX_CHARS = 8_000  # ~2,000 tokens: already the whole recommended max_length on its own
 COLUMN_NAME_MAX_CHARS = 256  # a column header; real ones are a few words
 SPEC_MAX_CHARS = 4_096  # a model or dataset: a hub id (at most 96) or a path (PATH_MAX is 4096 on Linux)
+# A public deployment's answers (held-out prompts and free questions) stop at
+# this many tokens, whatever a client sends: a paragraph, while a shared 2-core
+# server generates a few tokens a second. (A NaN max_new_tokens once kept a
+# server busy for minutes; the hard limit is 4096.)
+PUBLIC_MAX_NEW_TOKENS = 256
 
 
 def setting(default, help, group, **meta):

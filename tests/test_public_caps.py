@@ -137,3 +137,10 @@ def test_text_caps_hold_on_the_command_line_too():
     with pytest.raises(cfg.ConfigError, match="system_prompt: 8,001 characters is over the limit of 8,000"):
         cfg.build({"system_prompt": "x" * 8001})
     assert cfg.build({"system_prompt": "x" * 8000}).config.system_prompt == "x" * 8000
+
+
+def test_a_public_run_cannot_ask_for_longer_held_out_answers(url):
+    with pytest.raises(AppError, match=f"max_new_tokens: 512 is over this public server's limit of "
+                                       f"{PUBLIC_MAX_NEW_TOKENS} tokens per answer"):
+        Client(url, verbose=False).predict(source="bundled", max_new_tokens=512, max_steps=1,
+                                           api_name="/start_training")

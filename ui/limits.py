@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from finetune import config as cfg
 
-# A public answer is at most this many tokens, whatever the slider says: enough
-# for a paragraph, and two models answer each question. (A NaN max_new_tokens
-# once kept a server busy for minutes.)
-PUBLIC_MAX_NEW_TOKENS = 256
+# A public answer is at most this many tokens, whatever the slider says (the
+# engine's public cap, which public runs obey too).
+PUBLIC_MAX_NEW_TOKENS = cfg.PUBLIC_MAX_NEW_TOKENS
 # Each model's answer stops at this deadline in public mode (transformers'
 # MaxTimeCriteria, checked after each token), however slow the hardware: on a
 # busy 2-core VM the default model took 178 s for 256 tokens.

@@ -46,8 +46,8 @@ def setting(default, help, group, **meta):
 @dataclass(frozen=True)
 class TrainConfig:
     # --- data
-    model: str = setting("default", "Model: 'default' (bundled SmolLM2-135M-Instruct), a local folder or a hub id.", "data",
-                         max_chars=SPEC_MAX_CHARS)
+    model: str = setting("default", "Model: 'default' (bundled SmolLM2-135M-Instruct), a local folder or a hub id.",
+                         "data", max_chars=SPEC_MAX_CHARS)
     data: str = setting("", "Dataset: a JSON, JSONL, CSV or Parquet file, or a hub dataset id.", "data",
                         max_chars=SPEC_MAX_CHARS)
     format: str = setting(

@@ -57,5 +57,17 @@ def main(argv: list[str] | None = None) -> None:
     build_app().launch(**launch, **launch_options())
 
 
+def __getattr__(name: str):
+    """`app.demo`, built on first use with the environment's settings (for a
+    notebook, or tools that look for a module-level demo); `python app.py` never
+    builds it at import, so the flags above take effect first."""
+    if name != "demo":
+        raise AttributeError(name)
+    from ui.app import build_app
+
+    globals()["demo"] = built = build_app()
+    return built
+
+
 if __name__ == "__main__":
     main()

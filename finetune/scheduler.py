@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import records
-from .config import Checked
+from .config import PUBLIC_MAX_NEW_TOKENS, Checked
 from .dataset import PreparedData
 from .models import ModelSource
 from .records import NoSuchRun, RunRecord
@@ -100,6 +100,7 @@ class Scheduler:
     def submit_many(self, submissions: list[Submission], owner: str, parent: Path | None = None,
                     sweep: str | None = None, labels: list[str] | None = None) -> list[TrainingRun]:
         """Queue runs as one entry (all or none), then start the first if the trainer is free."""
+        self._check_public_caps(submissions)
         with self._lock:
             self._check_limits(owner, len(submissions))
             runs = [self._make(s, owner, parent or self.root, sweep, labels[i] if labels else None)
@@ -109,6 +110,16 @@ class Scheduler:
             self._live.update({r.run_id: r for r in runs})
         self._advance()
         return runs
+
+    def _check_public_caps(self, submissions: list[Submission]) -> None:
+        """A public run's held-out answers obey the same cap as a question's: the
+        trainer is shared, and 500 held-out prompts x 4096 tokens would hold it for hours."""
+        if not self.public:
+            return
+        for s in submissions:
+            if s.settings.config.max_new_tokens > PUBLIC_MAX_NEW_TOKENS:
+                raise QueueFull(f"max_new_tokens: {s.settings.config.max_new_tokens} is over this public "
+                                f"server's limit of {PUBLIC_MAX_NEW_TOKENS} tokens per answer")
 
     def _check_limits(self, owner: str, count: int) -> None:
         mine = {r.identity.sweep or r.run_id for r in self._waiting_or_training() if r.owner == owner}
@@ -207,6 +218,19 @@ class Scheduler:
         else:
             run.stop()
         return run
+
+    def shutdown(self, timeout: float = 120.0) -> None:
+        """The server is stopping: cancel what waits, stop what trains and wait for its
+        thread, so no training thread outlives the server (torch aborts the interpreter
+        when one is still running at exit)."""
+        with self._lock:
+            waiting, self._queue = self._queue, []
+        for run in waiting:
+            run.cancel("cancelled (server stopped)")
+        current = active_run()
+        if current is not None and current.run_id in self._live:
+            current.stop()
+            current.wait(timeout)
 
     # --- the queue as its owner sees it
     def position(self, run: TrainingRun) -> int:

@@ -66,3 +66,25 @@ def test_upload_start_watch_the_loss_and_stop(page):
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#run-status")).to_contain_text("stopped", timeout=120_000)
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
+
+
+# The overlaid training-loss curves on the Experiments tab: name and point count per trace.
+SWEEP_CURVES = """() => {
+  const plot = document.querySelector('#runs-loss .js-plotly-plot');
+  return plot && plot.data ? plot.data.filter(t => t.x && t.x.length > 1).map(t => t.name) : [];
+}"""
+
+
+def test_the_learning_rate_exercise_draws_three_curves_and_a_verdict(page):
+    """One button runs the tutorial's exercise; the three runs' losses appear on one plot,
+    one curve per learning rate, and the verdict names the winner."""
+    expect = sync_api.expect
+    page.get_by_role("tab", name="6 · Experiments").click()
+    page.locator("#lr-exercise").click()
+    page.wait_for_function(f"() => ({SWEEP_CURVES})().length >= 3", timeout=600_000)
+    names = page.evaluate(SWEEP_CURVES)
+    assert sorted(names) == sorted(["lr=1e-05", "lr=2e-05", "lr=5e-05"]), names
+    expect(page.locator("#verdict")).to_contain_text("Lowest validation loss", timeout=600_000)
+    # All three finish (the server's training thread must not outlive the test).
+    page.wait_for_function("() => (document.querySelector('#runs-table').innerText.match(/completed/g) || [])"
+                           ".length >= 3", timeout=600_000)

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from app_server import free_port, raw_call, upload
 
@@ -167,3 +168,27 @@ def test_a_fresh_browser_shows_nothing_of_anyone_elses(app, secret_data):
             sync_api.expect(page.locator("#run-status")).to_contain_text("no run yet")
         finally:
             browser.close()
+
+
+def test_a_public_upload_is_one_owners_and_is_deleted_after_an_hour_unused(tmp_path, tiny_model_dir):
+    """A claimed upload leaves Gradio's served cache, answers to its uploader only,
+    and does not fill a public server's disk: an hour unused, it is gone."""
+    import os
+
+    from finetune.files import Limits
+    from ui.lab import UPLOAD_KEEP_SECONDS, Lab
+
+    lab = Lab(str(tiny_model_dir), tmp_path / "runs", None, Limits(), public=True)
+    cache = tmp_path / "gradio-cache"
+    cache.mkdir()
+    first, second = cache / "a.jsonl", cache / "b.jsonl"
+    first.write_text('{"prompt": "p", "completion": "c"}\n')
+    second.write_text('{"prompt": "q", "completion": "d"}\n')
+    kept = lab.claim_upload(str(first), "alice")
+    assert kept.is_file() and not first.exists()
+    with pytest.raises(gr.Error, match="no such file"):
+        lab.claim_upload(str(first), "bob")
+    old = kept.stat().st_mtime - UPLOAD_KEEP_SECONDS - 1
+    os.utime(kept, (old, old))
+    lab.claim_upload(str(second), "bob")
+    assert not kept.exists()

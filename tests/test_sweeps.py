@@ -4,11 +4,15 @@ and seed, then their comparison; and what a sweep refuses."""
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import DEMO_DATA, ROOT
+from finetune import config as cfg
 from finetune import records, sweep
+from finetune.run import active_run
+from finetune.scheduler import Scheduler, Submission
 
 
 def cli(*args, timeout=600):
@@ -73,3 +77,19 @@ def test_a_bad_sweep_on_the_command_line_is_one_line(tmp_path):
     assert result.returncode == 2
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
         "error: a sweep needs 2 to 19 values of learning_rate; got 1"]
+
+
+def test_a_stopping_server_cancels_what_waits_and_stops_what_trains(tiny_model_dir, tmp_path):
+    """Shutdown leaves no training thread behind and no queued run silently lost."""
+    scheduler = Scheduler(tmp_path / "runs")
+    settings = cfg.build({"model": str(tiny_model_dir), "data": str(DEMO_DATA), "max_steps": 100000,
+                          "eval_steps": 0, "max_new_tokens": 16})
+    first, second = (scheduler.submit(Submission(settings), "local") for _ in range(2))
+    deadline = time.time() + 120
+    while first.snapshot().status != "training" and time.time() < deadline:
+        time.sleep(0.2)
+    scheduler.shutdown(timeout=600)
+    assert first.snapshot().status == "stopped"
+    assert second.snapshot().status == "cancelled"
+    assert "server stopped" in second.snapshot().message
+    assert active_run() is None

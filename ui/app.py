@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 from pathlib import Path
@@ -11,8 +12,9 @@ import gradio as gr
 from finetune import config as cfg
 from finetune import models
 from finetune.files import Limits
-from ui import compare_tab, data_tab, experiments_tab, export_tab, fields, lessons_tab, params_tab, train_tab
+from ui import compare_tab, data_tab, experiments_tab, export_tab, fields, lessons_tab, params_tab, space, train_tab
 from ui.lab import ASSETS, MIN_KEY_CHARS, REPO_ROOT, Lab
+from ui.limits import PUBLIC_MAX_NEW_TOKENS
 
 DEFAULT_OUTPUT_ROOT = REPO_ROOT / "runs"
 DEFAULT_PRESET = "quick-demo"
@@ -32,6 +34,11 @@ PUBLIC_CACHE_CLEANUP = (3600, 3600)  # every hour, delete uploads and exports ol
 def is_public_deployment() -> bool:
     """A Hugging Face Space (it sets SPACE_ID) or an operator's FINETUNE_PUBLIC=1."""
     return os.environ.get("FINETUNE_PUBLIC") == "1" or bool(os.environ.get("SPACE_ID"))
+
+
+def default_output_root() -> Path:
+    """runs/ beside the app; on a Space with persistent storage, /data/runs (kept across restarts)."""
+    return space.runs_root(DEFAULT_OUTPUT_ROOT, space.persistent_storage())
 
 
 def operator_model_roots() -> tuple[Path, ...]:
@@ -77,23 +84,28 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
               allowed_model_roots: tuple[Path, ...] | None = None, preset: str = DEFAULT_PRESET,
               limits: Limits | None = None, assets: Path = ASSETS, public: bool | None = None) -> gr.Blocks:
     public = is_public_deployment() if public is None else public
-    output_root = Path(output_root or DEFAULT_OUTPUT_ROOT)
+    output_root = Path(output_root or default_output_root())
     roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, public)
     lab = Lab(default_model, output_root, roots, limits or (public_limits() if public else Limits()), assets,
               public=public)
+    # Runs train in daemon threads: stop them before the interpreter finalizes, or torch aborts the exit.
+    atexit.register(lab.scheduler.shutdown)
     initial = cfg.build({"model": default_model}, preset=preset, allow_out_of_range=True).config
     # Every setting's widget, made before any tab is laid out; each tab renders its own.
     settings = fields.make_widgets(initial, {**data_tab.widget_options(initial), **params_tab.widget_options()})
     with gr.Blocks(title="Fine-tuning lab", analytics_enabled=False,
                    delete_cache=PUBLIC_CACHE_CLEANUP if public else None) as demo:
         gr.HTML(HEADER)
+        if public:  # what is shared and capped here, and how to get a private copy
+            gr.Markdown(space.public_notice(os.environ.get("SPACE_ID"), PUBLIC_MAX_NEW_TOKENS),
+                        elem_id="public-notice")
         # The caller's owner key, kept in the browser so a reload finds its runs again.
         owner_key = gr.BrowserState("", storage_key="finetune-lab-owner", secret=browser_secret(output_root))
         demo.load(new_owner_key, owner_key, owner_key, api_visibility="private")
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Data", id="data"):
                 data = data_tab.build(lab, settings)
-            with gr.Tab("2 · Hyperparameters", id="params"):
+            with gr.Tab("2 · Hyperparameters", id="params") as params_block:
                 params = params_tab.build(lab, settings, preset)
             with gr.Tab("3 · Train", id="train"):
                 train = train_tab.build(lab)
@@ -107,7 +119,7 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
                 lessons = lessons_tab.build(assets / "lessons", TAB_IDS)
         fields.check_all_placed(settings)
         data_tab.wire(lab, data, settings, owner_key, demo)
-        params_tab.wire(lab, params, settings, data.facts)
+        params_tab.wire(lab, params, settings, data.facts, shown=params_block)
         train_tab.wire(lab, train, data, params, settings, compare, owner_key, demo)
         compare_tab.wire(lab, compare, settings, data, owner_key)
         export_tab.wire(lab, export, owner_key)
@@ -133,7 +145,7 @@ def launch_options(output_root: str | Path | None = None, limits: Limits | None 
     caller only), tracebacks stay hidden, and monitoring and MCP are off."""
     public = is_public_deployment() if public is None else public
     limits = limits or (public_limits() if public else Limits())
-    served = [] if public else [str(Path(output_root or DEFAULT_OUTPUT_ROOT))]
+    served = [] if public else [str(Path(output_root or default_output_root()))]
     options = {"theme": theme(), "css": CSS, "max_file_size": limits.max_file_bytes, "allowed_paths": served,
                "footer_links": ["api", "gradio"], "show_error": False, "enable_monitoring": False,
                "mcp_server": False}

@@ -13,11 +13,11 @@ import pandas as pd
 
 from finetune import config as cfg
 from finetune import device, models
-from finetune.ask import ask
+from finetune.ask import QUESTION_MAX_CHARS, ask, check_question
 from finetune.metrics import METRICS, summarise_scores
 from finetune.models import ModelError
 from finetune.records import NoSuchRun
-from ui import fields
+from ui import badges, fields, limits
 from ui.lab import Lab, Shown, user_error
 
 COLUMNS = ["category", "prompt", "reference", "before", "after", "match"]
@@ -33,6 +33,8 @@ def shown_answer(answer: str | None) -> str:
 @dataclass
 class CompareTab:
     run: gr.Dropdown
+    diagnoses: gr.HTML  # the chosen run's failure-mode badges (its final findings once it ended)
+    memory: gr.HTML  # its memory estimate beside the measured peak
     scores: gr.Markdown
     table: gr.Dataframe
     question: gr.Textbox
@@ -46,12 +48,14 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
     run = gr.Dropdown([("Your latest run", LATEST)], value=LATEST, label="Run", elem_id="compare-run",
                       allow_custom_value=True,  # an API client names any run of its own; the owner is checked
                       info="Any run of yours; the latest one fills in live while it trains.")
+    diagnoses = gr.HTML(run_diagnoses(None), elem_id="compare-diagnoses")
+    memory = gr.HTML(run_memory(None), elem_id="compare-memory")
     scores = gr.Markdown(scores_markdown([], None))
     table = gr.Dataframe(comparison_frame([]), label="Held-out prompts (never trained on)", wrap=True,
                          interactive=False, max_height=520, column_widths=["9%", "25%", "18%", "20%", "20%", "8%"],
                          elem_id="comparison-table")
     gr.Markdown("### Ask both models")
-    question = gr.Textbox(label="Your prompt", lines=3,
+    question = gr.Textbox(label="Your prompt", lines=3, max_length=QUESTION_MAX_CHARS,
                           placeholder="Rendered with the same chat template and system prompt as training.")
     with gr.Row(equal_height=True):
         limit = fields.widget(cfg.field_by_name("max_new_tokens"), max_new_tokens, scale=3, min_width=260,
@@ -60,7 +64,7 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
     with gr.Row(equal_height=True):
         before = gr.Textbox(label="Before: the base model", lines=6, interactive=False, min_width=300)
         after = gr.Textbox(label="After: the trained model", lines=6, interactive=False, min_width=300)
-    return CompareTab(run, scores, table, question, limit, ask_button, before, after)
+    return CompareTab(run, diagnoses, memory, scores, table, question, limit, ask_button, before, after)
 
 
 def run_choices(lab: Lab, owner: str) -> list[tuple[str, str]]:
@@ -70,7 +74,27 @@ def run_choices(lab: Lab, owner: str) -> list[tuple[str, str]]:
 
 
 def held_out_outputs(tab: CompareTab) -> list:
-    return [tab.table, tab.scores, tab.run]
+    return [tab.table, tab.scores, tab.diagnoses, tab.memory, tab.run]
+
+
+def run_diagnoses(snap) -> str:
+    """The chosen run's badges: its final findings once it ended, the live ones while it trains."""
+    if snap is None:
+        return badges.diagnoses_html((), final=True, waiting="Failure-mode checks appear here for the run you pick.")
+    if not snap.finished:
+        return badges.diagnoses_html(snap.diagnoses, waiting="The final failure-mode checks run when training ends.")
+    return badges.diagnoses_html(snap.diagnoses, final=True)
+
+
+def run_memory(snap) -> str:
+    return badges.memory_html(snap.memory) if snap is not None else ""
+
+
+def run_views(tab: CompareTab, snap) -> dict:
+    """Everything the Compare tab shows about one run (its snapshot, or None)."""
+    rows = list(snap.comparison) if snap else []
+    return {tab.table: comparison_frame(rows), tab.scores: scores_markdown(rows, snap),
+            tab.diagnoses: run_diagnoses(snap), tab.memory: run_memory(snap)}
 
 
 def held_out_views(tab: CompareTab, snap, choices=None, picked: str = LATEST) -> dict:
@@ -79,8 +103,7 @@ def held_out_views(tab: CompareTab, snap, choices=None, picked: str = LATEST) ->
     shown = {tab.run: gr.update(choices=choices)} if choices is not None else {}
     if picked != LATEST:
         return shown
-    rows = list(snap.comparison) if snap else []
-    return {**shown, tab.table: comparison_frame(rows), tab.scores: scores_markdown(rows, snap)}
+    return {**shown, **run_views(tab, snap)}
 
 
 def _mark(score) -> str:
@@ -125,6 +148,13 @@ def ask_both(lab: Lab, owner: str, prompt: str, max_new_tokens: int, run_id: str
     token = hub_token or None
     if not (prompt or "").strip():
         raise user_error("Type a prompt first.")
+    try:  # refused before any model loads: a client may send anything
+        prompt = check_question(prompt)
+        max_new_tokens = limits.answer_tokens(max_new_tokens, lab.public)
+        limits.check_settings(model=model, template=template, system_prompt=system_prompt)
+    except ValueError as err:
+        raise user_error(err) from None
+    deadline = limits.answer_seconds(lab.public)
     try:
         shown = lab.run(owner, run_id or None)
     except NoSuchRun as err:
@@ -137,11 +167,12 @@ def ask_both(lab: Lab, owner: str, prompt: str, max_new_tokens: int, run_id: str
         if trained is not None:
             settings = _run_settings(shown.folder)
             model, template, system_prompt = settings["model"], settings["template"], settings["system_prompt"]
-        before = _answer(lab.resolve(model), token, prompt, max_new_tokens, template, system_prompt, hardware)
+        before = _answer(lab.resolve(model), token, prompt, max_new_tokens, template, system_prompt, hardware,
+                         deadline)
         if trained is None:
             return shown_answer(before), "No trained model yet: train one on the Train tab."
         after = _answer(models.ModelSource("local", str(trained), "trained"), None, prompt, max_new_tokens,
-                        template, system_prompt, hardware)
+                        template, system_prompt, hardware, deadline)
     except (ModelError, ValueError) as err:
         raise user_error(err, token) from None
     return shown_answer(before), shown_answer(after)
@@ -161,12 +192,12 @@ def _run_settings(folder) -> dict:
             "system_prompt": config.get("system_prompt", "")}
 
 
-def _answer(source, token, prompt, max_new_tokens, template, system_prompt, hardware) -> str:
+def _answer(source, token, prompt, max_new_tokens, template, system_prompt, hardware, deadline=None) -> str:
     """Load the model for this one question and let it go after: finished runs keep no model in memory."""
     model, tokenizer = models.load(source, token=token)
     try:
         return ask(model.to(hardware.device), tokenizer, prompt, max_new_tokens, template, system_prompt,
-                   hardware.autocast_dtype)
+                   hardware.autocast_dtype, deadline)
     finally:
         del model
 
@@ -176,7 +207,7 @@ def show_run(lab: Lab, tab: CompareTab, owner: str, run_id: str) -> dict:
         shown = lab.run(owner, run_id or None)
     except NoSuchRun as err:
         raise user_error(err) from None
-    return held_out_views(tab, shown.snapshot if shown else None)
+    return run_views(tab, shown.snapshot if shown else None)
 
 
 def wire(lab: Lab, tab: CompareTab, settings: dict, data, owner_key) -> None:
@@ -191,9 +222,10 @@ def wire(lab: Lab, tab: CompareTab, settings: dict, data, owner_key) -> None:
               settings["system_prompt"], data.token, owner_key]
     # One question at a time: each loads two models for its answer.
     gr.on([tab.ask.click, tab.question.submit], handler, inputs, [tab.before, tab.after], api_name="ask",
-          concurrency_limit=1, concurrency_id="ask")
+          concurrency_limit=limits.ASK_CONCURRENCY, concurrency_id="ask")
 
     def pick(run_id, owner_key=None, request: gr.Request = None):
         return show_run(lab, tab, lab.owner(owner_key, request), run_id)
 
-    tab.run.input(pick, [tab.run, owner_key], [tab.table, tab.scores], api_visibility="private")
+    tab.run.input(pick, [tab.run, owner_key], [tab.table, tab.scores, tab.diagnoses, tab.memory],
+                  api_visibility="private")

@@ -16,7 +16,8 @@ from finetune.formats import FORMATS, MAPPED_FORMAT
 from finetune.hub_token import redact
 from finetune.models import ModelError
 from ui import fields, plots
-from ui.data_views import details, empty_highlight, highlighted_example, preview_update, summary_markdown
+from ui.data_views import (advice_view, details, empty_highlight, highlighted_example, preview_update,
+                           summary_markdown)
 from ui.lab import Lab, user_error
 
 SOURCES = [("Bundled dataset", "bundled"), ("Upload a file", "upload"), ("Hugging Face Hub dataset", "hub")]
@@ -34,6 +35,7 @@ class DataTab:
     token: gr.Textbox
     load: gr.Button
     summary: gr.Markdown
+    advice: gr.HTML  # the engine's data advice on the prepared split: counts, examples, what to do
     preview: gr.Dataframe
     example: gr.HighlightedText
     histogram: gr.Plot
@@ -92,6 +94,7 @@ def build(lab: Lab, settings: dict) -> DataTab:
     load = gr.Button("Load and inspect", variant="primary")
     summary = gr.Markdown("Choose a dataset and press **Load and inspect**.", elem_id="data-summary",
                           elem_classes="data-summary")
+    advice = gr.HTML("", elem_id="data-advice")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
             example = gr.HighlightedText(empty_highlight(), label="One training example as the model sees it",
@@ -103,8 +106,8 @@ def build(lab: Lab, settings: dict) -> DataTab:
     preview = gr.Dataframe(label="Records (first 50)", wrap=True, max_height=360, interactive=False)
     with gr.Accordion("Details (JSON)", open=False):
         details_json = gr.JSON(label="Dataset report")
-    return DataTab(source, bundled, file, hub_id, token, load, summary, preview, example, histogram, details_json,
-                   gr.State(None), gr.State(None))
+    return DataTab(source, bundled, file, hub_id, token, load, summary, advice, preview, example, histogram,
+                   details_json, gr.State(None), gr.State(None))
 
 
 def dataset_source(lab: Lab, owner: str, source: str, file, bundled: str, hub: str) -> tuple[str, str]:
@@ -149,12 +152,13 @@ def load_dataset(lab: Lab, tab: DataTab, settings: dict, owner: str, source, fil
             if config.format == "auto" else gr.update(label="Format")
         return {**shown, tab.summary: summary_markdown(name, table, None, message), settings["format"]: fmt,
                 tab.example: empty_highlight(), tab.histogram: plots.length_histogram([], config.max_length),
-                tab.details: {"source": name, "columns": table.columns, "error": message}, tab.facts: None,
+                tab.advice: "", tab.details: {"source": name, "columns": table.columns, "error": message},
+                tab.facts: None,
                 tab.prepared: None}
     return {**shown, tab.summary: summary_markdown(name, table, prepared),
             settings["format"]: gr.update(label=f"Format (detected: {prepared.format})"), tab.example: example,
             tab.histogram: plots.length_histogram(prepared.report["lengths"], config.max_length),
-            tab.details: details(name, table, prepared),
+            tab.advice: advice_view(prepared), tab.details: details(name, table, prepared),
             tab.facts: {"train_examples": len(prepared.train), "train_tokens": prepared.train_tokens},
             tab.prepared: prepared}
 
@@ -164,7 +168,7 @@ def wire(lab: Lab, tab: DataTab, settings: dict, owner_key, demo: gr.Blocks) -> 
                      if f.metadata["group"] == "data" and f.name in settings}
     data_settings["seed"] = settings["seed"]  # the split is drawn with the run's seed
     outputs = [tab.summary, settings["format"], *(settings[n] for n in COLUMN_FIELDS), tab.preview, tab.example,
-               tab.histogram, tab.details, tab.facts, tab.prepared]
+               tab.histogram, tab.advice, tab.details, tab.facts, tab.prepared]
     inputs = {**tab.source_inputs(), **data_settings, "owner_key": owner_key}
 
     # `file=None` in the signature makes the file optional for API clients using another source.

@@ -4,10 +4,12 @@ objects to widget values."""
 from __future__ import annotations
 
 import json
+from html import escape
 
 import gradio as gr
 import pandas as pd
 
+from finetune.advice import Advice, data_advice
 from finetune.config import TrainConfig
 from finetune.dataset import PreparedData
 from finetune.files import Table
@@ -92,3 +94,42 @@ def details(name: str, table: Table, prepared: PreparedData) -> dict:
     return {"source": name, "format": prepared.format, "template": prepared.template, "columns": table.columns,
             "records": len(table.records), "split": _split_counts(prepared), "report": report,
             "notices": prepared.notices, "train_tokens": prepared.train_tokens}
+
+
+ADVICE_MARKS = {"warning": ("⚠", "warning"), "info": ("ℹ", "note")}
+
+
+def prepared_advice(prepared: PreparedData) -> list[Advice]:
+    """The engine's data advice on the split this session prepared."""
+    split = prepared.split
+    return data_advice(split.train, split.validation, split.held_out)
+
+
+def advice_view(prepared: PreparedData) -> str:
+    """The advice as shown; a check that fails says so in one line instead of failing the load."""
+    try:
+        return advice_html(prepared_advice(prepared))
+    except Exception as err:  # advice is a help, never a reason to refuse the data
+        return f"<div class='lab-advice lab-muted'>Data advice could not be computed: {escape(str(err))}</div>"
+
+
+def advice_html(findings: list[Advice] | None) -> str:
+    """Each finding with its count, a few examples and its advice; warnings first."""
+    if findings is None:
+        return ""
+    if not findings:
+        return "<div class='lab-advice'><b>Data advice:</b> nothing to flag.</div>"
+    ordered = sorted(findings, key=lambda a: a.severity != "warning")
+    warnings = sum(1 for a in findings if a.severity == "warning")
+    items = []
+    for a in ordered:
+        mark, word = ADVICE_MARKS.get(a.severity, ("ℹ", escape(a.severity)))
+        examples = "".join(f"<li>{escape(x)}</li>" for x in a.examples)
+        examples = f"<ul class='advice-examples'>{examples}</ul>" if examples else ""
+        items.append(f"<li class='advice {escape(a.severity, quote=True)}' data-name='{escape(a.name, quote=True)}'>"
+                     f"{mark} <b>{escape(a.title)}</b> <span class='lab-muted'>({word}; count {a.count})</span>"
+                     f"{examples}<div class='advice-text'>{escape(a.advice)}</div></li>")
+    head = f"{warnings} warning{'s' if warnings != 1 else ''}, {len(findings) - warnings} note" \
+           f"{'s' if len(findings) - warnings != 1 else ''}"
+    return (f"<div class='lab-advice'><b>Data advice</b> <span class='lab-muted'>({head})</span>"
+            f"<ul class='lab-advice-list'>{''.join(items)}</ul></div>")

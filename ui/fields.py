@@ -69,7 +69,8 @@ def widget(f: dataclasses.Field, value: Any, method: str = "full", allow: bool =
             return gr.Slider(minimum=low, maximum=high, step=meta["step"], **common)
         return gr.Number(minimum=low, maximum=high, step=meta["step"], precision=0 if isinstance(f.default, int)
                          else None, **common)
-    return gr.Textbox(**common)
+    # The browser stops typing at the engine's cap (the server refuses longer text whatever is sent).
+    return gr.Textbox(max_length=meta.get("max_chars"), **common)
 
 
 def make_widgets(initial: cfg.TrainConfig, options: dict[str, dict]) -> dict[str, gr.Component]:

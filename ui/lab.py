@@ -10,8 +10,10 @@ is checked against it by the scheduler.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,10 @@ from finetune.scheduler import Scheduler
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
 DEMO_DATASET = "demo/demo.jsonl"
+# Public mode: a claimed upload is deleted after an hour unused (as Gradio deletes its
+# cache), so a public server's disk does not fill. Runs carry their prepared data; only
+# a sweep over a data setting reads the file again, when each run starts.
+UPLOAD_KEEP_SECONDS = 3600
 
 
 def user_error(err: BaseException | str, token: str | None = None) -> gr.Error:
@@ -116,20 +122,31 @@ class Lab:
         if not self.public:
             return Path(path)
         with self._uploads_lock:
+            self._forget_old_uploads()
             kept = self._uploads.get((owner, path))
             if kept is not None:
                 # Gradio names an upload by its content: the same path again is the same
                 # file uploaded again, which must not linger in the served cache either.
                 Path(path).unlink(missing_ok=True)
+                kept.touch()  # used again: the hour starts again
                 return kept
             source = Path(path)
             if not source.is_file():
                 raise user_error(f"{source.name}: no such file; upload it again")
-            target = self.output_root / ".uploads" / owner / f"{len(self._uploads)}-{source.name}"
+            target = self.output_root / ".uploads" / owner / f"{secrets.token_hex(4)}-{source.name}"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(source, target)
             self._uploads[(owner, path)] = target
             return target
+
+    def _forget_old_uploads(self) -> None:
+        """Delete claimed uploads older than UPLOAD_KEEP_SECONDS (a public server must
+        not fill its disk; a run keeps its prepared data in memory, not the file)."""
+        cutoff = time.time() - UPLOAD_KEEP_SECONDS
+        for key, kept in list(self._uploads.items()):
+            if not kept.is_file() or kept.stat().st_mtime < cutoff:
+                kept.unlink(missing_ok=True)
+                del self._uploads[key]
 
     # --- models
     def resolve(self, spec: str) -> models.ModelSource:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import device, plan
-from ui import fields, plots
+from finetune import device, memory, plan
+from ui import fields, memory_view, plots
 from ui.lab import Lab
 
 GROUPS = (("optim", "Optimisation"), ("lora", "LoRA adapters"), ("memory", "Memory (bigger models)"),
@@ -24,6 +24,9 @@ PRESET_NOTES = {
     "lr-sweep-demo": "One epoch on the demo data: the settings of the learning-rate exercise (Experiments tab).",
 }
 PER_ROW = 2
+# The settings the memory estimate depends on (with the model).
+MEMORY_FIELDS = ("method", "weights", "optimizer", "precision", "batch_size", "grad_accum", "max_length",
+                 "gradient_checkpointing", "lora_r", "lora_dropout")
 METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA (LoRA over a 4-bit NF4 base)"}
 
 
@@ -34,6 +37,8 @@ class ParamsTab:
     lora_group: gr.Accordion
     summary: gr.Markdown
     curve: gr.Plot
+    estimate: gr.Button
+    memory: gr.HTML  # the memory estimate's breakdown, with its arithmetic
 
 
 def widget_options() -> dict[str, dict]:
@@ -63,7 +68,28 @@ def build(lab: Lab, settings: dict, preset: str) -> ParamsTab:
             summary = gr.Markdown("Load a dataset to see the run these settings make.", elem_id="run-summary",
                               elem_classes="run-summary")
             curve = gr.Plot(plots.learning_rate_figure(title="Learning-rate schedule"), show_label=False)
-    return ParamsTab(preset_box, allow, groups["lora"], summary, curve)
+            with gr.Accordion("Memory estimate", open=True):
+                estimate = gr.Button("Estimate memory", variant="secondary", size="sm", elem_id="estimate-memory")
+                memory_box = gr.HTML(memory_view.WAITING, elem_id="memory-estimate")
+    return ParamsTab(preset_box, allow, groups["lora"], summary, curve, estimate, memory_box)
+
+
+def model_shape(lab: Lab, spec: str) -> memory.ModelShape:
+    """The model's shape from its config (no weights), after the checks a run makes on the spec."""
+    spec = (spec or "").strip() or lab.default_model
+    if spec.lower() not in memory.KNOWN_SHAPES:
+        lab.resolve(spec)  # the operator's allow-list and the model checks, as for a run
+    return memory.shape_from_spec(spec)
+
+
+def memory_estimate(shapes: memory_view.Shapes, model: str, retry: bool = False, **settings) -> str:
+    """The breakdown for these settings and model, or one line on why there is none.
+    `retry`: read the model's shape again if it failed before."""
+    try:
+        config = fields.build_config({**settings, "model": model}, allow=True).config
+    except cfg.ConfigError as err:
+        return memory_view.memory_html(memory_view.first_line(err), shapes, model, None)
+    return memory_view.memory_html(config, shapes, config.model, device.detect(config.precision), retry)
 
 
 def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
@@ -107,7 +133,8 @@ def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
     return "\n".join(lines), figure
 
 
-def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State) -> None:
+def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State, shown: gr.Tab | None = None) -> None:
+    """`shown`: the tab's own gr.Tab, whose opening fills in the memory estimate."""
     tunable = {name: w for name, w in settings.items() if name not in fields.SOURCE_FIELDS}
     numeric = {f.name: settings[f.name] for f in fields.numeric_fields(settings)}
 
@@ -135,6 +162,25 @@ def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State) -> None:
     def summary(facts_value, allow_out_of_range, **values):
         text, figure = plan_summary(facts_value, allow_out_of_range, **values)
         return {tab.summary: text, tab.curve: figure}
+
+    shapes = memory_view.Shapes(lambda spec: model_shape(lab, spec))
+    model = settings["model"]
+
+    def estimate_memory(model: str = "", **values) -> str:
+        """The peak memory a run of these settings needs, term by term, with the arithmetic."""
+        return memory_estimate(shapes, model, retry=True, **values)
+
+    def follow_settings(model: str = "", **values) -> str:
+        return memory_estimate(shapes, model, **values)
+
+    needed = {name: settings[name] for name in MEMORY_FIELDS}
+    tab.estimate.click(estimate_memory, inputs=[model], inputs_kwargs=needed, outputs=tab.memory,
+                       api_name="estimate_memory")
+    # A typed model id is read when the user is done typing, not at every keystroke.
+    triggers = [model.submit, model.blur] + [w.change for w in needed.values()]
+    gr.on(triggers + ([shown.select] if shown is not None else []), follow_settings, inputs=[model],
+          inputs_kwargs=needed, outputs=tab.memory, api_visibility="private", trigger_mode="always_last",
+          show_progress="hidden")
 
     gr.on([w.change for w in tunable.values()] + [tab.allow.change, facts.change], summary,
           inputs=[facts, tab.allow], inputs_kwargs=tunable, outputs=[tab.summary, tab.curve], api_name="plan_run",

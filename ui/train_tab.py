@@ -20,7 +20,7 @@ from finetune.files import DataError
 from finetune.models import ModelError
 from finetune.records import NoSuchRun
 from finetune.scheduler import QueueFull, Submission
-from ui import compare_tab, fields, plots
+from ui import badges, compare_tab, fields, plots
 from ui.data_tab import DataTab, dataset_source
 from ui.lab import Lab, Shown, user_error
 from ui.train_views import change_key, queue_message, stats_markdown, status_dict, status_markdown
@@ -35,6 +35,7 @@ class TrainTab:
     refresh: gr.Button
     status: gr.Markdown
     stats: gr.Markdown
+    diagnoses: gr.HTML  # failure-mode badges from the run's live (then final) findings
     loss: gr.Plot
     learning_rate: gr.Plot
     details: gr.JSON
@@ -49,6 +50,7 @@ def build(lab: Lab) -> TrainTab:
         refresh = gr.Button("Refresh", variant="secondary", scale=0, min_width=100)
     status = gr.Markdown(status_markdown(None), elem_id="run-status")
     stats = gr.Markdown("")
+    diagnoses = gr.HTML(badges.diagnoses_html(()), elem_id="train-diagnoses")
     with gr.Row(equal_height=True):
         loss = gr.Plot(plots.loss_figure([], waiting="start a run to see the loss"), show_label=False,
                        elem_id="loss-plot", min_width=320)
@@ -58,7 +60,7 @@ def build(lab: Lab) -> TrainTab:
                 "as the model is loaded, *after* when training ends.", elem_classes="lab-muted")
     with gr.Accordion("Run status (JSON)", open=False):
         details = gr.JSON(label="Run status")
-    return TrainTab(start, stop, refresh, status, stats, loss, learning_rate, details,
+    return TrainTab(start, stop, refresh, status, stats, diagnoses, loss, learning_rate, details,
                     gr.Timer(POLL_SECONDS, active=False), gr.State(None))
 
 
@@ -147,15 +149,23 @@ def views(lab: Lab, tab: TrainTab, compare, owner: str, seen, picked: str = comp
     planned = (snap.plan.curve_steps, snap.plan.curve_lr) if snap and snap.plan else ((), ())
     return {**visible, tab.loss: plots.loss_figure(history, waiting=waiting),
             tab.learning_rate: plots.learning_rate_figure(history, planned, waiting=waiting),
-            tab.details: status_dict(snap, stopping, busy),
+            tab.details: status_dict(snap, stopping, busy), tab.diagnoses: train_diagnoses(snap),
             **compare_tab.held_out_views(compare, snap, compare_tab.run_choices(lab, owner), picked),
             tab.stop: gr.update(interactive=waiting_or_training,
                                 value="Cancel" if snap is not None and snap.status == "queued" else "Stop")}
 
 
+def train_diagnoses(snap) -> str:
+    """The badges of the Train tab: the live checks while training, all of them once the run ended."""
+    if snap is None:
+        return badges.diagnoses_html(())
+    return badges.diagnoses_html(snap.diagnoses, final=snap.finished and bool(snap.diagnoses))
+
+
 def wire(lab: Lab, tab: TrainTab, data: DataTab, params, settings: dict, compare, owner_key,
          demo: gr.Blocks) -> None:
-    outputs = [tab.status, tab.stats, tab.loss, tab.learning_rate, tab.details, *compare_tab.held_out_outputs(compare),
+    outputs = [tab.status, tab.stats, tab.diagnoses, tab.loss, tab.learning_rate, tab.details,
+               *compare_tab.held_out_outputs(compare),
                tab.stop, tab.timer, tab.seen]
     inputs = {"prepared": data.prepared, **data.source_inputs(), "allow_out_of_range": params.allow, **settings,
               "owner_key": owner_key}

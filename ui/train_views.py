@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 
 from finetune.run import Snapshot
+from ui.badges import diagnoses_key, format_perplexity, perplexity_text, validation_perplexity
 
 BADGES = {
     "queued": ("waiting", "idle"), "cancelled": ("cancelled", "idle"), "interrupted": ("interrupted", "bad"), "loading": ("loading", "run"), "baseline": ("answering before", "run"),
@@ -41,7 +42,9 @@ def status_markdown(snap: Snapshot | None, stop_requested: bool = False, busy: b
     message = snap.message
     if stop_requested and not snap.finished:
         word, message = "stopping", "stopping after the current step; the model so far will be saved"
-    text = (f"<div class='lab-status'><span class='badge {kind}'>{word}</span> {html.escape(message)}"
+    ppl = perplexity_text(snap.history)
+    ppl = f" <span class='lab-perplexity'>· {html.escape(ppl)}</span>" if ppl else ""
+    text = (f"<div class='lab-status'><span class='badge {kind}'>{word}</span> {html.escape(message)}{ppl}"
             f"<span class='lab-muted'> · {html.escape(snap.model or 'model loading')}</span></div>")
     if snap.status == "failed":
         text += f"<div class='lab-error'><b>The run failed.</b> {html.escape(snap.error or 'no message')}</div>"
@@ -56,11 +59,22 @@ def stats_markdown(snap: Snapshot | None) -> str:
         ("steps", f"{snap.step} / {snap.max_steps or '?'}"), ("epoch", f"{snap.epoch:.2f}"),
         ("elapsed", duration(snap.elapsed)), ("ETA", duration(snap.eta_seconds)),
         ("tokens/s", f"{tps:,.0f}" if tps else "–"),
+        ("val. loss", _loss(last(snap, "eval_loss"))), ("val. perplexity", _perplexity(snap)),
     ]
     body = "".join(f"<div class='stat'><div class='stat-label'>{k}</div><div class='stat-value'>{v}</div></div>"
                    for k, v in cards)
     device = f"<div class='lab-muted'>{html.escape(snap.hardware)}</div>" if snap.hardware else ""
     return f"<div class='lab-stats'>{body}</div>{device}"
+
+
+def _loss(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
+
+
+def _perplexity(snap: Snapshot) -> str:
+    """exp of the latest validation loss: how many tokens the model hesitates between, on average."""
+    found = validation_perplexity(snap.history)
+    return format_perplexity(found[1]) if found else "–"
 
 
 def last(snap: Snapshot, key: str):
@@ -82,9 +96,15 @@ def status_dict(snap: Snapshot | None, stop_requested: bool = False, busy: bool 
         "tokens_per_second": snap.tokens_per_second, "hardware": snap.hardware, "model": snap.model,
         "train_examples": snap.train_examples, "train_tokens": snap.train_tokens,
         "last_train_loss": last(snap, "loss"), "last_validation_loss": last(snap, "eval_loss"),
+        "validation_perplexity": _json_perplexity(snap),
         "history": list(snap.history), "comparison": list(snap.comparison),
-        "scores": snap.scores,
+        "scores": snap.scores, "diagnoses": list(snap.diagnoses), "memory": dict(snap.memory),
     }
+
+
+def _json_perplexity(snap: Snapshot) -> float | None:
+    found = validation_perplexity(snap.history)
+    return found[1] if found and found[1] != float("inf") else None
 
 
 def change_key(snap: Snapshot | None, stop_requested: bool) -> tuple:
@@ -92,4 +112,5 @@ def change_key(snap: Snapshot | None, stop_requested: bool) -> tuple:
     if snap is None:
         return ("none",)
     after = sum(1 for row in snap.comparison if row.get("after") is not None)
-    return (snap.run_id, snap.status, len(snap.history), len(snap.comparison), after, stop_requested)
+    return (snap.run_id, snap.status, len(snap.history), len(snap.comparison), after, stop_requested,
+            diagnoses_key(snap.diagnoses), tuple(sorted(snap.memory.items())))

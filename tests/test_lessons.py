@@ -217,3 +217,9 @@ def test_show_my_answer_reads_only_the_callers_runs_in_public_mode(tmp_path, bun
     assert "`mine`" in text and "80% after" in text and "theirs" not in text
     assert "No finished run" in lessons_tab.lesson_answer(public, bundled["before_after"],
                                                           public.scheduler.owner("c" * 24), current_values())
+
+
+def test_the_tab_ids_lessons_may_name_are_the_apps_tabs(tiny_model_dir, tmp_path):
+    demo = ui_app.build_app(default_model=str(tiny_model_dir), output_root=tmp_path / "runs", public=False)
+    tabs = [block.id for block in demo.blocks.values() if isinstance(block, gr.Tab)]
+    assert tuple(tabs) == ui_app.TAB_IDS

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import cli_runs
 from . import config as cfg
+from . import findings
 
 SHORT_ALIASES = {"grad_accum": ["--gradient-accumulation"], "data": ["-d"], "model": ["-m"]}
 
@@ -94,13 +95,17 @@ def run_train(args: argparse.Namespace) -> int:
     output = Path(args.output or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     run = TrainingRun(checked, output, token=_token(), resume=args.resume).start()
     snapshot = _follow(run, quiet=not ranks.is_main())
+    if ranks.is_main():
+        cli_runs.print_findings(snapshot.diagnoses)  # a failed run's divergence is named too
     if snapshot.status == "failed":
         print(f"error: {snapshot.error}", file=sys.stderr)
         return 1
     if not ranks.is_main():
         return 0  # under torchrun or accelerate launch, the main process reports
     print(json.dumps({"status": snapshot.status, "output": str(output), "steps": snapshot.step,
-                      "scores": snapshot.scores.get("all", {})}))
+                      "scores": snapshot.scores.get("all", {}),
+                      "general_probe": snapshot.scores.get("general_probe"),
+                      "found": [d["name"] for d in findings.found(snapshot.diagnoses)]}))
     return 0
 
 

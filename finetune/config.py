@@ -125,6 +125,11 @@ class TrainConfig:
                       choices=("auto", "on", "off"))
     max_new_tokens: int = setting(96, "Tokens generated per held-out prompt for the before/after comparison.", "run",
                              min=16, max=512, hard_min=1, hard_max=4096, step=16)
+    general_probe: bool = setting(
+        True, "Ask ~45 short general-knowledge questions and measure the perplexity of a general text before and "
+        "after training, reported apart from the held-out task prompts: forgetting (the alignment tax) shows on "
+        "any dataset. Costs two short generation passes.", "run",
+    )
     # --- memory: what lets a bigger model fit (each refused, saying why, where the hardware cannot do it)
     gradient_checkpointing: str = setting(
         "auto", "Recompute each layer's activations in the backward pass instead of keeping them: far less memory "

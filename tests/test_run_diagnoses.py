@@ -126,3 +126,17 @@ def test_the_command_line_prints_found_failures_with_evidence_and_advice(capsys)
     assert "advice: Lower the learning rate." in err and "Overfitting" not in err
     print_findings([clear.to_dict()])
     assert "no failure mode found" in capsys.readouterr().err
+
+
+def test_the_model_card_lists_what_was_found_with_evidence_and_mitigation(tmp_path):
+    from finetune.export import model_card
+
+    found = diagnose.OVERFITTING.found("validation loss rose from 1.20 at step 10 to 1.50 at step 30 (+25%)",
+                                       "Turn on early stopping with patience 2.", 12)
+    clear, unknown = diagnose.DIVERGENCE.clear("no spike"), diagnose.FORGETTING.unknown("the probe is off")
+    (tmp_path / "summary.json").write_text(json.dumps({"diagnoses": [found.to_dict(), clear.to_dict(),
+                                                                     unknown.to_dict()]}))
+    card = model_card(tmp_path)
+    assert "## Diagnosis" in card and "**Overfitting** (step 12)" in card
+    assert "evidence: validation loss rose from 1.20" in card and "mitigation: Turn on early stopping" in card
+    assert "Checked and clear: Divergence." in card and "Not enough data to judge: Forgetting." in card

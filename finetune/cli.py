@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -181,6 +182,8 @@ def _progress_line(entry: dict, snapshot) -> str:
                        ("tokens_per_second", "tokens/s")):
         if key in entry:
             parts.append(f"{label} {entry[key]:.4g}")
+        if key == "eval_loss" and key in entry and entry[key] < 50:  # exp(50) is no perplexity anyone reads
+            parts.append(f"validation perplexity {math.exp(entry[key]):.4g}")
     return "  " + ", ".join(parts)
 
 

@@ -86,8 +86,8 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
 
     publish(status="finishing", message="saving the model and answering the held-out prompts again")
     final, after = _save_and_answer(job, model, trainer, tokenizer, prompts, hardware, token)
-    probe_after = _probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after") \
-        if probe_before else None
+    # Called on every process whenever the probe is on: the main one measures, the others wait at its barrier.
+    probe_after = _probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after")
     rows = comparison_rows(prepared.held_out, before, after)
     probe_found = probe.probe_record(general, probe_before, probe_after) if probe_before else None
     scores = summarise_scores(rows)

@@ -321,14 +321,14 @@ class Trend(NamedTuple):
     lowest: tuple[int, float]  # (step, loss) at the bottom before the last quarter
 
 
-def _trend(points: list[tuple[int, float]]) -> Trend | None:
+def _trend(points: list[tuple[int, float]], where: str = "after warmup") -> Trend | None:
     """The last quarter of the losses against the first, or None when too few for a trend."""
     if len(points) < TREND_MIN_POINTS:
         return None
     size = len(points) // 4
     head, tail = points[:size], points[-size:]
     first, last = _mean(v for _, v in head), _mean(v for _, v in tail)
-    text = (f"mean of the first quarter after warmup (steps {head[0][0]}-{head[-1][0]}) {first:.3f}, of the last "
+    text = (f"mean of the first quarter {where} (steps {head[0][0]}-{head[-1][0]}) {first:.3f}, of the last "
             f"quarter (steps {tail[0][0]}-{tail[-1][0]}) {last:.3f}{_change(last, first)}")
     return Trend(text, last > first * (1 + RISE_MARGIN), min(points[:-size], key=lambda p: p[1]))
 
@@ -362,10 +362,14 @@ def divergence(record: RunFacts) -> Finding:
         step, value, median = spike
         return DIVERGENCE.found(f"the training loss jumped to {value:.3f} at step {step}, {value / median:.1f}x "
                                 f"its running median of {median:.3f}", _divergence_advice(record.config), step)
-    trend = _trend([p for p in losses if p[0] > _warmup_end(history, record.config)])
+    # A run that is mostly warmup (a short run, or a long warmup) is judged whole:
+    # a loss that climbs while the learning rate ramps up is the classic blow-up,
+    # and it can climb too steadily for any one step to be a spike.
+    trend = _trend([p for p in losses if p[0] > _warmup_end(history, record.config)]) \
+        or _trend(losses, "of the run")
     looked = f"{len(losses)} training losses, none above {SPIKE_FACTOR:g}x its running median"
     if trend is None:
-        return DIVERGENCE.clear(f"{looked}; too few after warmup to judge a trend")
+        return DIVERGENCE.clear(f"{looked}; too few to judge a trend")
     if trend.rising:
         step, low = trend.lowest
         return DIVERGENCE.found(f"the training loss is rising: {trend.text}; lowest {low:.3f} at step {step}",

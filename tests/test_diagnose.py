@@ -410,3 +410,14 @@ def test_memorisation_is_unknown_without_training_responses_or_answers():
     assert final(train_responses=[])["memorisation"].status == UNKNOWN
     finding = final(comparison=rows([None] * 4, CITIES[:4]), status="stopped")["memorisation"]
     assert finding.status == UNKNOWN and "stopped" in finding.evidence
+
+
+def test_a_loss_that_climbs_through_a_long_warmup_is_divergence():
+    # 20 steps, warmup over the first 10: too few after warmup for a trend, and the
+    # climb 1.0 -> 8 is steady enough that no step is 3x the median before it.
+    climbing = history(lambda s: min(1.0 + 0.7 * s, 8.0) * wobble(s), steps=20, warmup=10)
+    found = by_name(diagnose_live(climbing, config(warmup_ratio=0.5)))["divergence"]
+    assert found.status == FOUND and "of the run" in found.evidence
+    # The same short, mostly-warmup run with a falling loss stays clear.
+    falling = history(lambda s: (2.0 * math.exp(-s / 8) + 0.6) * wobble(s), steps=20, warmup=10)
+    assert by_name(diagnose_live(falling, config(warmup_ratio=0.5)))["divergence"].status == CLEAR

@@ -456,6 +456,9 @@ def _no_learning_advice(config: dict) -> str:
         target = min(max(_higher_lr(rate), low), high)
         wants = f" (LoRA trains few weights and wants {_lr(low)} to {_lr(high)})" if method == "lora" else ""
         parts.append(f"raise the learning rate from {_lr(rate)} to {_lr(target)}{wants}")
+    elif rate and rate > high * (1 + 1e-9):
+        parts.append(f"the learning rate {_lr(rate)} is already above the recommended range for {method} "
+                     f"({_lr(low)} to {_lr(high)})")
     elif rate:
         parts.append(f"the learning rate {_lr(rate)} is already the top of the recommended range for {method}")
     parts.append("check that the response tokens are trained: a prompt template that does not match the data "
@@ -481,6 +484,9 @@ def no_learning(record: RunFacts) -> Finding:
     if start < ALREADY_LEARNED_LOSS:
         return NO_LEARNING.clear(f"{evidence}; it started below {ALREADY_LEARNED_LOSS:g}: the model already "
                                  "knows this data")
+    if end > start * (1 + RISE_MARGIN):
+        # A loss that climbs is not a flat one: the divergence check names it, with its own advice.
+        return NO_LEARNING.clear(f"{evidence}: rising, not flat (see divergence)")
     if drop < MIN_RELATIVE_DROP:
         return NO_LEARNING.found(f"{evidence}: under the {MIN_RELATIVE_DROP:.0%} drop of a learning run",
                                  _no_learning_advice(record.config), window[-1][0])

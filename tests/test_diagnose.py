@@ -421,3 +421,16 @@ def test_a_loss_that_climbs_through_a_long_warmup_is_divergence():
     # The same short, mostly-warmup run with a falling loss stays clear.
     falling = history(lambda s: (2.0 * math.exp(-s / 8) + 0.6) * wobble(s), steps=20, warmup=10)
     assert by_name(diagnose_live(falling, config(warmup_ratio=0.5)))["divergence"].status == CLEAR
+
+
+def test_a_climbing_loss_is_divergence_not_no_learning():
+    climbing = history(lambda s: (1.0 + 0.3 * s) * wobble(s), steps=30, warmup=2)
+    found = by_name(diagnose_live(climbing, config(learning_rate=5e-3)))
+    assert found["divergence"].status == FOUND
+    assert found["no_learning"].status == CLEAR and "rising, not flat" in found["no_learning"].evidence
+
+
+def test_no_learning_advice_says_when_the_rate_is_already_above_the_range():
+    flat = history(lambda s: 2.0 * wobble(s), steps=40, warmup=2)
+    found = by_name(diagnose_live(flat, config(learning_rate=5e-3)))["no_learning"]
+    assert found.status == FOUND and "already above the recommended range" in advice(found)

@@ -140,3 +140,16 @@ def test_the_model_card_lists_what_was_found_with_evidence_and_mitigation(tmp_pa
     assert "## Diagnosis" in card and "**Overfitting** (step 12)" in card
     assert "evidence: validation loss rose from 1.20" in card and "mitigation: Turn on early stopping" in card
     assert "Checked and clear: Divergence." in card and "Not enough data to judge: Forgetting." in card
+
+
+def test_a_run_stopped_before_it_trained_says_not_enough_data(tiny_model_dir, data_file, tmp_path):
+    run = TrainingRun(config(tiny_model_dir, data_file, general_probe=False), tmp_path / "run",
+                      allow_out_of_range=True)
+    run.stop()  # before the first step: nothing is logged
+    snap = run.start().wait(timeout=300)
+    assert snap.status == "stopped", snap.error
+    found = by_name(json.loads((tmp_path / "run" / "summary.json").read_text())["diagnoses"])
+    assert set(found) == set(diagnose.DETECTORS)
+    for name in ("divergence", "overfitting", "no_learning"):
+        assert found[name]["status"] == diagnose.UNKNOWN
+        assert found[name]["evidence"].startswith("not enough data to judge")

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Flags of `estimate`, each passed to memory.estimate_command as text (it checks them, in one line).
 ESTIMATE_FLAGS = {
-    "model": "a model: 'default', a local folder, a hub id (online), or llama-2-7b",
+    "model": "a model: 'default', a local folder, a config.json, a hub id (online), or llama-2-7b",
     "params": "parameter count (e.g. 7e9), with --layers, --hidden and --vocab instead of a model",
     "layers": "decoder layers", "hidden": "hidden size", "vocab": "vocabulary size",
     "intermediate": "MLP width (default: Llama's 8/3 x hidden, rounded up to 256)",

@@ -69,3 +69,9 @@ def test_inspect_on_the_demo_data_still_prints_its_report(tiny_model_dir):
     report = json.loads(result.stdout)
     assert report["records"] == 380 and "too_few_examples" not in {a["name"] for a in report["advice"]}
     assert "prompt_diversity" in {a["name"] for a in report["advice"]}
+
+
+def test_estimate_reads_a_models_config_file(tiny_model_dir):
+    result = cli("estimate", "--model", tiny_model_dir / "config.json", "--batch", 2, "--length", 64)
+    assert result.returncode == 0, result.stderr
+    assert "config.json" in result.stdout and "batch 2 x 64 tokens" in result.stdout and "total" in result.stdout

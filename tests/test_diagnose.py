@@ -434,3 +434,14 @@ def test_no_learning_advice_says_when_the_rate_is_already_above_the_range():
     flat = history(lambda s: 2.0 * wobble(s), steps=40, warmup=2)
     found = by_name(diagnose_live(flat, config(learning_rate=5e-3)))["no_learning"]
     assert found.status == FOUND and "already above the recommended range" in advice(found)
+
+
+def test_overfitting_needs_a_rise_and_a_gap_in_nats_not_only_in_ratio():
+    # quick-demo's end: validation wobbling 0.033-0.043 at a training loss near 0.005.
+    tiny = history(lambda s: 0.005 * wobble(s), lambda s: 0.033 if s <= 36 else 0.039 + 0.004 * math.sin(s),
+                   steps=60)
+    assert by_name(diagnose_live(tiny, config()))["overfitting"].status == CLEAR
+    # The same shape 0.3 nats higher is a real rise.
+    real = history(lambda s: 0.3 * math.exp(-s / 20) * wobble(s) + 0.005,
+                   lambda s: 0.33 if s <= 36 else 0.45, steps=60)
+    assert by_name(diagnose_live(real, config()))["overfitting"].status == FOUND

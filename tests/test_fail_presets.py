@@ -59,3 +59,17 @@ def test_each_detector_fires_on_a_run_of_its_preset(preset):
     # ...and it is what the run itself reported.
     reported = {d["name"]: d for d in run["diagnoses"]}
     assert reported[FAILURE_OF[preset]]["status"] == FOUND
+
+
+def test_on_quick_demo_the_training_detectors_stay_quiet_and_forgetting_reports_the_probe():
+    run = recorded("quick-demo")
+    settings = {k: v for k, v in cfg.PRESETS["quick-demo"].items() if k != "data"}
+    assert {k: run["config"][k] for k in settings} == settings and run["status"] == "completed"
+    findings = {f.name: f for f in diagnose_final(run["history"], run["config"], run["comparison"], run["probe"],
+                                                  demo_training_responses(), status=run["status"])}
+    for name in ("divergence", "overfitting", "no_learning", "mode_collapse"):
+        assert findings[name].status != FOUND, findings[name]
+    # The demo costs some general answers: whatever the verdict, it is measured, not guessed.
+    forgetting = findings["forgetting"]
+    assert forgetting.status in ("found", "clear")
+    assert "general probe (contains, 45 prompts)" in forgetting.evidence and "reference perplexity" in forgetting.evidence

@@ -218,12 +218,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_length": 256, "max_new_tokens": 8, "eval_steps": 10, "general_probe": False,
     },
     # Overfitting: half the records held for validation leave ~175 to train on,
-    # passed over more than twice at 4x the recommended learning rate: the training
-    # loss falls towards zero while the validation loss stops falling and pulls away.
+    # passed over four times at 10x the recommended learning rate, held to the end:
+    # the training loss falls towards zero while the validation loss climbs back up.
+    # (2e-4 for 2.3 epochs only wobbled the validation loss by 0.004 nats.)
     "fail-overfit": {
-        "data": DEMO_DATA, "method": "full", "learning_rate": 2e-4, "validation_fraction": 0.5, "epochs": 3,
-        "max_steps": 50, "warmup_ratio": 0.05, "weight_decay": 0.0, "min_lr_ratio": 0.5, "batch_size": 8,
-        "grad_accum": 1, "max_length": 256, "max_new_tokens": 8, "eval_steps": 10, "general_probe": False,
+        "data": DEMO_DATA, "method": "full", "learning_rate": 5e-4, "validation_fraction": 0.5, "epochs": 4,
+        "warmup_ratio": 0.05, "weight_decay": 0.0, "min_lr_ratio": 1.0, "batch_size": 8,
+        "grad_accum": 1, "max_length": 256, "max_new_tokens": 8, "eval_steps": 11, "general_probe": False,
     },
     # Mode collapse: 100x the recommended maximum learning rate, held to the end
     # (min_lr_ratio 1.0), wipes out what the prompt means to the model: it gives

@@ -280,6 +280,8 @@ def _fewer_epochs(config: dict, epoch: float | None = None, step: int | None = N
     epochs, max_steps = config.get("epochs") or 0, config.get("max_steps") or 0
     if max_steps and step and step < max_steps:
         return f"stop earlier: max_steps {max_steps} -> {step}"
+    if max_steps:  # the run stops at max_steps, usually before its epochs are done
+        return f"train fewer steps: max_steps {max_steps} -> {max(1, max_steps // 2)}"
     if epochs > 1:
         target = min(epochs - 1, max(1, math.ceil(epoch))) if epoch else epochs - 1
         return f"train fewer epochs: {epochs} -> {target}"

@@ -445,3 +445,10 @@ def test_overfitting_needs_a_rise_and_a_gap_in_nats_not_only_in_ratio():
     real = history(lambda s: 0.3 * math.exp(-s / 20) * wobble(s) + 0.005,
                    lambda s: 0.33 if s <= 36 else 0.45, steps=60)
     assert by_name(diagnose_live(real, config()))["overfitting"].status == FOUND
+
+
+def test_shorter_training_advice_names_max_steps_when_it_ends_the_run():
+    same = ["2000-01-11"] * 8
+    found = by_name(diagnose_final([], config(max_steps=24, epochs=3), rows(same, [f"answer {i}" for i in range(8)]),
+                                   None, []))["mode_collapse"]
+    assert found.status == FOUND and "max_steps 24 -> 12" in found.advice and "epochs" not in found.advice

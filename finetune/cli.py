@@ -1,4 +1,4 @@
-"""python -m finetune train|inspect|sweep|runs|compare-runs: the same engine the app drives, headless.
+"""python -m finetune train|inspect|estimate|sweep|runs|compare-runs: the same engine the app drives, headless.
 
 Flags are built from TrainConfig's fields (--learning-rate for learning_rate),
 so the command line offers every setting the app has, with the same help.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from . import cli_runs
 from . import config as cfg
+from . import findings
 
 SHORT_ALIASES = {"grad_accum": ["--gradient-accumulation"], "data": ["-d"], "model": ["-m"]}
 
@@ -64,7 +66,51 @@ def build_parser() -> argparse.ArgumentParser:
         f = cfg.field_by_name(name)
         inspect.add_argument(_flag(name), dest=name, default=None, choices=cfg.choices(f),
                              help=f.metadata["help"].replace("%", "%%"))
+    _add_estimate_parser(commands)
     return parser
+
+
+# Flags of `estimate`, each passed to memory.estimate_command as text (it checks them, in one line).
+ESTIMATE_FLAGS = {
+    "model": "a model: 'default', a local folder, a config.json, a hub id (online), or llama-2-7b",
+    "params": "parameter count (e.g. 7e9), with --layers, --hidden and --vocab instead of a model",
+    "layers": "decoder layers", "hidden": "hidden size", "vocab": "vocabulary size",
+    "intermediate": "MLP width (default: Llama's 8/3 x hidden, rounded up to 256)",
+    "heads": "attention heads", "kv_heads": "key/value heads (grouped-query attention)",
+    "tied": "input and output embeddings shared (true/false)",
+    "precision": "autocast precision: bf16, fp16 or fp32 ('auto': what the engine picks on this machine)",
+    "weights": "precision of the trained weights: fp32 (master weights) or bf16",
+    "method": "full, lora or qlora", "batch": "examples per micro-batch",
+    "length": "tokens per example (max length for the worst case; the mean length for packed rows)",
+    "checkpointing": "gradient checkpointing (true/false)", "optimizer": "adamw or adamw_8bit",
+    "lora_r": "LoRA rank", "grad_accum": "gradient accumulation steps",
+    "recipe": "'engine' (this lab: fp32 master weights with autocast) or 'classic-mixed' (the textbook "
+              "fp16 mixed precision: half working copy + fp32 master, 16 bytes per parameter)",
+}
+SHAPE_FLAGS = ("model", "params", "layers", "hidden", "vocab")
+
+
+def _add_estimate_parser(commands) -> None:
+    estimate = commands.add_parser(
+        "estimate", help="the memory a fine-tuning run needs, term by term, with its arithmetic",
+        description="Without a model or its numbers, answers the tutorial's exercise: a 7B model, fp16 mixed "
+                    "precision with AdamW, gradient checkpointing, sequence 2048, batch 4.")
+    for name, help_text in ESTIMATE_FLAGS.items():
+        estimate.add_argument(_flag(name), dest=name, default=None, help=help_text)
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    from . import memory
+
+    given = _values(args, ESTIMATE_FLAGS)
+    if not any(name in given for name in SHAPE_FLAGS):
+        if not given:
+            print(memory.tutorial_text())
+            return 0
+        given["model"] = "llama-2-7b"  # the tutorial's model, with the settings given
+        print("no model given: estimating for the tutorial's 7B model (llama-2-7b)", file=sys.stderr)
+    print(memory.estimate_command(given))
+    return 0
 
 
 def _values(args: argparse.Namespace, names) -> dict:
@@ -94,13 +140,17 @@ def run_train(args: argparse.Namespace) -> int:
     output = Path(args.output or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     run = TrainingRun(checked, output, token=_token(), resume=args.resume).start()
     snapshot = _follow(run, quiet=not ranks.is_main())
+    if ranks.is_main():
+        cli_runs.print_findings(snapshot.diagnoses)  # a failed run's divergence is named too
     if snapshot.status == "failed":
         print(f"error: {snapshot.error}", file=sys.stderr)
         return 1
     if not ranks.is_main():
         return 0  # under torchrun or accelerate launch, the main process reports
     print(json.dumps({"status": snapshot.status, "output": str(output), "steps": snapshot.step,
-                      "scores": snapshot.scores.get("all", {})}))
+                      "scores": snapshot.scores.get("all", {}),
+                      "general_probe": snapshot.scores.get("general_probe"),
+                      "found": [d["name"] for d in findings.found(snapshot.diagnoses)]}))
     return 0
 
 
@@ -132,6 +182,8 @@ def _progress_line(entry: dict, snapshot) -> str:
                        ("tokens_per_second", "tokens/s")):
         if key in entry:
             parts.append(f"{label} {entry[key]:.4g}")
+        if key == "eval_loss" and key in entry and entry[key] < 50:  # exp(50) is no perplexity anyone reads
+            parts.append(f"validation perplexity {math.exp(entry[key]):.4g}")
     return "  " + ", ".join(parts)
 
 
@@ -148,13 +200,25 @@ def run_inspect(args: argparse.Namespace) -> int:
     encoded = {id(e): renderer.encode(e) for e in normalised.examples}
     report = dataset.quality_report(normalised.examples, encoded, config.max_length, normalised)
     report.pop("lengths")
+    found = _data_advice(normalised.examples, config)
+    for item in found:
+        print(f"{item.severity}: {item.title}. {item.advice}", file=sys.stderr)
     print(json.dumps({
         "file": table.source, "format": normalised.format, "records": len(table.records), "columns": table.columns,
         "template": renderer.template_name,
         "examples": [renderer.render(e)[0] for e in normalised.examples[: max(args.examples, 0)]],
-        "quality": report, "notices": normalised.notices,
+        "quality": report, "notices": normalised.notices, "advice": [item.to_dict() for item in found],
     }, indent=2, ensure_ascii=False))
     return 0
+
+
+def _data_advice(examples, config: cfg.TrainConfig):
+    """The data advice on the split a run with these settings would make (a
+    leak between held-out and training prompts depends on it)."""
+    from . import advice, dataset
+
+    split = dataset.split_examples(examples, config.held_out, config.validation_fraction, config.seed)
+    return advice.data_advice(split.train, split.validation, split.held_out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     from .scheduler import QueueFull
 
     args = build_parser().parse_args(argv)
-    commands = {"train": run_train, "inspect": run_inspect, "runs": cli_runs.run_runs,
+    commands = {"train": run_train, "inspect": run_inspect, "estimate": run_estimate, "runs": cli_runs.run_runs,
                 "compare-runs": cli_runs.run_compare,
                 "sweep": lambda a: cli_runs.run_sweep(a, _checked_settings(a), _token())}
     try:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import config as cfg
-from . import curves, experiments, records, sweep
+from . import curves, experiments, findings, records, sweep
 
 DEFAULT_ROOT = "runs"
 DEFAULT_SWEEP = f"{sweep.DEFAULT_SETTING}={','.join(f'{v:g}' for v in sweep.DEFAULT_VALUES)}"
@@ -52,11 +52,23 @@ def run_sweep(args: argparse.Namespace, checked: cfg.Checked, token: str | None)
             pass
         print(f"[{number}/{len(runs)}] {run.identity.label}: {snap.status}, {snap.step} steps, "
               f"{snap.elapsed:.0f} s" + (f" ({snap.error})" if snap.error else ""), file=sys.stderr)
+        print_findings(snap.diagnoses, run.identity.label or "")
     for run in runs:
         run.wait()  # its thread has closed the sweep (verdict in sweep.json) once the last one ends
     found = records.read_sweep(scheduler.root, sweep_id)
     print_comparison(found.runs)
     return 0 if all(r.status == "completed" for r in found.runs) else 1
+
+
+def print_findings(diagnoses, label: str = "") -> None:
+    """The failure modes a run showed, with evidence and advice, on stderr
+    (stdout stays for results); `label` names a sweep's member."""
+    lines = findings.found_lines(diagnoses)
+    prefix = f"{label}: " if label else ""
+    for line in lines:
+        print(prefix + line if line.startswith("found") else line, file=sys.stderr)
+    if diagnoses and not lines:
+        print(f"{prefix}diagnosis: no failure mode found", file=sys.stderr)
 
 
 def print_comparison(chosen) -> None:

@@ -54,6 +54,15 @@ GAP_RATIO = 1.5
 GAP_GROWTH = 0.2
 # A widening needs a start, a middle and an end to be a trend.
 GAP_MIN_EVALS = 3
+# A rise must also be this many nats: near zero, a 5% rise is noise. quick-demo's
+# validation loss wobbled between 0.033 and 0.043 over its last five evaluations
+# at a flat training loss (~0.01 nats from one evaluation to the next); twice
+# that is a rise.
+OVERFIT_MIN_RISE = 0.02
+# ...and a gap must be this many nats: 0.1 nats is 10% less probability on each
+# unseen token than on a seen one. Below it a large ratio is two tiny losses
+# (quick-demo ended at 0.039 against 0.005: 8x, but 0.034 nats).
+GAP_MIN_NATS = 0.1
 # Early stopping after two evaluations without improvement: one evaluation
 # can wobble by chance (see OVERFIT_MARGIN), two in a row rarely do.
 SUGGESTED_PATIENCE = 2
@@ -271,6 +280,8 @@ def _fewer_epochs(config: dict, epoch: float | None = None, step: int | None = N
     epochs, max_steps = config.get("epochs") or 0, config.get("max_steps") or 0
     if max_steps and step and step < max_steps:
         return f"stop earlier: max_steps {max_steps} -> {step}"
+    if max_steps:  # the run stops at max_steps, usually before its epochs are done
+        return f"train fewer steps: max_steps {max_steps} -> {max(1, max_steps // 2)}"
     if epochs > 1:
         target = min(epochs - 1, max(1, math.ceil(epoch))) if epoch else epochs - 1
         return f"train fewer epochs: {epochs} -> {target}"
@@ -321,14 +332,14 @@ class Trend(NamedTuple):
     lowest: tuple[int, float]  # (step, loss) at the bottom before the last quarter
 
 
-def _trend(points: list[tuple[int, float]]) -> Trend | None:
+def _trend(points: list[tuple[int, float]], where: str = "after warmup") -> Trend | None:
     """The last quarter of the losses against the first, or None when too few for a trend."""
     if len(points) < TREND_MIN_POINTS:
         return None
     size = len(points) // 4
     head, tail = points[:size], points[-size:]
     first, last = _mean(v for _, v in head), _mean(v for _, v in tail)
-    text = (f"mean of the first quarter after warmup (steps {head[0][0]}-{head[-1][0]}) {first:.3f}, of the last "
+    text = (f"mean of the first quarter {where} (steps {head[0][0]}-{head[-1][0]}) {first:.3f}, of the last "
             f"quarter (steps {tail[0][0]}-{tail[-1][0]}) {last:.3f}{_change(last, first)}")
     return Trend(text, last > first * (1 + RISE_MARGIN), min(points[:-size], key=lambda p: p[1]))
 
@@ -362,10 +373,14 @@ def divergence(record: RunFacts) -> Finding:
         step, value, median = spike
         return DIVERGENCE.found(f"the training loss jumped to {value:.3f} at step {step}, {value / median:.1f}x "
                                 f"its running median of {median:.3f}", _divergence_advice(record.config), step)
-    trend = _trend([p for p in losses if p[0] > _warmup_end(history, record.config)])
+    # A run that is mostly warmup (a short run, or a long warmup) is judged whole:
+    # a loss that climbs while the learning rate ramps up is the classic blow-up,
+    # and it can climb too steadily for any one step to be a spike.
+    trend = _trend([p for p in losses if p[0] > _warmup_end(history, record.config)]) \
+        or _trend(losses, "of the run")
     looked = f"{len(losses)} training losses, none above {SPIKE_FACTOR:g}x its running median"
     if trend is None:
-        return DIVERGENCE.clear(f"{looked}; too few after warmup to judge a trend")
+        return DIVERGENCE.clear(f"{looked}; too few to judge a trend")
     if trend.rising:
         step, low = trend.lowest
         return DIVERGENCE.found(f"the training loss is rising: {trend.text}; lowest {low:.3f} at step {step}",
@@ -384,6 +399,10 @@ def _widening_gap(validation, training) -> tuple[int, float, float] | None:
         if train and train > 0:
             ratios.append((step, value / train))
     if len(ratios) < GAP_MIN_EVALS or ratios[-1][1] - ratios[0][1] < GAP_GROWTH:
+        return None
+    last_step, last_value = validation[-1]
+    near = _loss_near(training, last_step)
+    if near is None or last_value - near < GAP_MIN_NATS:
         return None
     crossed = [(step, ratio) for step, ratio in ratios if ratio >= GAP_RATIO]
     if not crossed or ratios[-1][1] < GAP_RATIO:
@@ -423,7 +442,7 @@ def overfitting(record: RunFacts) -> Finding:
     best_step, best_value = best(history, "eval_loss")
     last_step, last_value = validation[-1]
     onset = overfit_onset(history)
-    if onset is not None:
+    if onset is not None and last_value - best_value >= OVERFIT_MIN_RISE:
         return OVERFITTING.found(
             f"validation loss rose from {best_value:.3f} at step {best_step} to {last_value:.3f} at step "
             f"{last_step}{_change(last_value, best_value)} while the training loss fell from "
@@ -438,7 +457,8 @@ def overfitting(record: RunFacts) -> Finding:
             _overfitting_advice(record.config, history, step), step)
     return OVERFITTING.clear(
         f"validation loss {validation[0][1]:.3f} -> {last_value:.3f} over {len(validation)} evaluations (best "
-        f"{best_value:.3f} at step {best_step}; a rise of {OVERFIT_MARGIN:.0%} over the best would count), "
+        f"{best_value:.3f} at step {best_step}; a rise of {OVERFIT_MARGIN:.0%} and {OVERFIT_MIN_RISE:g} nats over "
+        f"the best would count), "
         f"training loss {training[0][1]:.3f} -> {training[-1][1]:.3f}")
 
 
@@ -452,6 +472,9 @@ def _no_learning_advice(config: dict) -> str:
         target = min(max(_higher_lr(rate), low), high)
         wants = f" (LoRA trains few weights and wants {_lr(low)} to {_lr(high)})" if method == "lora" else ""
         parts.append(f"raise the learning rate from {_lr(rate)} to {_lr(target)}{wants}")
+    elif rate and rate > high * (1 + 1e-9):
+        parts.append(f"the learning rate {_lr(rate)} is already above the recommended range for {method} "
+                     f"({_lr(low)} to {_lr(high)})")
     elif rate:
         parts.append(f"the learning rate {_lr(rate)} is already the top of the recommended range for {method}")
     parts.append("check that the response tokens are trained: a prompt template that does not match the data "
@@ -477,6 +500,9 @@ def no_learning(record: RunFacts) -> Finding:
     if start < ALREADY_LEARNED_LOSS:
         return NO_LEARNING.clear(f"{evidence}; it started below {ALREADY_LEARNED_LOSS:g}: the model already "
                                  "knows this data")
+    if end > start * (1 + RISE_MARGIN):
+        # A loss that climbs is not a flat one: the divergence check names it, with its own advice.
+        return NO_LEARNING.clear(f"{evidence}: rising, not flat (see divergence)")
     if drop < MIN_RELATIVE_DROP:
         return NO_LEARNING.found(f"{evidence}: under the {MIN_RELATIVE_DROP:.0%} drop of a learning run",
                                  _no_learning_advice(record.config), window[-1][0])

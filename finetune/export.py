@@ -103,6 +103,7 @@ def model_card(folder: str | Path) -> str:
               f"| duration | {_fmt(summary.get('duration_seconds'))} s |",
               f"| hardware | {summary.get('hardware') or 'n/a'} |", ""]
     lines += _score_lines(summary.get("scores") or {})
+    lines += _diagnosis_lines(summary.get("diagnoses") or [])
     lines += _example_lines(rows)
     lines += ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
               "", 'model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")',
@@ -114,7 +115,8 @@ def model_card(folder: str | Path) -> str:
 def _score_lines(scores: dict) -> list[str]:
     if not scores:
         return []
-    lines = ["Held-out answers scored against the reference, before and after training:", ""]
+    lines = ["Held-out answers scored against the reference, before and after training (general_probe: the "
+             "lab's general-knowledge questions, asked of every run to show forgetting):", ""]
     lines += [f"- *{m.label}*: {m.help}" for m in METRICS.values()]
     header = [f"{m.label} {side}" for m in METRICS.values() for side in ("before", "after")]
     lines += ["", "| prompts | count | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
@@ -123,6 +125,30 @@ def _score_lines(scores: dict) -> list[str]:
                  for k in (f"{side}_{m}" for m in METRICS for side in ("before", "after"))]
         lines.append(f"| {name} | {entry.get('prompts', 0)} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _diagnosis_lines(diagnoses: list[dict]) -> list[str]:
+    """The failure modes the lab checked: each one found with its evidence and
+    mitigation, then one line for those clear or not judged."""
+    diagnoses = [d for d in diagnoses if isinstance(d, dict)]
+    if not diagnoses:
+        return []
+    lines = ["## Diagnosis", ""]
+    found = [d for d in diagnoses if d.get("status") == "found"]
+    for d in found:
+        step = f" (step {d['step']})" if d.get("step") is not None else ""
+        lines += [f"- **{d.get('title', d.get('name'))}**{step}: {d.get('explanation', '')}",
+                  f"  - evidence: {d.get('evidence', '')}"]
+        if d.get("advice"):
+            lines.append(f"  - mitigation: {d['advice']}")
+    if not found:
+        lines.append("No failure mode was found.")
+    lines.append("")
+    for status, words in (("clear", "Checked and clear"), ("unknown", "Not enough data to judge")):
+        names = [str(d.get("title", d.get("name"))) for d in diagnoses if d.get("status") == status]
+        if names:
+            lines += [f"{words}: {', '.join(names)}.", ""]
+    return lines
 
 
 def _example_lines(rows: list[dict]) -> list[str]:

@@ -79,18 +79,28 @@ def estimated_peak(model, config: TrainConfig, hardware: Hardware) -> int | None
     """Bytes a training step needs at its peak without checkpointing, from the
     memory estimator (memory.py), for the micro-batch at its longest; None for
     a model whose shape it cannot read."""
+    found = run_estimate(model, config, hardware, gradient_checkpointing=False)
+    return int(found.peak_bytes) if found else None
+
+
+def run_estimate(model, config: TrainConfig, hardware: Hardware, gradient_checkpointing: bool,
+                 tokens_per_example: int | None = None, response_fraction: float = 1.0):
+    """The memory estimate (memory.Estimate) for this run's settings on this
+    model: `tokens_per_example` defaults to max_length (the worst case); a
+    packed run passes its mean example length, the tokens a micro-batch really
+    holds. None for a model whose shape the estimator cannot read."""
     from . import memory
 
     try:
         shape = memory.shape_from_config(model.config)
-        estimate = memory.estimate(
+        return memory.estimate(
             shape, method=config.method, weights=config.weights, autocast=hardware.precision,
-            optimizer=config.optimizer, batch_size=config.batch_size, seq_len=config.max_length,
-            gradient_checkpointing=False, lora_r=config.lora_r, lora_dropout=config.lora_dropout,
-            grad_accum=config.grad_accum)
+            optimizer=config.optimizer, batch_size=config.batch_size,
+            seq_len=tokens_per_example or config.max_length, gradient_checkpointing=gradient_checkpointing,
+            lora_r=config.lora_r, lora_dropout=config.lora_dropout, grad_accum=config.grad_accum,
+            response_fraction=response_fraction)
     except memory.EstimateError:
         return None
-    return int(estimate.peak_bytes)
 
 
 def free_memory(hardware: Hardware, model=None) -> int | None:

@@ -263,6 +263,12 @@ def shape_from_spec(spec: str) -> ModelShape:
     key = (spec or "").strip()
     if key.lower() in KNOWN_SHAPES:
         return KNOWN_SHAPES[key.lower()]
+    if key.endswith(".json") and Path(key).is_file():  # a model's config.json on its own
+        try:
+            config = json.loads(Path(key).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise EstimateError(f"{key}: not a readable model config ({err})") from None
+        return shape_from_config(config, Path(key).name)
     if key == models.DEFAULT_SPEC:
         config, label = _default_model_config(models)
         return shape_from_config(config, label)

@@ -42,6 +42,44 @@ def _contains(answer: str, reference: str) -> float:
     return float(bool(wanted) and f" {wanted} " in f" {normalise_answer(answer)} ")
 
 
+class _WordTokenizer:
+    """rouge-score's own tokenizer keeps only [a-z0-9] and so scores any
+    non-Latin answer 0; this one splits the normalised text on spaces, so
+    "Paris." and "paris" are one token and accented or CJK words count."""
+
+    @staticmethod
+    def tokenize(text: str) -> list[str]:
+        return normalise_answer(text).split()
+
+
+def _rouge(kind: str, answer: str, reference: str) -> float:
+    # Imported here: rouge-score pulls in nltk (~1 s), which a run that never scores should not pay.
+    from rouge_score.rouge_scorer import RougeScorer
+
+    if not _WordTokenizer.tokenize(answer) and not _WordTokenizer.tokenize(reference):
+        return 1.0  # two empty texts agree (rouge-score would say 0)
+    return float(RougeScorer([kind], tokenizer=_WordTokenizer()).score(reference, answer)[kind].fmeasure)
+
+
+def _token_f1(answer: str, reference: str) -> float:
+    # ROUGE-1's F-measure is the unigram-overlap F1 over word counts (SQuAD's token F1, articles kept).
+    return _rouge("rouge1", answer, reference)
+
+
+def _rouge_l(answer: str, reference: str) -> float:
+    return _rouge("rougeL", answer, reference)
+
+
+def _bleu(answer: str, reference: str) -> float:
+    import sacrebleu
+
+    # Sentence BLEU (sacrebleu's defaults: 13a tokens, exponential smoothing,
+    # effective order so a one-word answer is not zero by having no 4-grams), scaled to 0..1.
+    if not answer.strip() or not reference.strip():  # sacrebleu has no n-grams to count
+        return float(answer.strip() == reference.strip())
+    return min(sacrebleu.sentence_bleu(answer, [reference]).score / 100, 1.0)
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str  # the key in comparison.json and summary.json
@@ -54,6 +92,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("exact", "exact", "the answer is the reference, character for character (outer spaces aside)", _exact),
     Metric("normalised", "normalised", "equal once case, punctuation and spacing are ignored", _normalised),
     Metric("contains", "contains", "the reference appears in the answer as whole words", _contains),
+    Metric("token_f1", "token F1", "harmonic mean of the shares of answer and reference words they have in common "
+           "(case and punctuation ignored; rouge-score's ROUGE-1 F)", _token_f1),
+    Metric("rouge_l", "ROUGE-L", "F-measure of the longest run of words answer and reference share in order "
+           "(rouge-score)", _rouge_l),
+    Metric("bleu", "BLEU", "sentence BLEU: shared 1- to 4-word sequences with a brevity penalty (sacrebleu), "
+           "from 0 to 1", _bleu),
 )}
 
 

@@ -136,3 +136,52 @@ def reference_perplexity(model, tokenizer, text: str, max_tokens: int = PERPLEXI
     finally:
         model.train(was_training)
     return math.exp(total_nll / predicted)
+
+
+@dataclass(frozen=True)
+class ProbeSide:
+    """The probe measured on one model: its answers, their scores, the reference text's perplexity."""
+
+    answers: tuple[str, ...]
+    scores: dict[str, float]
+    perplexity: float
+
+
+def measure(model, tokenizer, probe: Probe, renderer: Renderer, max_new_tokens: int,
+            autocast_dtype: torch.dtype | None = None) -> ProbeSide:
+    """Answer the probe greedily and read the reference text. Answers are cut at
+    PROBE_NEW_TOKENS even when the run's held-out prompts get more: the
+    questions want a word, and this keeps the probe's cost fixed."""
+    from .evaluate import generate
+
+    answers = generate(model, tokenizer, probe_prompts(probe, renderer), min(max_new_tokens, PROBE_NEW_TOKENS),
+                       autocast_dtype=autocast_dtype)
+    return ProbeSide(tuple(answers), probe_scores(answers, probe),
+                     reference_perplexity(model, tokenizer, probe.reference, autocast_dtype=autocast_dtype))
+
+
+def probe_record(probe: Probe, before: ProbeSide | None, after: ProbeSide | None) -> dict:
+    """What diagnose.forgetting reads: shares per metric before and after, and the perplexities."""
+    return {
+        "prompts": len(probe),
+        "before": dict(before.scores) if before else {}, "after": dict(after.scores) if after else {},
+        "perplexity_before": round(before.perplexity, 4) if before else None,
+        "perplexity_after": round(after.perplexity, 4) if after else None,
+    }
+
+
+def scores_entry(record: dict) -> dict:
+    """The probe as one more row of a run's scores (beside "all", "task", ...),
+    in the same before_<metric>/after_<metric> keys, plus the perplexities."""
+    entry = {"prompts": record["prompts"]}
+    for side in ("before", "after"):
+        entry.update({f"{side}_{metric}": value for metric, value in record[side].items()})
+    entry.update(perplexity_before=record["perplexity_before"], perplexity_after=record["perplexity_after"])
+    return entry
+
+
+def answers_table(probe: Probe, before: ProbeSide | None, after: ProbeSide | None) -> list[dict]:
+    """probe.json: each question with its reference and the two answers, to see what was forgotten."""
+    return [{"question": q, "reference": a, "topic": t,
+             "before": before.answers[i] if before else None, "after": after.answers[i] if after else None}
+            for i, (q, a, t) in enumerate(zip(probe.questions, probe.answers, probe.topics))]

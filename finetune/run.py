@@ -293,6 +293,7 @@ class TrainingRun:
 
         unexpected = "the run ended unexpectedly; see the server log"
         final = replace(self.snapshot(), status="failed", error=unexpected, message=unexpected)
+        result, failure = None, None
         try:
             try:
                 result = execute(self._job, self._token, self._publish, self.record, lambda: self.stop_requested)
@@ -301,8 +302,9 @@ class TrainingRun:
                 with self._lock:
                     self._result = result
             except BaseException as err:  # any failure ends the run visibly; never a silent hang
-                outcome = self._failure(err)
+                outcome, failure = self._failure(err), err
             final = replace(self.snapshot(), **outcome)
+            final = replace(final, diagnoses=_final_diagnoses(final, self.config, result, failure))
             try:
                 if is_main_process():  # the others of a multi-process launch leave the files to it
                     self.folder.write_summary(final, self.config, self.data_name)
@@ -328,6 +330,20 @@ class TrainingRun:
         except OSError:
             pass  # the message still reaches the snapshot
         return {"status": "failed", "error": message, "message": message}
+
+
+def _final_diagnoses(final: Snapshot, config: TrainConfig, result, failure: BaseException | None) -> tuple[dict, ...]:
+    """Every detector on the run as it ended; a failed or stopped run has less
+    to judge from, and the detectors say so rather than guess."""
+    from . import findings
+
+    step = getattr(failure, "step", None)  # NonFiniteLossError's: where the loss became NaN or inf
+    try:
+        return findings.final(final.history, config, final.comparison, getattr(result, "probe", None),
+                              getattr(result, "train_responses", ()), final.status, final.error,
+                              step if isinstance(step, int) else None)
+    except Exception:  # noqa: BLE001 -- the findings of a run must never be what fails it
+        return final.diagnoses
 
 
 def _redacted_traceback(err: BaseException, token: str | None) -> str:

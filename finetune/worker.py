@@ -18,10 +18,11 @@ from typing import Callable
 
 import torch
 
-from . import dataset, device, levers, models, ranks
+from . import dataset, device, findings, levers, memory, models, probe, ranks
 from .config import TrainConfig, uses_adapters
 from .evaluate import generate
 from .metrics import comparison_rows, summarise_scores
+from .render import IGNORE, Renderer
 from .files import DataError
 from .plan import Plan, plan
 from .run import Job
@@ -40,6 +41,10 @@ class RunResult:
     template: str  # how prompts were rendered ("chat" | "alpaca"), for free-text questions later
     comparison: tuple[dict, ...]
     scores: dict
+    # For the final diagnosis: the general probe's record (probe.probe_record; None when off or
+    # it failed) and the training responses that memorisation compares answers against.
+    probe: dict | None = None
+    train_responses: tuple[str, ...] = ()
 
 
 def execute(job: Job, token: str | None, publish: Callable[..., None], record: Callable[[dict], None],
@@ -49,6 +54,8 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     trains; only the main one answers prompts and writes files (ranks.py)."""
     config, folder = job.config, job.folder
     hardware = device.detect(config.precision)
+    # Started before the model loads, so the peak counts the weights, as the estimate does.
+    meter = memory.PeakMemory(str(hardware.torch_device)).start()
     model, tokenizer = _load_model(job, hardware, token, publish)
     prepared = job.prepared or dataset.prepare(config, tokenizer, token=token)
     run_plan = job.plan if job.plan and ranks.num_processes() == 1 else \
@@ -58,6 +65,7 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     if ranks.is_main():
         folder.prepare(keep_metrics_until=resumed_step)
         folder.write_json("config.json", resolved_config(job, prepared, hardware, run_plan))
+        record = findings.LiveDiagnoses(record, publish, config, folder.read_metrics())
     else:
         record = _not_recorded
     publish(status="baseline", message="answering the held-out prompts with the base model", plan=run_plan,
@@ -69,22 +77,69 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     prompts = [item.prompt for item in prepared.held_out]
     before = _answers_on_main(model, tokenizer, prompts, config, hardware)
     publish(comparison=tuple(comparison_rows(prepared.held_out, before, None)))
+    general = _general_probe(config, publish)
+    probe_before = _probe_on_main(general, model, tokenizer, prepared, config, hardware, publish, "before")
 
     model, trainer = _train(job, model, tokenizer, prepared, hardware, run_plan, resume_from, publish, record,
-                            stop_requested)
+                            stop_requested, meter)
     stopped = stop_requested()
 
     publish(status="finishing", message="saving the model and answering the held-out prompts again")
     final, after = _save_and_answer(job, model, trainer, tokenizer, prompts, hardware, token)
+    # Called on every process whenever the probe is on: the main one measures, the others wait at its barrier.
+    probe_after = _probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after")
     rows = comparison_rows(prepared.held_out, before, after)
+    probe_found = probe.probe_record(general, probe_before, probe_after) if probe_before else None
+    scores = summarise_scores(rows)
+    if probe_found and probe_after:
+        scores["general_probe"] = probe.scores_entry(probe_found)  # beside the task's, never mixed into "all"
     if ranks.is_main():
         folder.write_json("comparison.json", rows)
         folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
+        if probe_before:
+            folder.write_json("probe.json", {**probe_found,
+                                             "answers": probe.answers_table(general, probe_before, probe_after)})
     return RunResult(
         status="stopped" if stopped else "completed",
         message="stopped: the checkpoint and model are saved" if stopped else "training complete",
-        source=job.source, hardware=hardware, template=prepared.template, comparison=tuple(rows), scores=summarise_scores(rows),
+        source=job.source, hardware=hardware, template=prepared.template, comparison=tuple(rows), scores=scores,
+        probe=probe_found, train_responses=training_responses(prepared),
     )
+
+
+def training_responses(prepared) -> tuple[str, ...]:
+    """The last assistant reply of each training example (none for plain-text data)."""
+    return tuple(str(e.messages[-1].get("content") or "") for e in prepared.split.train
+                 if e.is_chat and e.messages and e.messages[-1].get("role") == "assistant")
+
+
+def _general_probe(config: TrainConfig, publish) -> probe.Probe | None:
+    if not config.general_probe:
+        return None
+    try:
+        return probe.load_probe()
+    except probe.ProbeError as err:  # a broken install loses the probe, not the run
+        publish(message=f"the general-capability probe is left out: {err}")
+        return None
+
+
+def _probe_on_main(general, model, tokenizer, prepared, config: TrainConfig, hardware, publish,
+                   side: str) -> probe.ProbeSide | None:
+    """The general probe on the main process (the others wait at the barrier).
+    A diagnostic only: if it fails, the run goes on without it and says so."""
+    if general is None:
+        return None
+    measured = None
+    if ranks.is_main():
+        publish(message=f"answering the general-capability probe {side} training")
+        try:
+            renderer = Renderer(tokenizer, prepared.template, config.system_prompt)
+            measured = probe.measure(model, tokenizer, general, renderer, config.max_new_tokens,
+                                     hardware.autocast_dtype)
+        except Exception as err:  # noqa: BLE001 -- the probe must never fail the run it measures
+            publish(message=f"the general-capability probe failed and is left out: {type(err).__name__}: {err}")
+    ranks.barrier()
+    return measured
 
 
 def _not_recorded(entry: dict) -> None:
@@ -118,8 +173,9 @@ def _answers_on_main(model, tokenizer, prompts: list[str], config: TrainConfig, 
 
 
 def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resume_from: str | None, publish, record,
-           stop_requested):
-    """Train (unless a stop came first); returns the model that was trained (LoRA-wrapped or not) and its Trainer."""
+           stop_requested, meter: memory.PeakMemory):
+    """Train (unless a stop came first); returns the model that was trained (LoRA-wrapped or not) and its Trainer.
+    The memory estimate is published before training and the measured peak after it."""
     config = job.config
     if uses_adapters(config.method):
         model = with_lora(model, config)
@@ -127,10 +183,30 @@ def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resum
                             callbacks=[RunCallback(record, stop_requested, lambda: trainer), *job.callbacks])
     publish(hardware=f"{hardware.describe()}; {trainer.checkpointing.reason}"
                      + ("; compiled" if trainer.compiled else ""))
-    if not stop_requested():
-        publish(status="training", message="training")
-        trainer.train(resume_from_checkpoint=resume_from)
+    estimate = memory_estimate(model, config, hardware, prepared, trainer.checkpointing.on)
+    publish(memory=estimate)
+    try:
+        if not stop_requested():
+            publish(status="training", message="training")
+            trainer.train(resume_from_checkpoint=resume_from)
+    finally:  # an out-of-memory failure is when the measured peak matters most
+        # Read before saving and answering, which are not training (and save in another dtype).
+        publish(memory={**estimate, "peak_bytes": meter.peak_bytes(), "peak_kind": meter.method})
     return model, trainer
+
+
+def memory_estimate(model, config: TrainConfig, hardware, prepared, checkpointing: bool) -> dict:
+    """The estimate for this run, as Snapshot.memory wants it: packed rows hold
+    batch x the mean example's tokens (padded ones batch x the longest), and
+    only the response tokens reach the loss."""
+    lengths = [len(e.input_ids) for e in prepared.train] or [config.max_length]
+    per_example = round(sum(lengths) / len(lengths)) if config.packing else max(lengths)
+    targets = sum(sum(1 for t in e.labels if t != IGNORE) for e in prepared.train)
+    fraction = min(max(targets / max(sum(lengths), 1), 0.01), 1.0)  # the estimator refuses 0
+    found = levers.run_estimate(model, config, hardware, checkpointing, per_example, fraction)
+    if found is None:
+        return {}
+    return {"estimate_bytes": int(found.peak_bytes), "estimate_text": memory.format_breakdown(found)}
 
 
 def _save_and_answer(job: Job, model, trainer, tokenizer, prompts, hardware, token):

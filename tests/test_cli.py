@@ -92,8 +92,10 @@ def test_default_model_trains_on_the_bundled_data(tmp_path):
     if DEFAULT_MISSING:
         pytest.skip(DEFAULT_MISSING)
     out = tmp_path / "run"
+    # The general probe (two passes of 45 questions) would double this test's time; tests of the probe
+    # use the tiny model (test_run_diagnoses.py).
     result = cli("train", "--data", DEMO_DATA, "--max-steps", 2, "--batch-size", 4, "--grad-accum", 1,
-                 "--max-new-tokens", 16, "--output", out)
+                 "--max-new-tokens", 16, "--general-probe", "false", "--output", out)
     assert result.returncode == 0, result.stderr
     for name in OUTPUTS:
         assert (out / name).is_file(), name

@@ -410,3 +410,45 @@ def test_memorisation_is_unknown_without_training_responses_or_answers():
     assert final(train_responses=[])["memorisation"].status == UNKNOWN
     finding = final(comparison=rows([None] * 4, CITIES[:4]), status="stopped")["memorisation"]
     assert finding.status == UNKNOWN and "stopped" in finding.evidence
+
+
+def test_a_loss_that_climbs_through_a_long_warmup_is_divergence():
+    # 20 steps, warmup over the first 10: too few after warmup for a trend, and the
+    # climb 1.0 -> 8 is steady enough that no step is 3x the median before it.
+    climbing = history(lambda s: min(1.0 + 0.7 * s, 8.0) * wobble(s), steps=20, warmup=10)
+    found = by_name(diagnose_live(climbing, config(warmup_ratio=0.5)))["divergence"]
+    assert found.status == FOUND and "of the run" in found.evidence
+    # The same short, mostly-warmup run with a falling loss stays clear.
+    falling = history(lambda s: (2.0 * math.exp(-s / 8) + 0.6) * wobble(s), steps=20, warmup=10)
+    assert by_name(diagnose_live(falling, config(warmup_ratio=0.5)))["divergence"].status == CLEAR
+
+
+def test_a_climbing_loss_is_divergence_not_no_learning():
+    climbing = history(lambda s: (1.0 + 0.3 * s) * wobble(s), steps=30, warmup=2)
+    found = by_name(diagnose_live(climbing, config(learning_rate=5e-3)))
+    assert found["divergence"].status == FOUND
+    assert found["no_learning"].status == CLEAR and "rising, not flat" in found["no_learning"].evidence
+
+
+def test_no_learning_advice_says_when_the_rate_is_already_above_the_range():
+    flat = history(lambda s: 2.0 * wobble(s), steps=40, warmup=2)
+    found = by_name(diagnose_live(flat, config(learning_rate=5e-3)))["no_learning"]
+    assert found.status == FOUND and "already above the recommended range" in advice(found)
+
+
+def test_overfitting_needs_a_rise_and_a_gap_in_nats_not_only_in_ratio():
+    # quick-demo's end: validation wobbling 0.033-0.043 at a training loss near 0.005.
+    tiny = history(lambda s: 0.005 * wobble(s), lambda s: 0.033 if s <= 36 else 0.039 + 0.004 * math.sin(s),
+                   steps=60)
+    assert by_name(diagnose_live(tiny, config()))["overfitting"].status == CLEAR
+    # The same shape 0.3 nats higher is a real rise.
+    real = history(lambda s: 0.3 * math.exp(-s / 20) * wobble(s) + 0.005,
+                   lambda s: 0.33 if s <= 36 else 0.45, steps=60)
+    assert by_name(diagnose_live(real, config()))["overfitting"].status == FOUND
+
+
+def test_shorter_training_advice_names_max_steps_when_it_ends_the_run():
+    same = ["2000-01-11"] * 8
+    found = by_name(diagnose_final([], config(max_steps=24, epochs=3), rows(same, [f"answer {i}" for i in range(8)]),
+                                   None, []))["mode_collapse"]
+    assert found.status == FOUND and "max_steps 24 -> 12" in found.advice and "epochs" not in found.advice

@@ -129,7 +129,8 @@ def test_train_then_compare_and_export(app_url, demo_file, tmp_path):
     assert len(rows) == 30 == status["scores"]["all"]["prompts"]
     assert all(isinstance(row["before"], str) and isinstance(row["after"], str) for row in rows)
     assert {row["category"] for row in rows} == {"task", "general"}
-    assert set(status["scores"]) == {"all", "task", "general"}
+    # The general probe is its own row, never mixed into the held-out prompts' scores.
+    assert set(status["scores"]) == {"all", "task", "general", "general_probe"}
 
     before, after = c.predict("What is the capital of France?", 16, api_name="/ask")
     assert before and after and "No trained model yet" not in after  # the trained model answered too

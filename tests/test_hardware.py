@@ -14,7 +14,7 @@ from finetune.collate import PackingCollator
 from finetune.config import ConfigError, TrainConfig
 from finetune.run import TrainingRun, active_run
 
-from conftest import DEMO_DATA, ROOT
+from conftest import DEMO_DATA, ROOT, KeepTrainedModel
 from test_run import RECORDS, run_to_end, tiny_config
 
 NO_CUDA = "needs a CUDA GPU (the test machine has none)"
@@ -161,9 +161,10 @@ def test_checkpointing_on_trains_to_the_same_losses(tiny_model_dir, data_file, t
     for setting in ("off", "on"):
         config = tiny_config(tiny_model_dir, data_file, gradient_checkpointing=setting, max_steps=3, held_out=0,
                              precision="fp32", compile="off")
-        run, snap = run_to_end(config, tmp_path / setting)
+        kept = KeepTrainedModel()
+        run, snap = run_to_end(config, tmp_path / setting, callbacks=(kept,))
         assert snap.status == "completed", snap.error
-        assert run.result.trained_model.is_gradient_checkpointing is (setting == "on")
+        assert kept.model.is_gradient_checkpointing is (setting == "on")
         assert f"gradient checkpointing {setting}" in snap.hardware, "the device line says what was chosen"
         runs[setting] = snap.logged("loss")
     assert runs["on"] == pytest.approx(runs["off"], rel=1e-5)
@@ -171,10 +172,12 @@ def test_checkpointing_on_trains_to_the_same_losses(tiny_model_dir, data_file, t
 
 def test_auto_turns_checkpointing_on_when_the_run_would_not_fit(tiny_model_dir, data_file, tmp_path, monkeypatch):
     monkeypatch.setattr(levers, "free_memory", lambda hardware, model=None: 64 * 2**10)  # 64 KiB free
-    run, snap = run_to_end(tiny_config(tiny_model_dir, data_file, max_steps=2, held_out=0), tmp_path / "run")
+    kept = KeepTrainedModel()
+    run, snap = run_to_end(tiny_config(tiny_model_dir, data_file, max_steps=2, held_out=0), tmp_path / "run",
+                           callbacks=(kept,))
     assert snap.status == "completed", snap.error
     assert "gradient checkpointing on: the estimated peak is" in snap.hardware
-    assert run.result.trained_model.is_gradient_checkpointing
+    assert kept.model.is_gradient_checkpointing
 
 
 # --- attention over packed rows

@@ -8,6 +8,7 @@ import torch
 from safetensors import safe_open
 
 import tiny
+from conftest import KeepTrainedModel
 from finetune import dataset, device, models
 from finetune.evaluate import generate
 
@@ -31,13 +32,14 @@ def bf16_base(tmp_path_factory):
 
 def test_trained_model_is_saved_in_bf16_and_reloads_with_the_same_answers(bf16_base, data_file, tmp_path):
     config = tiny_config(bf16_base, data_file, max_steps=4, held_out=3, max_new_tokens=12)
-    run, snap = run_to_end(config, tmp_path / "run")
+    kept = KeepTrainedModel()
+    run, snap = run_to_end(config, tmp_path / "run", callbacks=(kept,))
     assert snap.status == "completed", snap.error
     saved = tmp_path / "run" / "model" / "model.safetensors"
     with safe_open(saved, "pt") as weights:
         dtypes = {weights.get_tensor(name).dtype for name in weights.keys()}
     assert dtypes == {torch.bfloat16}
-    fp32_bytes = sum(p.numel() * 4 for p in run.result.trained_model.parameters())
+    fp32_bytes = sum(p.numel() * 4 for p in kept.model.parameters())
     assert saved.stat().st_size < 0.55 * fp32_bytes, "about half the fp32 master copy"
 
     source = models.resolve(str(tmp_path / "run" / "model"))
@@ -48,8 +50,8 @@ def test_trained_model_is_saved_in_bf16_and_reloads_with_the_same_answers(bf16_b
     after = [row["after"] for row in json.loads((tmp_path / "run" / "comparison.json").read_text())]
     assert answers == after, "the saved model answers as the trained one did"
     # Not only greedy text: the model that answered after saving is the saved one, to the bit.
-    kept = run.result.trained_model.state_dict()
-    assert all(torch.equal(tensor, kept[name].cpu()) for name, tensor in model.state_dict().items())
+    trained = kept.model.state_dict()
+    assert all(torch.equal(tensor, trained[name].cpu()) for name, tensor in model.state_dict().items())
 
 
 def test_a_fp32_base_stays_fp32(tiny_model_dir):

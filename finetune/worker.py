@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from . import dataset, device, findings, levers, memory, models, probe, ranks
+from . import dataset, device, findings, levers, memory, models, peak, probe, ranks
 from .config import TrainConfig, uses_adapters
 from .evaluate import generate
 from .metrics import comparison_rows, summarise_scores
@@ -55,7 +55,7 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     config, folder = job.config, job.folder
     hardware = device.detect(config.precision)
     # Started before the model loads, so the peak counts the weights, as the estimate does.
-    meter = memory.PeakMemory(str(hardware.torch_device)).start()
+    meter = peak.PeakMemory(str(hardware.torch_device)).start()
     model, tokenizer = _load_model(job, hardware, token, publish)
     prepared = job.prepared or dataset.prepare(config, tokenizer, token=token)
     run_plan = job.plan if job.plan and ranks.num_processes() == 1 else \
@@ -173,7 +173,7 @@ def _answers_on_main(model, tokenizer, prompts: list[str], config: TrainConfig, 
 
 
 def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resume_from: str | None, publish, record,
-           stop_requested, meter: memory.PeakMemory):
+           stop_requested, meter: peak.PeakMemory):
     """Train (unless a stop came first); returns the model that was trained (LoRA-wrapped or not) and its Trainer.
     The memory estimate is published before training and the measured peak after it."""
     config = job.config

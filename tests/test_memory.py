@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from finetune import memory
-from finetune.memory import GIB, LLAMA2_7B, EstimateError, PeakMemory, estimate, make_shape
+from finetune import memory, peak
+from finetune.memory import GIB, LLAMA2_7B, EstimateError, estimate, make_shape
+from finetune.peak import PeakMemory
 
 ROOT = Path(__file__).resolve().parent.parent
 # The bar: the estimate within +-30% of the measured peak.
@@ -204,8 +205,8 @@ def test_peak_memory_on_the_cpu_sees_a_freed_allocation():
 
 
 def test_peak_memory_without_proc_falls_back_or_says_none(monkeypatch):
-    monkeypatch.setattr(memory, "_proc_status", lambda: None)
-    monkeypatch.setattr(memory, "_rusage_peak", lambda: None)
+    monkeypatch.setattr(peak, "_proc_status", lambda: None)
+    monkeypatch.setattr(peak, "_rusage_peak", lambda: None)
     meter = PeakMemory("cpu").start()
     assert meter.peak_bytes() is None and "unavailable" in meter.method
 
@@ -222,7 +223,7 @@ import datasets, torch, transformers  # noqa: F401
 from transformers import TrainerCallback
 from finetune import models
 from finetune.config import TrainConfig
-from finetune.memory import PeakMemory
+from finetune.peak import PeakMemory
 from finetune.run import TrainingRun
 import finetune.worker  # noqa: F401
 

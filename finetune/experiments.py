@@ -345,7 +345,7 @@ def overlay_figures(records) -> dict[str, go.Figure]:
                 fig.add_trace(_trace(points, labels[record.id], PALETTE[index % len(PALETTE)],
                                      always_markers=key == "eval_loss"))
         if not fig.data:
-            _placeholder(fig, f"no run has logged a {title.lower()} yet")
+            placeholder(fig, f"no run has logged a {title.lower()} yet")
         elif key == "learning_rate":
             fig.update_yaxes(exponentformat="e", rangemode="tozero")
         figures[name] = fig
@@ -370,7 +370,7 @@ def _trace(points, label: str, color: str, always_markers: bool) -> go.Scatter:
                       line=dict(color=color, width=2), marker=dict(size=7 if len(xs) <= 2 else 5))
 
 
-def _placeholder(fig: go.Figure, text: str) -> go.Figure:
+def placeholder(fig: go.Figure, text: str) -> go.Figure:
     fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
                        font=dict(size=14, color="#64748b"))
     fig.update_xaxes(showticklabels=False)

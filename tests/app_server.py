@@ -17,13 +17,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(default_model: Path, runs: Path):
+def running_app(default_model: Path, runs: Path, public: bool | None = None):
     from ui.app import build_app, launch_options
 
-    demo = build_app(default_model=str(default_model), output_root=runs)
+    demo = build_app(default_model=str(default_model), output_root=runs, public=public)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(runs))
+                **launch_options(runs, public=public))
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -8,10 +8,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-from app_server import BOUNDARY, free_port, multipart, raw_call
+from app_server import BOUNDARY, multipart, raw_call, running_app
 
 from finetune.records import list_runs
-from ui.app import PUBLIC_MAX_FILE_MB, build_app, launch_options
+from ui.app import PUBLIC_MAX_FILE_MB, launch_options
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -24,12 +24,8 @@ TINY = dict(learning_rate=3e-3, batch_size=4, grad_accum=1, held_out=0, max_new_
 def app(tiny_model_dir, tmp_path_factory):
     """A public-mode app (as on a Space), with the tiny model as its default."""
     runs = tmp_path_factory.mktemp("runs")
-    demo = build_app(default_model=str(tiny_model_dir), output_root=runs, public=True)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(runs, public=True))
-    yield f"http://127.0.0.1:{port}/", runs
-    demo.close()
+    with running_app(tiny_model_dir, runs, public=True) as url:
+        yield url, runs
 
 
 @pytest.fixture(scope="module")

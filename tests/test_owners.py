@@ -12,9 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from app_server import free_port, raw_call, upload
+from app_server import raw_call, running_app, upload
 
-from ui.app import build_app, launch_options
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -29,12 +28,8 @@ ALICE, BOB = "alice-owner-key-0123456789abcdef", "bob-owner-key-0123456789abcdef
 @pytest.fixture(scope="module")
 def app(tiny_model_dir, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    demo = build_app(default_model=str(tiny_model_dir), output_root=runs, public=True)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(runs, public=True))
-    yield f"http://127.0.0.1:{port}/", runs
-    demo.close()
+    with running_app(tiny_model_dir, runs, public=True) as url:
+        yield url, runs
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from finetune.experiments import placeholder
+
 TRAIN_COLOR, VALIDATION_COLOR, PLAN_COLOR = "#f97316", "#2563eb", "#94a3b8"
 MARKERS_UP_TO = 60  # beyond this many points markers only clutter the line
 
@@ -19,14 +21,6 @@ def _figure(title: str, y_title: str, x_title: str = "optimizer step", height: i
     return fig
 
 
-def _placeholder(fig: go.Figure, text: str) -> go.Figure:
-    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                       font=dict(size=14, color="#64748b"))
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    return fig
-
-
 def _trace(xs, ys, name: str, color: str, always_markers: bool = False, dash: str | None = None) -> go.Scatter:
     mode = "lines+markers" if always_markers or len(xs) <= MARKERS_UP_TO else "lines"
     return go.Scatter(x=list(xs), y=list(ys), name=name, mode=mode, line=dict(color=color, dash=dash, width=2),
@@ -38,7 +32,7 @@ def loss_figure(history, waiting: str = "the loss appears after the first optimi
     train = [(h["step"], h["loss"]) for h in history if "loss" in h]
     validation = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
     if not train and not validation:
-        return _placeholder(fig, waiting)
+        return placeholder(fig, waiting)
     if train:
         fig.add_trace(_trace(*zip(*train), "training", TRAIN_COLOR))
     if validation:
@@ -55,7 +49,7 @@ def learning_rate_figure(history=(), planned: tuple = ((), ()), title: str = "Le
     if logged:
         fig.add_trace(_trace(*zip(*logged), "logged", TRAIN_COLOR))
     if not logged and not planned[0]:
-        return _placeholder(fig, waiting)
+        return placeholder(fig, waiting)
     fig.update_yaxes(exponentformat="e", rangemode="tozero")
     return fig
 
@@ -65,7 +59,7 @@ def length_histogram(lengths: list[int], max_length: int) -> go.Figure:
     fig = _figure(f"Tokens per example ({over} over the max length of {max_length})", "examples",
                   x_title="tokens", height=300)
     if not lengths:
-        return _placeholder(fig, "load a dataset to see its lengths")
+        return placeholder(fig, "load a dataset to see its lengths")
     fig.add_trace(go.Histogram(x=lengths, nbinsx=40, marker_color=VALIDATION_COLOR, name="examples"))
     fig.add_vline(x=max_length, line=dict(color=TRAIN_COLOR, dash="dash", width=2),
                   annotation_text="max length", annotation_position="top right")

@@ -207,13 +207,16 @@ class HttpPoll:
     """/training_status through Gradio's REST API (POST, then read the event
     stream), as light as a browser's poll: with --poll-with http the simulated
     clients' own CPU, which a real class spends on its laptops, leaves the
-    server's cores. Same endpoint, same owner key, same answer."""
+    server's cores. Same endpoint, same owner key, same answer. Like a browser
+    tab it sends one session hash on every call: without one, Gradio builds a
+    new session (a config copy of every block) per call."""
 
     def __init__(self, url: str):
         self.url = url
+        self.session_hash = secrets.token_hex(8)
 
     def predict(self, api_name: str, owner_key: str):
-        body = json.dumps({"data": ["", owner_key]}).encode()
+        body = json.dumps({"data": ["", owner_key], "session_hash": self.session_hash}).encode()
         request = urllib.request.Request(f"{self.url}gradio_api/call{api_name}", data=body,
                                          headers={"Content-Type": "application/json"})
         event = json.loads(urllib.request.urlopen(request, timeout=60).read())["event_id"]

@@ -144,3 +144,25 @@ def test_a_public_run_cannot_ask_for_longer_held_out_answers(url):
                                        f"{PUBLIC_MAX_NEW_TOKENS} tokens per answer"):
         Client(url, verbose=False).predict(source="bundled", max_new_tokens=512, max_steps=1,
                                            api_name="/start_training")
+
+
+def test_api_calls_without_a_session_do_not_pile_up_on_the_server(tiny_model_dir, tmp_path, monkeypatch):
+    """A script polling /training_status over REST sends no session hash, so every
+    call is a new Gradio session (a config copy of every block, ~380 KB here);
+    the server keeps only the SESSIONS_KEPT most recent, and builds no per-event
+    pandas summary of its queue (tens of ms a call once thousands of events pass)."""
+    import ui.app
+
+    monkeypatch.setattr(ui.app, "SESSIONS_KEPT", 4)
+    demo = build_app(default_model=str(tiny_model_dir), output_root=tmp_path / "runs", public=True)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_options(tmp_path / "runs", public=True))
+    try:
+        for _ in range(10):
+            stream = raw_call(f"http://127.0.0.1:{port}/", "training_status", owner_key="someone-" + "k" * 24)
+            assert "event: complete" in stream and "you have no runs yet" in stream
+        assert len(demo.state_holder.session_data) <= 4
+        assert demo._queue.cached_event_analytics_summary == {"functions": {}}  # never summarised
+    finally:
+        demo.close()

@@ -29,6 +29,15 @@ CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
 PUBLIC_MAX_FILE_MB = 20
 PUBLIC_QUEUE_SIZE = 64
 PUBLIC_CACHE_CLEANUP = (3600, 3600)  # every hour, delete uploads and exports older than an hour
+# Gradio keeps one SessionState per session: a config copy of every block, about
+# 380 KB here, and an API call that sends no session hash makes a new one each
+# time. Its default of 10,000 kept sessions let a script polling over REST grow
+# the server by gigabytes; the least recently used ones beyond this are dropped.
+SESSIONS_KEPT = 1000
+# After every event Gradio rebuilds a pandas summary of its last 10,000 events
+# for a monitoring page this app turns off; past a few thousand events that cost
+# tens of ms of server CPU per call. Summarise rarely, remember few.
+QUEUE_ANALYTICS = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "100000", "GRADIO_ANALYTICS_MAX_EVENTS": "100"}
 
 
 def is_public_deployment() -> bool:
@@ -84,6 +93,8 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
               allowed_model_roots: tuple[Path, ...] | None = None, preset: str = DEFAULT_PRESET,
               limits: Limits | None = None, assets: Path = ASSETS, public: bool | None = None) -> gr.Blocks:
     public = is_public_deployment() if public is None else public
+    for name, value in QUEUE_ANALYTICS.items():  # read when the queue is made, as the Blocks closes
+        os.environ.setdefault(name, value)
     output_root = Path(output_root or default_output_root())
     roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, public)
     lab = Lab(default_model, output_root, roots, limits or (public_limits() if public else Limits()), assets,
@@ -148,7 +159,7 @@ def launch_options(output_root: str | Path | None = None, limits: Limits | None 
     served = [] if public else [str(Path(output_root or default_output_root()))]
     options = {"theme": theme(), "css": CSS, "max_file_size": limits.max_file_bytes, "allowed_paths": served,
                "footer_links": ["api", "gradio"], "show_error": False, "enable_monitoring": False,
-               "mcp_server": False}
+               "mcp_server": False, "state_session_capacity": SESSIONS_KEPT}
     if public:
         options.update(ssr_mode=False, max_threads=40)
     return options

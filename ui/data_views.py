@@ -58,11 +58,16 @@ def _split_counts(prepared: PreparedData) -> dict:
     return {"train": len(prepared.train), "validation": len(prepared.validation), "held_out": len(prepared.held_out)}
 
 
-def summary_markdown(name: str, table: Table, prepared: PreparedData | None, error: str = "") -> str:
+FORMAT_HINT = "Pick the right <b>Format</b>, or <i>columns</i> and map the prompt and response columns."
+MODEL_HINT = "The records were read; the <b>Model</b> could not be loaded to tokenize them."
+
+
+def summary_markdown(name: str, table: Table, prepared: PreparedData | None, error: str = "",
+                     hint: str = FORMAT_HINT) -> str:
+    """The dataset's summary; when it cannot be prepared, the reason and what to change (`hint`)."""
     head = f"### {name}\n{len(table.records)} records; columns: " + ", ".join(f"`{c}`" for c in table.columns)
     if prepared is None:
-        return (f"{head}\n\n<div class='lab-error'><b>Cannot use these records yet:</b> {error}<br>Pick the right "
-                "<b>Format</b>, or <i>columns</i> and map the prompt and response columns.</div>")
+        return f"{head}\n\n<div class='lab-error'><b>Cannot use these records yet:</b> {error}<br>{hint}</div>"
     report, split = prepared.report, _split_counts(prepared)
     tokens = report["tokens"]
     over = report["over_max_length"]

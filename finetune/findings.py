@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .diagnose import DETECTORS, FOUND, LIVE, UNKNOWN, Finding, RunFacts
+from .diagnose import DETECTORS, LIVE
+from .diagnose_base import FOUND, UNKNOWN, Finding, RunFacts
 
 # The live detectors rerun at most this often: each pass reads the whole
 # history, and the screen polls every 1-2 s, so more often shows nothing new

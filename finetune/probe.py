@@ -161,7 +161,7 @@ def measure(model, tokenizer, probe: Probe, renderer: Renderer, max_new_tokens: 
 
 
 def probe_record(probe: Probe, before: ProbeSide | None, after: ProbeSide | None) -> dict:
-    """What diagnose.forgetting reads: shares per metric before and after, and the perplexities."""
+    """What diagnose_answers.forgetting reads: shares per metric before and after, and the perplexities."""
     return {
         "prompts": len(probe),
         "before": dict(before.scores) if before else {}, "after": dict(after.scores) if after else {},

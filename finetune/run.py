@@ -82,7 +82,8 @@ class Snapshot:
     train_examples: int = 0
     train_tokens: int = 0
     plan: Plan | None = None  # steps, warmup and the learning-rate curve, once the data is prepared
-    # Failure-mode findings (diagnose.Finding.to_dict()): the live detectors while training, all of them at the end.
+    # Failure-mode findings (diagnose_base.Finding.to_dict()): the live detectors while training,
+    # all of them at the end.
     diagnoses: tuple[dict, ...] = ()
     # The memory estimate before the run and the peak measured during it:
     # {"estimate_bytes", "estimate_text", "peak_bytes", "peak_kind"}; keys appear as they become known.

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from finetune import config as cfg
-from finetune.diagnose import FOUND, diagnose_final
+from finetune.diagnose import diagnose_final
+from finetune.diagnose_base import FOUND
 
 from conftest import DEMO_DATA
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from finetune import diagnose, findings
+from finetune import diagnose, diagnose_answers, diagnose_base, diagnose_curves, findings
 from finetune.cli_runs import print_findings
 from finetune.config import TrainConfig
 from finetune.run import TrainingRun
@@ -56,8 +56,8 @@ def test_a_normal_run_reports_findings_probe_and_memory(tiny_model_dir, data_fil
     losses = [h["loss"] for h in snap.history if "loss" in h]
     assert losses[-1] < losses[0] * 0.8, "the run must train normally for the quiet checks to mean anything"
     for name in ("divergence", "overfitting", "no_learning"):
-        assert found[name]["status"] != diagnose.FOUND, found[name]
-    assert found["divergence"]["status"] == found["no_learning"]["status"] == diagnose.CLEAR
+        assert found[name]["status"] != diagnose_base.FOUND, found[name]
+    assert found["divergence"]["status"] == found["no_learning"]["status"] == diagnose_base.CLEAR
     # The general probe: measured before and after, apart from the task's prompts.
     probe = summary["scores"]["general_probe"]
     assert probe["prompts"] == 45 and probe["perplexity_before"] > 1 and probe["perplexity_after"] > 1
@@ -84,7 +84,7 @@ def test_a_failed_run_names_divergence_and_the_rest_say_not_enough_data(tiny_mod
     snap = run.wait(timeout=300)
     assert snap.status == "failed"
     found = by_name(json.loads((tmp_path / "run" / "summary.json").read_text())["diagnoses"])
-    assert found["divergence"]["status"] == diagnose.FOUND and found["divergence"]["step"] == 4
+    assert found["divergence"]["status"] == diagnose_base.FOUND and found["divergence"]["step"] == 4
     assert "Lower the learning rate from 3e-03 to 1e-03" in found["divergence"]["advice"]
     assert found["mode_collapse"]["evidence"].startswith("not enough data to judge")
 
@@ -99,9 +99,9 @@ def test_probe_off_and_a_broken_detector_never_fail_the_run(tiny_model_dir, data
     snap = run.wait(timeout=300)
     assert snap.status == "completed", snap.error
     found = by_name(snap.diagnoses)
-    assert found["memorisation"]["status"] == diagnose.UNKNOWN
+    assert found["memorisation"]["status"] == diagnose_base.UNKNOWN
     assert "the detector failed (ZeroDivisionError: a bug)" in found["memorisation"]["evidence"]
-    assert found["forgetting"]["status"] == diagnose.UNKNOWN and "probe is off" in found["forgetting"]["evidence"]
+    assert found["forgetting"]["status"] == diagnose_base.UNKNOWN and "probe is off" in found["forgetting"]["evidence"]
     assert "general_probe" not in snap.scores and not (tmp_path / "run" / "probe.json").exists()
 
 
@@ -118,8 +118,8 @@ def test_live_findings_are_throttled_but_follow_every_evaluation():
 
 
 def test_the_command_line_prints_found_failures_with_evidence_and_advice(capsys):
-    found = diagnose.DIVERGENCE.found("the training loss became nan at step 4", "Lower the learning rate.", 4)
-    clear = diagnose.OVERFITTING.clear("validation loss fell")
+    found = diagnose_curves.DIVERGENCE.found("the training loss became nan at step 4", "Lower the learning rate.", 4)
+    clear = diagnose_curves.OVERFITTING.clear("validation loss fell")
     print_findings([found.to_dict(), clear.to_dict()], "lr=1e-2")
     err = capsys.readouterr().err
     assert "lr=1e-2: found: Divergence (step 4)" in err and "evidence: the training loss became nan" in err
@@ -131,9 +131,10 @@ def test_the_command_line_prints_found_failures_with_evidence_and_advice(capsys)
 def test_the_model_card_lists_what_was_found_with_evidence_and_mitigation(tmp_path):
     from finetune.export import model_card
 
-    found = diagnose.OVERFITTING.found("validation loss rose from 1.20 at step 10 to 1.50 at step 30 (+25%)",
-                                       "Turn on early stopping with patience 2.", 12)
-    clear, unknown = diagnose.DIVERGENCE.clear("no spike"), diagnose.FORGETTING.unknown("the probe is off")
+    found = diagnose_curves.OVERFITTING.found("validation loss rose from 1.20 at step 10 to 1.50 at step 30 (+25%)",
+                                              "Turn on early stopping with patience 2.", 12)
+    clear = diagnose_curves.DIVERGENCE.clear("no spike")
+    unknown = diagnose_answers.FORGETTING.unknown("the probe is off")
     (tmp_path / "summary.json").write_text(json.dumps({"diagnoses": [found.to_dict(), clear.to_dict(),
                                                                      unknown.to_dict()]}))
     card = model_card(tmp_path)
@@ -151,5 +152,5 @@ def test_a_run_stopped_before_it_trained_says_not_enough_data(tiny_model_dir, da
     found = by_name(json.loads((tmp_path / "run" / "summary.json").read_text())["diagnoses"])
     assert set(found) == set(diagnose.DETECTORS)
     for name in ("divergence", "overfitting", "no_learning"):
-        assert found[name]["status"] == diagnose.UNKNOWN
+        assert found[name]["status"] == diagnose_base.UNKNOWN
         assert found[name]["evidence"].startswith("not enough data to judge")

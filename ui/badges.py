@@ -1,5 +1,5 @@
 """How a run's diagnostics are shown: failure-mode badges from its findings
-(diagnose.Finding.to_dict() items), validation perplexity from its history,
+(diagnose_base.Finding.to_dict() items), validation perplexity from its history,
 and its memory line (the estimate beside the measured peak). Pure functions
 of plain values; every text from a run is HTML-escaped."""
 
@@ -9,7 +9,7 @@ import math
 from html import escape
 
 GIB = 2**30
-FOUND, CLEAR, UNKNOWN = "found", "clear", "unknown"  # diagnose.FOUND, CLEAR, UNKNOWN
+FOUND, CLEAR, UNKNOWN = "found", "clear", "unknown"  # diagnose_base.FOUND, CLEAR, UNKNOWN
 NOT_ENOUGH = "not enough data to judge"
 # exp() of a loss above this overflows a float; such a perplexity is shown as ∞.
 MAX_EXP_ARGUMENT = 700.0

@@ -10,7 +10,7 @@ from collections import Counter
 from difflib import SequenceMatcher
 from typing import NamedTuple
 
-from .diagnose_base import FailureMode, Finding, RunFacts, _change, _fewer_epochs, _lower_lr_advice, _mean, _sentence
+from .diagnose_base import FailureMode, Finding, RunFacts, change, fewer_epochs, lower_lr_advice, mean, sentence
 from .metrics import METRICS, normalise_answer
 
 # --- mode collapse
@@ -110,7 +110,7 @@ def _diversity(texts: list[str]) -> Diversity:
     distinct = len(set(texts))
     sample = [t.split()[:SIMILARITY_WORDS] for t in _sample(texts, SIMILARITY_SAMPLE)]
     pairs = [SequenceMatcher(None, a, b, autojunk=False).ratio() for i, a in enumerate(sample) for b in sample[i + 1:]]
-    return Diversity(distinct, distinct / len(texts), _mean(pairs) if pairs else 0.0)
+    return Diversity(distinct, distinct / len(texts), mean(pairs) if pairs else 0.0)
 
 
 def _collapsed(answers: Diversity, references: Diversity) -> bool:
@@ -136,7 +136,7 @@ def mode_collapse(record: RunFacts) -> Finding:
     if not _collapsed(answers, references) or responsive / len(answered) >= MAX_RESPONSIVE_SHARE:
         return MODE_COLLAPSE.clear(evidence)
     common, count = Counter(_text(r["after"]) for r in answered).most_common(1)[0]
-    advice = _sentence([_lower_lr_advice(record.config), _fewer_epochs(record.config),
+    advice = sentence([lower_lr_advice(record.config), fewer_epochs(record.config),
                         "train on more diverse prompts and responses"])
     example = f"{_quote(common)} was the answer {count} times" if count > 1 else f"e.g. {_quote(common)}"
     return MODE_COLLAPSE.found(f"{evidence}; {example}", advice)
@@ -163,7 +163,7 @@ def _probe_signals(probe: dict | None) -> tuple[list[Signal], str]:
                               f"({(a - b) * 100:+.0f} points)", b - a >= SCORE_DROP - 1e-9))
     pb, pa = _number(probe.get("perplexity_before")), _number(probe.get("perplexity_after"))
     if pb and pa is not None:
-        signals.append(Signal(f"reference perplexity {pb:.1f} -> {pa:.1f}{_change(pa, pb)}",
+        signals.append(Signal(f"reference perplexity {pb:.1f} -> {pa:.1f}{change(pa, pb)}",
                               pa >= pb * (1 + PERPLEXITY_RISE)))
     return signals, "the general probe has no after-training scores yet"
 
@@ -176,8 +176,8 @@ def _general_rows_signal(rows: list[dict]) -> Signal | None:
               and _number(r["after_score"].get(PROBE_METRIC)) is not None]
     if len(scored) < MIN_GENERAL_PROMPTS:
         return None
-    b = _mean(r["before_score"][PROBE_METRIC] for r in scored)
-    a = _mean(r["after_score"][PROBE_METRIC] for r in scored)
+    b = mean(r["before_score"][PROBE_METRIC] for r in scored)
+    a = mean(r["after_score"][PROBE_METRIC] for r in scored)
     return Signal(f"general held-out prompts ({PROBE_METRIC}, {len(scored)}): {b:.0%} -> {a:.0%} "
                   f"({(a - b) * 100:+.0f} points)", b - a >= SCORE_DROP - 1e-9)
 
@@ -186,9 +186,9 @@ def _forgetting_advice(config: dict) -> str:
     parts = []
     if config.get("method", "full") != "lora":
         parts.append("use LoRA (method lora) to change fewer weights")
-    parts += [_lower_lr_advice(config), _fewer_epochs(config),
+    parts += [lower_lr_advice(config), fewer_epochs(config),
               "mix some general instruction data in with the task data"]
-    return _sentence(parts)
+    return sentence(parts)
 
 
 def forgetting(record: RunFacts) -> Finding:
@@ -225,7 +225,7 @@ def memorisation(record: RunFacts) -> Finding:
         return MEMORISATION.clear(f"no held-out answer copies a training response ({looked})")
     example = copies[0]
     repeated = sum(1 for count in training.values() if count > 1)
-    advice = _sentence(["train on more varied data", _fewer_epochs(record.config),
+    advice = sentence(["train on more varied data", fewer_epochs(record.config),
                         f"deduplicate the training responses ({repeated} appear more than once)" if repeated
                         else "deduplicate near-identical training examples"])
     return MEMORISATION.found(

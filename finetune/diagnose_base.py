@@ -62,17 +62,17 @@ class RunFacts:
 
 # ---------------------------------------------------------------- small helpers
 
-def _mean(values) -> float:
+def mean(values) -> float:
     values = list(values)
     return sum(values) / len(values)
 
 
-def _change(new: float, old: float) -> str:
+def change(new: float, old: float) -> str:
     """The relative change as " (+12%)", or "" when there is no base to compare with."""
     return f" ({(new / old - 1) * 100:+.0f}%)" if old > 0 else ""
 
 
-def _lr(value: float) -> str:
+def lr(value: float) -> str:
     """5e-05, 2e-04, 1.5e-05: the way Python prints small learning rates."""
     mantissa, exponent = f"{value:.1e}".split("e")
     return f"{mantissa.removesuffix('.0')}e{exponent}"
@@ -83,17 +83,17 @@ def _lower_lr(value: float) -> float:
     return lower[-1] if lower else value / 2
 
 
-def _higher_lr(value: float) -> float:
+def higher_lr(value: float) -> float:
     higher = [rung for rung in LR_LADDER if rung > value * (1 + 1e-9)]
     return higher[0] if higher else value * 2
 
 
-def _sentence(parts) -> str:
+def sentence(parts) -> str:
     parts = [p for p in parts if p]
     return (parts[0][0].upper() + "; ".join(parts)[1:] + ".") if parts else ""
 
 
-def _fewer_epochs(config: dict, epoch: float | None = None, step: int | None = None) -> str:
+def fewer_epochs(config: dict, epoch: float | None = None, step: int | None = None) -> str:
     """Shorter training: stop where the trouble began when that is known."""
     epochs, max_steps = config.get("epochs") or 0, config.get("max_steps") or 0
     if max_steps and step and step < max_steps:
@@ -106,6 +106,6 @@ def _fewer_epochs(config: dict, epoch: float | None = None, step: int | None = N
     return f"stop earlier: set max_steps to {step}" if step else ""
 
 
-def _lower_lr_advice(config: dict) -> str:
+def lower_lr_advice(config: dict) -> str:
     rate = config.get("learning_rate")
-    return f"lower the learning rate from {_lr(rate)} to {_lr(_lower_lr(rate))}" if rate else "lower the learning rate"
+    return f"lower the learning rate from {lr(rate)} to {lr(_lower_lr(rate))}" if rate else "lower the learning rate"

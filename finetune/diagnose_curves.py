@@ -13,7 +13,7 @@ from typing import NamedTuple
 from .config import field_by_name, recommended_range
 from .curves import OVERFIT_MARGIN, best, overfit_onset, series
 from .diagnose_base import (
-    FailureMode, Finding, RunFacts, _change, _fewer_epochs, _higher_lr, _lower_lr_advice, _lr, _mean, _sentence,
+    FailureMode, Finding, RunFacts, change, fewer_epochs, higher_lr, lower_lr_advice, lr, mean, sentence,
 )
 
 # --- divergence
@@ -118,7 +118,7 @@ def _warmup_end(history: list[dict], config: dict) -> int:
 def _loss_near(training: list[tuple[int, float]], step: int) -> float | None:
     """The mean of the last EDGE_POINTS training losses logged at or before `step`."""
     before = [value for s, value in training if s <= step][-EDGE_POINTS:]
-    return _mean(before) if before else None
+    return mean(before) if before else None
 
 
 # ----------------------------------------------------------------- divergence
@@ -158,14 +158,14 @@ def _trend(points: list[tuple[int, float]], where: str = "after warmup") -> Tren
         return None
     size = len(points) // 4
     head, tail = points[:size], points[-size:]
-    first, last = _mean(v for _, v in head), _mean(v for _, v in tail)
+    first, last = mean(v for _, v in head), mean(v for _, v in tail)
     text = (f"mean of the first quarter {where} (steps {head[0][0]}-{head[-1][0]}) {first:.3f}, of the last "
-            f"quarter (steps {tail[0][0]}-{tail[-1][0]}) {last:.3f}{_change(last, first)}")
+            f"quarter (steps {tail[0][0]}-{tail[-1][0]}) {last:.3f}{change(last, first)}")
     return Trend(text, last > first * (1 + RISE_MARGIN), min(points[:-size], key=lambda p: p[1]))
 
 
 def _divergence_advice(config: dict) -> str:
-    parts = [_lower_lr_advice(config)]
+    parts = [lower_lr_advice(config)]
     warmup, warmup_range = config.get("warmup_ratio"), _range("warmup_ratio", config.get("method", "full"))
     if warmup is not None and warmup_range and warmup < warmup_range[1]:
         parts.append(f"raise warmup_ratio from {warmup:g} to {warmup_range[1]:g}")
@@ -173,7 +173,7 @@ def _divergence_advice(config: dict) -> str:
     if clip is not None:
         parts.append(f"keep gradient clipping on (max_grad_norm {clip:g})" if clip > 0
                      else "turn gradient clipping back on (max_grad_norm 1.0)")
-    return _sentence(parts)
+    return sentence(parts)
 
 
 def divergence(record: RunFacts) -> Finding:
@@ -234,12 +234,12 @@ def _overfitting_advice(config: dict, history: list[dict], step: int) -> str:
     parts = []
     if not config.get("early_stopping_patience"):
         parts.append(f"turn on early stopping with patience {SUGGESTED_PATIENCE}")
-    parts.append(_fewer_epochs(config, _epoch_at(history, step), step))
+    parts.append(fewer_epochs(config, _epoch_at(history, step), step))
     parts.append("use more training data")
     decay, decay_range = config.get("weight_decay"), _range("weight_decay", config.get("method", "full"))
     if decay is not None and decay_range and decay < decay_range[1]:
         parts.append(f"raise weight_decay from {decay:g} to {min(decay + 0.1, decay_range[1]):g}")
-    return _sentence(parts)
+    return sentence(parts)
 
 
 def _no_validation(config: dict) -> Finding:
@@ -265,7 +265,7 @@ def overfitting(record: RunFacts) -> Finding:
     if onset is not None and last_value - best_value >= OVERFIT_MIN_RISE:
         return OVERFITTING.found(
             f"validation loss rose from {best_value:.3f} at step {best_step} to {last_value:.3f} at step "
-            f"{last_step}{_change(last_value, best_value)} while the training loss fell from "
+            f"{last_step}{change(last_value, best_value)} while the training loss fell from "
             f"{_loss_near(training, best_step):.3f} to {_loss_near(training, last_step):.3f}",
             _overfitting_advice(record.config, history, onset), onset)
     gap = _widening_gap(validation, training)
@@ -289,17 +289,17 @@ def _no_learning_advice(config: dict) -> str:
     low, high = _range("learning_rate", method) or (0.0, math.inf)
     parts = []
     if rate and rate < high * (1 - 1e-9):
-        target = min(max(_higher_lr(rate), low), high)
-        wants = f" (LoRA trains few weights and wants {_lr(low)} to {_lr(high)})" if method == "lora" else ""
-        parts.append(f"raise the learning rate from {_lr(rate)} to {_lr(target)}{wants}")
+        target = min(max(higher_lr(rate), low), high)
+        wants = f" (LoRA trains few weights and wants {lr(low)} to {lr(high)})" if method == "lora" else ""
+        parts.append(f"raise the learning rate from {lr(rate)} to {lr(target)}{wants}")
     elif rate and rate > high * (1 + 1e-9):
-        parts.append(f"the learning rate {_lr(rate)} is already above the recommended range for {method} "
-                     f"({_lr(low)} to {_lr(high)})")
+        parts.append(f"the learning rate {lr(rate)} is already above the recommended range for {method} "
+                     f"({lr(low)} to {lr(high)})")
     elif rate:
-        parts.append(f"the learning rate {_lr(rate)} is already the top of the recommended range for {method}")
+        parts.append(f"the learning rate {lr(rate)} is already the top of the recommended range for {method}")
     parts.append("check that the response tokens are trained: a prompt template that does not match the data "
                  "can leave no response tokens in the loss")
-    return _sentence(parts)
+    return sentence(parts)
 
 
 def no_learning(record: RunFacts) -> Finding:
@@ -312,10 +312,10 @@ def no_learning(record: RunFacts) -> Finding:
         return NO_LEARNING.unknown(
             f"{len(losses)} training loss(es) logged; judging needs {MIN_POST_WARMUP} steps past warmup "
             f"(step {warmed}) within the first {JUDGED_SHARE:.0%} of them")
-    start = _mean(v for _, v in window[:EDGE_POINTS])
-    end = _mean(v for _, v in window[-EDGE_POINTS:])
+    start = mean(v for _, v in window[:EDGE_POINTS])
+    end = mean(v for _, v in window[-EDGE_POINTS:])
     drop = (start - end) / start if start > 0 else 0.0
-    evidence = (f"training loss {start:.3f} -> {end:.3f}{_change(end, start)} from step {window[0][0]} to step "
+    evidence = (f"training loss {start:.3f} -> {end:.3f}{change(end, start)} from step {window[0][0]} to step "
                 f"{window[-1][0]}, the first {JUDGED_SHARE:.0%} of the logged steps")
     if start < ALREADY_LEARNED_LOSS:
         return NO_LEARNING.clear(f"{evidence}; it started below {ALREADY_LEARNED_LOSS:g}: the model already "

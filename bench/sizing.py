@@ -15,18 +15,18 @@ import argparse
 import json
 from pathlib import Path
 
-from finetune import memory
+from finetune import memory, model_shape
 
 SHAPES = {
-    "0.5B (Qwen2.5-0.5B)": memory.make_shape(layers=24, hidden=896, intermediate=4864, vocab=151936, heads=14,
-                                             kv_heads=2, tied_embeddings=True, name="Qwen2.5-0.5B"),
-    "1B (Llama-3.2-1B)": memory.make_shape(layers=16, hidden=2048, intermediate=8192, vocab=128256, heads=32,
-                                           kv_heads=8, tied_embeddings=True, name="Llama-3.2-1B"),
-    "3B (Llama-3.2-3B)": memory.make_shape(layers=28, hidden=3072, intermediate=8192, vocab=128256, heads=24,
-                                           kv_heads=8, tied_embeddings=True, name="Llama-3.2-3B"),
-    "7B (Llama-2-7B)": memory.LLAMA2_7B,
-    "8B (Llama-3.1-8B)": memory.make_shape(layers=32, hidden=4096, intermediate=14336, vocab=128256, heads=32,
-                                           kv_heads=8, tied_embeddings=False, name="Llama-3.1-8B"),
+    "0.5B (Qwen2.5-0.5B)": model_shape.make_shape(layers=24, hidden=896, intermediate=4864, vocab=151936, heads=14,
+                                                  kv_heads=2, tied_embeddings=True, name="Qwen2.5-0.5B"),
+    "1B (Llama-3.2-1B)": model_shape.make_shape(layers=16, hidden=2048, intermediate=8192, vocab=128256, heads=32,
+                                                kv_heads=8, tied_embeddings=True, name="Llama-3.2-1B"),
+    "3B (Llama-3.2-3B)": model_shape.make_shape(layers=28, hidden=3072, intermediate=8192, vocab=128256, heads=24,
+                                                kv_heads=8, tied_embeddings=True, name="Llama-3.2-3B"),
+    "7B (Llama-2-7B)": model_shape.LLAMA2_7B,
+    "8B (Llama-3.1-8B)": model_shape.make_shape(layers=32, hidden=4096, intermediate=14336, vocab=128256, heads=32,
+                                                kv_heads=8, tied_embeddings=False, name="Llama-3.1-8B"),
 }
 # (label, the engine's settings): what `python -m finetune train` flags choose.
 METHODS = {

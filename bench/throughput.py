@@ -181,11 +181,11 @@ def engine(model, tokenizer, prepared, steps: int, hardware, workdir: Path, batc
 
 def _estimate(model, config: TrainConfig, hardware, prepared) -> float | None:
     """The memory estimator's peak for this engine run (packed rows: the mean example length)."""
-    from finetune import memory
+    from finetune import memory, model_shape
 
     try:
-        shape = memory.shape_from_config(model.config)
-    except memory.EstimateError:
+        shape = model_shape.shape_from_config(model.config)
+    except model_shape.EstimateError:
         return None
     mean_length = max(1, round(prepared.train_tokens / max(len(prepared.train), 1)))
     estimate = memory.estimate(shape, autocast=hardware.precision, batch_size=config.batch_size, seq_len=mean_length,

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Flags of `estimate`, each passed to memory.estimate_command as text (it checks them, in one line).
+# Flags of `estimate`, each passed to memory_command.estimate_command as text (it checks them, in one line).
 ESTIMATE_FLAGS = {
     "model": "a model: 'default', a local folder, a config.json, a hub id (online), or llama-2-7b",
     "params": "parameter count (e.g. 7e9), with --layers, --hidden and --vocab instead of a model",
@@ -100,16 +100,16 @@ def _add_estimate_parser(commands) -> None:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from . import memory
+    from . import memory_command
 
     given = _values(args, ESTIMATE_FLAGS)
     if not any(name in given for name in SHAPE_FLAGS):
         if not given:
-            print(memory.tutorial_text())
+            print(memory_command.tutorial_text())
             return 0
         given["model"] = "llama-2-7b"  # the tutorial's model, with the settings given
         print("no model given: estimating for the tutorial's 7B model (llama-2-7b)", file=sys.stderr)
-    print(memory.estimate_command(given))
+    print(memory_command.estimate_command(given))
     return 0
 
 

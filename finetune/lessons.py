@@ -256,7 +256,7 @@ def memory_answer(runs: list[RunRecord], tutorial_bytes: float, yours: tuple[str
 
 def settings_estimate(config, shape, autocast: str) -> tuple[str, float]:
     """The estimated peak of a run with these settings (TrainConfig) on a model of
-    this shape (memory.ModelShape), and the settings in words. Checkpointing
+    this shape (model_shape.ModelShape), and the settings in words. Checkpointing
     'auto' counts as off: the engine turns it on only when memory runs short."""
     from . import memory
 

@@ -89,17 +89,17 @@ def run_estimate(model, config: TrainConfig, hardware: Hardware, gradient_checkp
     model: `tokens_per_example` defaults to max_length (the worst case); a
     packed run passes its mean example length, the tokens a micro-batch really
     holds. None for a model whose shape the estimator cannot read."""
-    from . import memory
+    from . import memory, model_shape
 
     try:
-        shape = memory.shape_from_config(model.config)
+        shape = model_shape.shape_from_config(model.config)
         return memory.estimate(
             shape, method=config.method, weights=config.weights, autocast=hardware.precision,
             optimizer=config.optimizer, batch_size=config.batch_size,
             seq_len=tokens_per_example or config.max_length, gradient_checkpointing=gradient_checkpointing,
             lora_r=config.lora_r, lora_dropout=config.lora_dropout, grad_accum=config.grad_accum,
             response_fraction=response_fraction)
-    except memory.EstimateError:
+    except model_shape.EstimateError:
         return None
 
 

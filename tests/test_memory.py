@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from finetune import memory, peak
-from finetune.memory import GIB, LLAMA2_7B, EstimateError, estimate, make_shape
+from finetune.memory import GIB, estimate
+from finetune.memory_command import estimate_command, tutorial_7b, tutorial_text
+from finetune.model_shape import LLAMA2_7B, EstimateError, make_shape, shape_from_config, shape_from_spec
 from finetune.peak import PeakMemory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +31,7 @@ def _state_bytes(e) -> float:
 
 
 def test_tutorial_7b_counts_16_bytes_per_parameter():
-    e = memory.tutorial_7b()
+    e = tutorial_7b()
     assert LLAMA2_7B.parameters == 6_738_415_616  # Llama-2-7B's published count
     assert _state_bytes(e) == 16 * LLAMA2_7B.parameters
     # 16 x 6.74e9 bytes is 100.4 GiB (the often quoted ~104 GiB is 16 x 7.0e9).
@@ -38,7 +40,7 @@ def test_tutorial_7b_counts_16_bytes_per_parameter():
 
 
 def test_tutorial_text_shows_every_term_and_its_assumptions():
-    text = memory.tutorial_text()
+    text = tutorial_text()
     for words in ("weights", "master weights", "gradients", "optimizer states", "activations", "logits and loss",
                   "overhead", "total", "16 bytes per parameter", "6.74e9 params x 4 bytes", "Assumptions:",
                   "batch 4 x 2048 tokens", "checkpointing on", "Without gradient checkpointing"):
@@ -46,7 +48,7 @@ def test_tutorial_text_shows_every_term_and_its_assumptions():
 
 
 def test_checkpointing_shrinks_activations_by_a_large_factor():
-    with_ckpt, without = memory.tutorial_7b(True), memory.tutorial_7b(False)
+    with_ckpt, without = tutorial_7b(True), tutorial_7b(False)
     assert without.bytes_of("activations") > 8 * with_ckpt.bytes_of("activations")
     assert without.total_bytes > with_ckpt.total_bytes + 30 * GIB
 
@@ -102,10 +104,10 @@ def test_shape_read_from_a_model_folder_counts_its_exact_parameters(tiny_model_d
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     exact = sum(p.numel() for p in model.parameters())
-    assert memory.shape_from_spec(str(tiny_model_dir)).parameters == exact
-    assert memory.shape_from_config(model.config).parameters == exact
+    assert shape_from_spec(str(tiny_model_dir)).parameters == exact
+    assert shape_from_config(model.config).parameters == exact
     untied = model.config.to_dict() | {"tie_word_embeddings": False}
-    assert memory.shape_from_config(untied).parameters == exact + model.config.vocab_size * model.config.hidden_size
+    assert shape_from_config(untied).parameters == exact + model.config.vocab_size * model.config.hidden_size
 
 
 def test_explicit_numbers_fill_in_llama_defaults_and_say_so():
@@ -152,7 +154,7 @@ def test_impossible_settings_are_refused_in_one_line(settings, words):
 
 def test_a_hub_model_offline_is_a_one_line_error():
     with pytest.raises(ValueError) as caught:
-        memory.shape_from_spec("finetune-lab-tests/no-such-model")
+        shape_from_spec("finetune-lab-tests/no-such-model")
     assert "\n" not in str(caught.value) and "no-such-model" in str(caught.value)
 
 
@@ -160,18 +162,18 @@ def test_a_hub_model_offline_is_a_one_line_error():
 
 
 def test_estimate_command_from_numbers_prints_the_table():
-    text = memory.estimate_command({"params": "7e9", "layers": 32, "hidden": 4096, "vocab": 32000,
-                                    "precision": "bf16", "method": "lora", "batch": 4, "length": 2048,
-                                    "checkpointing": "true", "optimizer": None})
+    text = estimate_command({"params": "7e9", "layers": 32, "hidden": 4096, "vocab": 32000,
+                             "precision": "bf16", "method": "lora", "batch": 4, "length": 2048,
+                             "checkpointing": "true", "optimizer": None})
     assert "LoRA r=16" in text and "gradient checkpointing on" in text and "7.00e9 parameters" in text
-    assert memory.estimate_command({"model": "llama-2-7b", "recipe": "classic-mixed", "batch": 4,
-                                    "length": 2048}).count("GiB") >= 8
-    assert "100.41 GiB" not in memory.estimate_command({"tutorial": True})  # terms shown, not only the state sum
-    assert "master weights" in memory.estimate_command({"tutorial": True})
+    assert estimate_command({"model": "llama-2-7b", "recipe": "classic-mixed", "batch": 4,
+                             "length": 2048}).count("GiB") >= 8
+    assert "100.41 GiB" not in estimate_command({"tutorial": True})  # terms shown, not only the state sum
+    assert "master weights" in estimate_command({"tutorial": True})
 
 
 def test_estimate_command_reads_a_model_folder(tiny_model_dir):
-    assert "full fine-tuning" in memory.estimate_command({"model": str(tiny_model_dir)})
+    assert "full fine-tuning" in estimate_command({"model": str(tiny_model_dir)})
 
 
 @pytest.mark.parametrize("args, words", [
@@ -185,7 +187,7 @@ def test_estimate_command_reads_a_model_folder(tiny_model_dir):
 ])
 def test_estimate_command_refuses_in_one_line(args, words):
     with pytest.raises(ValueError, match=words) as caught:
-        memory.estimate_command(args)
+        estimate_command(args)
     assert "\n" not in str(caught.value)
 
 
@@ -273,7 +275,7 @@ def _measure_training(batch: int) -> dict:
 def _engine_estimate(measured: dict, batch: int):
     from finetune.device import cpu_supports_bf16
 
-    shape = memory.shape_from_spec("default")
+    shape = shape_from_spec("default")
     tokens = max(measured["step_tokens"])  # the largest micro-batch sets the peak
     autocast = "bf16" if cpu_supports_bf16() else "fp32"  # what device.detect('auto') picks on a CPU
     return estimate(shape, method="full", weights="fp32", autocast=autocast, optimizer="adamw",

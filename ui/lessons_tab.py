@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import device, experiments, lessons, memory, models
+from finetune import device, experiments, lessons, memory_command, model_shape, models
 from finetune.lessons import Lesson, LessonError
 from finetune.models import ModelError
 from ui import fields
@@ -66,7 +66,7 @@ def _lesson(lesson: Lesson, first: bool) -> LessonWidgets:
     with gr.Accordion(lesson.title, open=first, elem_id=f"lesson-{lesson.slug}"):
         gr.Markdown(lesson.explanation)
         if lesson.answer == "memory":  # the tutorial's arithmetic, as the estimator works it out
-            gr.Code(memory.tutorial_text(), language=None, label="The tutorial's 7B run, term by term",
+            gr.Code(memory_command.tutorial_text(), language=None, label="The tutorial's 7B run, term by term",
                     wrap_lines=True, interactive=False)
         preset = None
         with gr.Row(equal_height=True):
@@ -140,15 +140,15 @@ def student_estimate(lab: Lab, values: dict) -> tuple[tuple[str, float] | None, 
         config = fields.build_config(values, allow=True).config
         spec = config.model or lab.default_model
         if spec == models.DEFAULT_SPEC:
-            shape = memory.shape_from_spec(spec)  # reads the bundled file's metadata, no conversion
+            shape = model_shape.shape_from_spec(spec)  # reads the bundled file's metadata, no conversion
         else:
             source = lab.resolve(spec)  # the allowed folders only, as for training
-            shape = (memory.shape_from_config(json.loads((Path(source.location) / "config.json").read_text()),
-                                              source.label)
-                     if source.kind == "local" else memory.shape_from_spec(source.location))
+            shape = (model_shape.shape_from_config(json.loads((Path(source.location) / "config.json").read_text()),
+                                                   source.label)
+                     if source.kind == "local" else model_shape.shape_from_spec(source.location))
         autocast = device.detect(config.precision).precision
         return lessons.settings_estimate(config, shape, autocast), ""
-    except (cfg.ConfigError, ModelError, memory.EstimateError, OSError, ValueError) as err:
+    except (cfg.ConfigError, ModelError, model_shape.EstimateError, OSError, ValueError) as err:
         return None, f"(Your settings could not be estimated: {err}.)"
 
 
@@ -157,7 +157,7 @@ def lesson_answer(lab: Lab, lesson: Lesson, owner: str, values: dict) -> str:
     runs = lab.scheduler.list(owner)
     if lesson.answer == "memory":
         yours, note = student_estimate(lab, values)
-        text = lessons.memory_answer(runs, memory.tutorial_7b().total_bytes, yours)
+        text = lessons.memory_answer(runs, memory_command.tutorial_7b().total_bytes, yours)
         return f"{text}\n\n{note}".strip()
     if lesson.answer == "sweep":
         return lessons.sweep_answer(runs, experiments.verdict)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from html import escape
 
-from finetune import memory
+from finetune import memory, model_shape
 from finetune.config import TrainConfig
 from finetune.device import Hardware
 from finetune.levers import CHECKPOINTING_THRESHOLD
@@ -33,21 +33,21 @@ class Shapes:
         self._known: dict[str, object] = {}
         self._lock = threading.Lock()
 
-    def get(self, spec: str, retry: bool = False) -> memory.ModelShape:
+    def get(self, spec: str, retry: bool = False) -> model_shape.ModelShape:
         """`retry`: read again a spec that failed before (the user asked again; a folder may be fixed now)."""
         with self._lock:
             if spec not in self._known or (retry and isinstance(self._known[spec], Exception)):
                 try:
                     self._known[spec] = self._read(spec)
                 except Exception as err:  # any failure is one line for the user, never a traceback
-                    self._known[spec] = memory.EstimateError(first_line(err))
+                    self._known[spec] = model_shape.EstimateError(first_line(err))
             found = self._known[spec]
         if isinstance(found, Exception):
             raise found
         return found
 
 
-def estimate_for(config: TrainConfig, shape: memory.ModelShape, hardware: Hardware,
+def estimate_for(config: TrainConfig, shape: model_shape.ModelShape, hardware: Hardware,
                  checkpointing: bool | None = None) -> memory.Estimate:
     """The engine's estimate for a run of `config` (finetune.levers.estimated_peak's
     arguments): each micro-batch at its longest, max_length tokens per example."""
@@ -62,7 +62,7 @@ def _gib(n: float) -> str:
     return f"{n / memory.GIB:.2f} GiB"
 
 
-def breakdown_html(config: TrainConfig, shape: memory.ModelShape, hardware: Hardware) -> str:
+def breakdown_html(config: TrainConfig, shape: model_shape.ModelShape, hardware: Hardware) -> str:
     """The headline peak, the checkpointing note, and the arithmetic as a fixed-width table."""
     e = estimate_for(config, shape, hardware)
     lines = [f"<b>Estimated peak memory: {_gib(e.peak_bytes)}</b> on {escape(hardware.describe())}"]

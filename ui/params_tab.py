@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from finetune import config as cfg
-from finetune import device, memory, plan
+from finetune import device, plan
+from finetune.model_shape import KNOWN_SHAPES, ModelShape, shape_from_spec
 from ui import fields, memory_view, plots
 from ui.lab import Lab
 
@@ -74,12 +75,12 @@ def build(lab: Lab, settings: dict, preset: str) -> ParamsTab:
     return ParamsTab(preset_box, allow, groups["lora"], summary, curve, estimate, memory_box)
 
 
-def model_shape(lab: Lab, spec: str) -> memory.ModelShape:
+def model_shape(lab: Lab, spec: str) -> ModelShape:
     """The model's shape from its config (no weights), after the checks a run makes on the spec."""
     spec = (spec or "").strip() or lab.default_model
-    if spec.lower() not in memory.KNOWN_SHAPES:
+    if spec.lower() not in KNOWN_SHAPES:
         lab.resolve(spec)  # the operator's allow-list and the model checks, as for a run
-    return memory.shape_from_spec(spec)
+    return shape_from_spec(spec)
 
 
 def memory_estimate(shapes: memory_view.Shapes, model: str, retry: bool = False, **settings) -> str:

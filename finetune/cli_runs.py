@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import config as cfg
-from . import curves, experiments, findings, records, sweep
+from . import curves, experiments, findings, records, sweep, sweep_records
 
 DEFAULT_ROOT = "runs"
 DEFAULT_SWEEP = f"{sweep.DEFAULT_SETTING}={','.join(f'{v:g}' for v in sweep.DEFAULT_VALUES)}"
@@ -55,7 +55,7 @@ def run_sweep(args: argparse.Namespace, checked: cfg.Checked, token: str | None)
         print_findings(snap.diagnoses, run.identity.label or "")
     for run in runs:
         run.wait()  # its thread has closed the sweep (verdict in sweep.json) once the last one ends
-    found = records.read_sweep(scheduler.root, sweep_id)
+    found = sweep_records.read_sweep(scheduler.root, sweep_id)
     print_comparison(found.runs)
     return 0 if all(r.status == "completed" for r in found.runs) else 1
 

@@ -11,8 +11,9 @@ each status change:
 Times are Unix seconds. `owner` is owner_hash(key) or "local", never a key.
 `pid`, `pid_start` and `host` name the process that holds the run (the server
 that queued it, then the one training it), so a reader can tell a live run
-from one whose process died. A sweep folder `<root>/<sweep-id>/sweep.json`
-lists its member runs, which live in the sweep folder or alongside in root.
+from one whose process died (run_status.py). A sweep folder
+`<root>/<sweep-id>/sweep.json` (sweep_records.py) lists its member runs, which
+live in the sweep folder or alongside in root.
 
 Readers never crash on a bad folder: a corrupt or half-written run is listed
 with status "unreadable" and the reason.
@@ -24,13 +25,14 @@ import hashlib
 import json
 import os
 import re
-import socket
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from .run_status import ACTIVE, FINAL, ORPHAN_MESSAGES, STATUSES, orphan_status, orphaned, this_process
 
 RUN_FILE, SWEEP_FILE = "run.json", "sweep.json"
 CONFIG_FILE, SUMMARY_FILE = "config.json", "summary.json"
@@ -39,27 +41,16 @@ METRICS_FILE, COMPARISON_FILE = "metrics.jsonl", "comparison.json"
 # missing); a folder with none of them is something else and is not listed.
 RUN_MARKERS = (RUN_FILE, CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, COMPARISON_FILE, "model")
 
-ACTIVE = ("queued", "loading", "baseline", "training", "finishing")
-FINAL = ("completed", "stopped", "failed", "cancelled", "interrupted")
-STATUSES = ACTIVE + FINAL
 UNREADABLE = "unreadable"  # listed status of a folder whose files cannot be read
 LOCAL_OWNER = "local"  # the one owner of a single-user install
 
 RECORD_FIELDS = ("id", "status", "owner", "created_at", "started_at", "finished_at", "pid", "pid_start",
                  "host", "sweep", "label", "message", "error", "data_name")
-SWEEP_FIELDS = ("id", "kind", "setting", "values", "runs", "created_at", "owner", "verdict")
 
 # A run id is a name, never a path: letters, digits, '.', '_', '-', starting with
 # a letter or digit (so never '.', '..' or a hidden folder), no separators.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 NO_SUCH_RUN = "no such run"
-NO_SUCH_SWEEP = "no such sweep"
-
-ORPHAN_MESSAGES = {
-    "cancelled": "cancelled (server restarted): the server stopped before this run started",
-    "interrupted": "interrupted: the process running it ended before it finished",
-}
-
 
 
 class NoSuchRun(LookupError):
@@ -101,22 +92,6 @@ def update_record(folder: str | Path, **changes: Any) -> dict:
     return record
 
 
-def write_sweep(folder: str | Path, **fields: Any) -> dict:
-    """Create or update sweep.json (same atomic write as run.json)."""
-    folder = Path(folder)
-    unknown = sorted(set(fields) - set(SWEEP_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown sweep fields: {', '.join(unknown)}")
-    sweep = _read_json(folder / SWEEP_FILE)
-    if not isinstance(sweep, dict):
-        sweep = {name: None for name in SWEEP_FIELDS} | {
-            "id": folder.name, "kind": "sweep", "runs": [], "values": [], "created_at": time.time(),
-            "owner": LOCAL_OWNER}
-    sweep.update(fields)
-    _write_json(folder / SWEEP_FILE, sweep)
-    return sweep
-
-
 def _new_record(folder: Path) -> dict:
     return {name: None for name in RECORD_FIELDS} | {
         "id": folder.name, "status": "queued", "owner": LOCAL_OWNER, "created_at": time.time(), **this_process()}
@@ -140,12 +115,6 @@ def _timestamps(record: dict, changes: dict) -> dict:
     return filled
 
 
-def this_process() -> dict:
-    """The pid/pid_start/host fields naming the calling process: pass them to
-    update_record when another process takes a run over."""
-    return {"pid": os.getpid(), "pid_start": _process_start(os.getpid()), "host": socket.gethostname()}
-
-
 def _write_json(path: Path, data) -> None:
     """Temp file + os.replace: a reader sees the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,57 +126,6 @@ def _write_json(path: Path, data) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-# --------------------------------------------------------------------------- process liveness
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks since boot) from Linux /proc, or None where unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # the name may hold ')'
-        return fields[0], int(fields[19])  # stat fields 3 and 22
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _process_start(pid: int) -> int | None:
-    """When the process started. Together with the pid it names one process: a
-    restarted server in a container often gets the same pid back, never the same start."""
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def process_alive(pid, pid_start=None) -> bool:
-    """Whether the process that wrote a record is still running on this machine."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, owned by another user
-    except OSError:
-        return False
-    stat = _proc_stat(pid)
-    if stat is None:  # no /proc (macOS, Windows): the pid is all we can check
-        return True
-    state, start = stat
-    return state not in ("Z", "X") and (pid_start is None or start == pid_start)  # Z: exited, not yet reaped
-
-
-def orphaned(record: dict) -> bool:
-    """A non-final run whose process is gone. A record from another host is trusted
-    as written: we cannot see that machine's processes."""
-    if record.get("status") not in ACTIVE or record.get("host") not in (None, socket.gethostname()):
-        return False
-    return not process_alive(record.get("pid"), record.get("pid_start"))
-
-
-def orphan_status(status: str) -> str:
-    """What a run left behind by its process really is: a queued one never started."""
-    return "cancelled" if status == "queued" else "interrupted"
 
 
 def mark_orphans(root: str | Path) -> list[str]:
@@ -464,55 +382,3 @@ def _find_run(root: Path, run_id) -> Path | None:
         if folder.is_dir() and _is_run(folder):
             return folder
     return None
-
-
-# --------------------------------------------------------------------------- sweeps
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A sweep's record and the member runs found by id (missing ones are left out)."""
-
-    id: str
-    folder: Path
-    setting: str | None
-    values: list
-    run_ids: list[str]
-    runs: list[RunRecord]
-    created_at: float | None
-    owner: str | None
-    verdict: dict | None
-    unreadable: str | None = None
-
-
-def load_sweep(root: Path, folder: Path) -> Sweep:
-    data = _read_json(folder / SWEEP_FILE)
-    problem = None if isinstance(data, dict) else f"{SWEEP_FILE} is not a valid JSON object"
-    data = data if isinstance(data, dict) else {}
-    run_ids = [r for r in data.get("runs") or [] if valid_id(r)] if isinstance(data.get("runs"), list) else []
-    runs = [load_record(path) for path in (_find_run(root, r) for r in run_ids) if path is not None]
-    return Sweep(id=folder.name, folder=folder, setting=_text(data.get("setting")),
-                 values=data.get("values") if isinstance(data.get("values"), list) else [], run_ids=run_ids,
-                 runs=_newest_first(runs), created_at=_number(data.get("created_at")) or _mtime(folder),
-                 owner=_text(data.get("owner")), verdict=data.get("verdict") if isinstance(data.get("verdict"), dict)
-                 else None, unreadable=problem)
-
-
-def read_sweep(root: str | Path, sweep_id: str, owner: str | None = None) -> Sweep:
-    """One sweep by id, or NoSuchRun("no such sweep") on the same terms as read_run."""
-    root = Path(root)
-    folder = root / sweep_id if valid_id(sweep_id) else None
-    sweep = load_sweep(root, folder) if folder is not None and _is_sweep(folder) else None
-    if sweep is None or (owner is not None and sweep.owner != owner):
-        raise NoSuchRun(NO_SUCH_SWEEP)
-    if owner is not None:  # a member run of someone else never shows, even if listed
-        sweep = replace(sweep, runs=[r for r in sweep.runs if _visible(r, owner)])
-    return sweep
-
-
-def list_sweeps(root: str | Path, owner: str | None = None) -> list[Sweep]:
-    """Every sweep under root, newest first; with an owner hash, only that owner's."""
-    root = Path(root)
-    sweeps = [load_sweep(root, folder) for folder in _children(root) if _is_sweep(folder)]
-    sweeps = [s for s in sweeps if owner is None or s.owner == owner]
-    return sorted(sweeps, key=lambda s: (s.created_at or 0.0, s.id), reverse=True)

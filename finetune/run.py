@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import records
+from . import records, run_status
 from .config import Checked, ConfigError, TrainConfig, check
 from .dataset import PreparedData
 from .hub_token import redact
@@ -59,7 +59,7 @@ def refuse_unsupported(config: TrainConfig) -> None:
         raise ConfigError("\n".join(problems))
 
 
-FINAL = records.FINAL  # completed, stopped, failed, cancelled; interrupted for a run read back from disk
+FINAL = run_status.FINAL  # completed, stopped, failed, cancelled; interrupted for a run read back from disk
 
 
 @dataclass(frozen=True)

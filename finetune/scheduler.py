@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import records
+from . import records, sweep_records
 from .config import PUBLIC_MAX_NEW_TOKENS, Checked
 from .dataset import PreparedData
 from .models import ModelSource
@@ -91,10 +91,10 @@ class Scheduler:
         """Queue a sweep's runs together, in a sweep folder that records them."""
         sweep_id = f"sweep-{new_run_id()}"
         folder = self.root / sweep_id
-        records.write_sweep(folder, setting=setting, values=list(values), owner=owner, runs=[],
-                            created_at=time.time())
+        sweep_records.write_sweep(folder, setting=setting, values=list(values), owner=owner, runs=[],
+                                  created_at=time.time())
         runs = self.submit_many(submissions, owner, folder, sweep_id, labels)
-        records.write_sweep(folder, runs=[r.run_id for r in runs])
+        sweep_records.write_sweep(folder, runs=[r.run_id for r in runs])
         return sweep_id, runs
 
     def submit_many(self, submissions: list[Submission], owner: str, parent: Path | None = None,
@@ -174,11 +174,11 @@ class Scheduler:
         from .experiments import verdict
 
         try:
-            sweep = records.read_sweep(self.root, sweep_id)
+            sweep = sweep_records.read_sweep(self.root, sweep_id)
         except NoSuchRun:
             return
         if sweep.runs and all(r.finished for r in sweep.runs) and len(sweep.runs) == len(sweep.run_ids):
-            records.write_sweep(folder, verdict=verdict(sweep.runs))
+            sweep_records.write_sweep(folder, verdict=verdict(sweep.runs))
 
     # --- reading and acting, always as an owner
     def live(self, run_id: str, owner: str) -> TrainingRun:

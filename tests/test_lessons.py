@@ -12,7 +12,8 @@ from finetune import experiments, lessons
 from finetune.config import TrainConfig
 from finetune.files import Limits
 from finetune.lessons import LessonError, load_lessons, parse_lesson
-from finetune.records import list_runs, write_record, write_sweep
+from finetune.records import list_runs, write_record
+from finetune.sweep_records import write_sweep
 
 gr = pytest.importorskip("gradio")
 

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-from finetune import records
+from finetune import records, run_status
 from finetune.config import TrainConfig
-from finetune.records import NoSuchRun, list_runs, owner_hash, read_run, read_sweep, update_record, write_record
+from finetune.records import NoSuchRun, list_runs, owner_hash, read_run, update_record, write_record
+from finetune.sweep_records import read_sweep, write_sweep
 
 
 def make_run(root, run_id, *, created_at, status="completed", owner="local", summary=True, history=(), **record):
@@ -97,7 +98,7 @@ def test_a_run_whose_process_died_is_interrupted_and_a_queued_one_cancelled(tmp_
 
 def test_a_reused_pid_does_not_keep_a_dead_run_alive(tmp_path):
     """A restarted server may get its old pid back (pid 1 in a container): the start time tells them apart."""
-    if records._process_start(os.getpid()) is None:
+    if run_status._process_start(os.getpid()) is None:
         pytest.skip("no /proc here")
     make_run(tmp_path, "stale", created_at=1.0, status="training", summary=False, pid=os.getpid(), pid_start=1)
     assert read_run(tmp_path, "stale").status == "interrupted"
@@ -142,8 +143,7 @@ def test_sweeps_list_their_members_not_themselves(tmp_path):
     sweep = tmp_path / "sweep-lr"
     make_run(sweep, "s-1", created_at=1.0, owner=alice, sweep="sweep-lr", label="lr=1e-05")
     make_run(tmp_path, "s-2", created_at=2.0, owner=alice, sweep="sweep-lr", label="lr=2e-05")
-    records.write_sweep(sweep, setting="learning_rate", values=[1e-5, 2e-5], runs=["s-1", "s-2", "gone"],
-                        owner=alice)
+    write_sweep(sweep, setting="learning_rate", values=[1e-5, 2e-5], runs=["s-1", "s-2", "gone"], owner=alice)
     (sweep / "s-1" / "model").mkdir()
     (sweep / "s-1" / "model" / "config.json").write_text("{}")  # a model's config is not a run
 

@@ -230,12 +230,15 @@ class TrainingRun:
                 raise RunBusyError(_busy_message(_ACTIVE[0]))
             _ACTIVE.append(self)
         self._publish(status="loading", message="loading the model and data", started_at=time.time())
-        self._thread = threading.Thread(target=self._work, name=f"training-{self._snapshot.run_id}", daemon=True)
+        thread = threading.Thread(target=self._work, name=f"training-{self._snapshot.run_id}", daemon=True)
         try:
-            self._thread.start()
+            thread.start()
         except BaseException:
             self._release_slot()
             raise
+        # Only a started thread is shown: another thread's wait() joins it, and
+        # joining one not yet started raises (seen in a sweep, as a crash).
+        self._thread = thread
         return self
 
     def stop(self) -> None:

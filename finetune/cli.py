@@ -17,6 +17,7 @@ from pathlib import Path
 from . import cli_runs
 from . import config as cfg
 from . import findings
+from .presets import PRESETS
 
 SHORT_ALIASES = {"grad_accum": ["--gradient-accumulation"], "data": ["-d"], "model": ["-m"]}
 
@@ -44,7 +45,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     """The settings of a run: a config file, a preset, the allow switch, and a flag per setting."""
     parser.add_argument("--config", default=None, help="JSON file of settings; flags override it")
-    parser.add_argument("--preset", default=None, choices=sorted(cfg.PRESETS), help="start from a preset")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="start from a preset")
     parser.add_argument("--allow-out-of-range", action="store_true",
                         help="accept values outside the recommended ranges (with a warning)")
     _add_config_flags(parser)

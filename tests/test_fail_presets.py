@@ -16,6 +16,7 @@ import pytest
 from finetune import config as cfg
 from finetune.diagnose import diagnose_final
 from finetune.diagnose_base import FOUND
+from finetune.presets import PRESETS
 
 from conftest import DEMO_DATA
 
@@ -48,7 +49,7 @@ def test_a_fail_preset_needs_the_allow_switch_and_trains_on_the_demo_data(preset
 def test_each_detector_fires_on_a_run_of_its_preset(preset):
     run = recorded(preset)
     # The recording is a run of this preset as it is now, not of older settings.
-    settings = {k: v for k, v in cfg.PRESETS[preset].items() if k != "data"}
+    settings = {k: v for k, v in PRESETS[preset].items() if k != "data"}
     assert {k: run["config"][k] for k in settings} == settings
     assert run["duration_seconds"] < MAX_RUN_SECONDS
     findings = {f.name: f for f in diagnose_final(run["history"], run["config"], run["comparison"], run["probe"],
@@ -64,7 +65,7 @@ def test_each_detector_fires_on_a_run_of_its_preset(preset):
 
 def test_on_quick_demo_the_training_detectors_stay_quiet_and_forgetting_reports_the_probe():
     run = recorded("quick-demo")
-    settings = {k: v for k, v in cfg.PRESETS["quick-demo"].items() if k != "data"}
+    settings = {k: v for k, v in PRESETS["quick-demo"].items() if k != "data"}
     assert {k: run["config"][k] for k in settings} == settings and run["status"] == "completed"
     findings = {f.name: f for f in diagnose_final(run["history"], run["config"], run["comparison"], run["probe"],
                                                   demo_training_responses(), status=run["status"])}

@@ -12,6 +12,7 @@ from finetune import experiments, lessons
 from finetune.config import TrainConfig
 from finetune.files import Limits
 from finetune.lessons import LessonError, load_lessons, parse_lesson
+from finetune.presets import DEMO_DATA, PRESETS
 from finetune.records import list_runs, write_record
 from finetune.sweep_records import write_sweep
 
@@ -40,8 +41,8 @@ def test_the_four_bundled_lessons_parse_in_order_and_name_real_presets_and_tabs(
         assert lesson.title and lesson.explanation and lesson.question and lesson.look_at
         assert lesson.tab in ui_app.TAB_IDS
         # A fail-* preset may not exist yet (built in parallel): its button then says so.
-        assert lessons.missing_presets(lesson, cfg.PRESETS) == [p for p in lesson.presets
-                                                                 if p in FAIL_PRESETS and p not in cfg.PRESETS]
+        assert lessons.missing_presets(lesson, PRESETS) == [p for p in lesson.presets
+                                                                 if p in FAIL_PRESETS and p not in PRESETS]
     assert bundled["sweep"].presets == ("lr-sweep-demo",) and bundled["sweep"].tab == "experiments"
     assert bundled["diagnoses"].presets == FAIL_PRESETS
 
@@ -100,7 +101,7 @@ def current_values():
 
 def test_the_sweep_lesson_button_loads_its_preset_and_data_and_opens_experiments(lab, bundled, targets):
     updates = lessons_tab.button_updates(lab, bundled["sweep"], None, current_values(), targets)
-    preset = cfg.PRESETS["lr-sweep-demo"]
+    preset = PRESETS["lr-sweep-demo"]
     for name in ("learning_rate", "epochs", "eval_steps", "max_length", "max_new_tokens"):
         assert updates[targets.settings[name]]["value"] == preset[name], name
     assert updates[targets.preset]["value"] == "lr-sweep-demo" and updates[targets.allow]["value"] is False
@@ -111,20 +112,20 @@ def test_the_sweep_lesson_button_loads_its_preset_and_data_and_opens_experiments
 
 def test_the_before_after_lesson_loads_the_quick_demo_and_opens_train(lab, bundled, targets):
     updates = lessons_tab.button_updates(lab, bundled["before_after"], None, current_values(), targets)
-    assert updates[targets.settings["learning_rate"]]["value"] == cfg.PRESETS["quick-demo"]["learning_rate"]
-    assert updates[targets.settings["epochs"]]["value"] == cfg.PRESETS["quick-demo"]["epochs"]
+    assert updates[targets.settings["learning_rate"]]["value"] == PRESETS["quick-demo"]["learning_rate"]
+    assert updates[targets.settings["epochs"]]["value"] == PRESETS["quick-demo"]["epochs"]
     assert updates[targets.tabs].selected == "train"
 
 
 def test_a_failure_preset_loads_when_it_exists_and_says_so_clearly_when_it_does_not(lab, bundled, targets,
                                                                                      monkeypatch):
     lesson = bundled["diagnoses"]
-    monkeypatch.delitem(cfg.PRESETS, "fail-collapse", raising=False)
+    monkeypatch.delitem(PRESETS, "fail-collapse", raising=False)
     with pytest.raises(gr.Error) as err:
         lessons_tab.button_updates(lab, lesson, "fail-collapse", current_values(), targets)
     assert "no preset 'fail-collapse' yet" in err.value.message
     # An out-of-range preset (as the fail-* ones are on purpose) turns the allow switch on.
-    monkeypatch.setitem(cfg.PRESETS, "fail-diverge", {"data": cfg.DEMO_DATA, "learning_rate": 5e-3, "epochs": 1})
+    monkeypatch.setitem(PRESETS, "fail-diverge", {"data": DEMO_DATA, "learning_rate": 5e-3, "epochs": 1})
     updates = lessons_tab.button_updates(lab, lesson, "fail-diverge", current_values(), targets)
     assert updates[targets.settings["learning_rate"]]["value"] == 5e-3
     assert updates[targets.allow]["value"] is True and updates[targets.tabs].selected == "train"

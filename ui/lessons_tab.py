@@ -19,6 +19,7 @@ from finetune import config as cfg
 from finetune import device, experiments, lessons, memory_command, model_shape, models
 from finetune.lessons import Lesson, LessonError
 from finetune.models import ModelError
+from finetune.presets import PRESETS
 from ui import fields
 from ui.data_tab import COLUMN_FIELDS, load_dataset
 from ui.lab import Lab, user_error
@@ -103,16 +104,16 @@ def lesson_settings(lab: Lab, lesson: Lesson, preset: str | None, current: dict)
         return {"preset": None, "values": {}, "allow": None, "bundled": None, "tab": lesson.tab}
     if preset not in lesson.presets:
         raise LessonError(f"{preset!r} is not one of this lesson's presets ({', '.join(lesson.presets)})")
-    if preset not in cfg.PRESETS:
+    if preset not in PRESETS:
         raise LessonError(f"this version of the app has no preset {preset!r} yet (it has: "
-                          f"{', '.join(cfg.PRESETS)}); ask your instructor, or try another of the lesson's presets")
+                          f"{', '.join(PRESETS)}); ask your instructor, or try another of the lesson's presets")
     try:
         cfg.build(preset=preset, allow_out_of_range=False)
         allow = False
     except cfg.ConfigError:
         allow = True
     return {"preset": preset, "values": fields.preset_values(preset, current), "allow": allow,
-            "bundled": bundled_name(lab, cfg.PRESETS[preset].get("data")), "tab": lesson.tab}
+            "bundled": bundled_name(lab, PRESETS[preset].get("data")), "tab": lesson.tab}
 
 
 def setting_updates(settings: dict, loaded: dict, default_model: str) -> dict:
@@ -216,7 +217,7 @@ def _wire_lesson(lab: Lab, item: LessonWidgets, tabs, data, params, settings, tu
 
     event = item.load.click(load, inputs=[preset_input], inputs_kwargs=tunable, outputs=load_outputs,
                             api_visibility="private")
-    if any(cfg.PRESETS.get(p, {}).get("data") for p in lesson.presets):
+    if any(PRESETS.get(p, {}).get("data") for p in lesson.presets):
         _then_load_data(lab, event, data, settings, owner_key)
 
     def show(owner_key=None, request: gr.Request = None, **values):

@@ -13,6 +13,7 @@ import gradio as gr
 from finetune import config as cfg
 from finetune import device, plan
 from finetune.model_shape import KNOWN_SHAPES, ModelShape, shape_from_spec
+from finetune.presets import PRESETS
 from ui import fields, memory_view, plots
 from ui.lab import Lab
 
@@ -51,7 +52,7 @@ def build(lab: Lab, settings: dict, preset: str) -> ParamsTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=340):
             with gr.Row():
-                preset_box = gr.Dropdown(list(cfg.PRESETS), value=preset, label="Preset", scale=1, min_width=160,
+                preset_box = gr.Dropdown(list(PRESETS), value=preset, label="Preset", scale=1, min_width=160,
                                          info=PRESET_NOTES.get(preset, ""))
                 allow = gr.Checkbox(False, label="Allow values outside the recommended ranges", scale=1,
                                     min_width=160, info="For experiments: such runs often diverge or overfit. "

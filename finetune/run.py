@@ -292,7 +292,7 @@ class TrainingRun:
 
     def _work(self) -> None:
         from .ranks import is_main as is_main_process
-        from .trainer import release_memory
+        from .device import release_memory
         from .worker import execute  # heavy imports (torch, transformers) happen in the thread
 
         unexpected = "the run ended unexpectedly; see the server log"

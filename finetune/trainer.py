@@ -11,7 +11,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -143,16 +142,6 @@ class RunCallback(TrainerCallback):
             self._last_time, self._last_tokens = now, tokens
         if len(record) > 2:
             self.on_record(record)
-
-
-def release_memory() -> None:
-    import gc
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    elif torch.backends.mps.is_available():
-        torch.mps.empty_cache()
 
 
 def with_lora(model, config: TrainConfig):

@@ -27,7 +27,7 @@ from .files import DataError
 from .plan import Plan, plan
 from .run import Job
 from .trainer import (CheckpointError, NonFiniteLossError, RunCallback, build_trainer, last_complete_checkpoint,
-                      release_memory, with_lora)
+                      with_lora)
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ def _save_sharded(job: Job, model, trainer, tokenizer, prompts, hardware, dtype,
         state = {name: tensor.to(dtype) for name, tensor in state.items()}
         save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, job.folder.model_dir, state_dict=state)
     del state, trainer
-    release_memory()
+    device.release_memory()
     final = None
     if ranks.is_main():
         final, _ = models.load(models.resolve(str(job.folder.model_dir)), dtype=dtype)

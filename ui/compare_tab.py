@@ -200,6 +200,7 @@ def _answer(source, token, prompt, max_new_tokens, template, system_prompt, hard
                    hardware.autocast_dtype, deadline)
     finally:
         del model
+        device.release_memory()
 
 
 def show_run(lab: Lab, tab: CompareTab, owner: str, run_id: str) -> dict:

@@ -10,7 +10,8 @@ with its own session (so its own owner). Each student:
    held-out prompt whose reference is a secret only this student knows (the
    secret is in the file name too);
 2. queues one short run (`--max-steps`);
-3. polls /training_status every 2 s until the run ends;
+3. polls /training_status every 2 s until the run ends (through the REST API,
+   with a session hash, as a browser tab polls; `--poll-with client` for gradio_client);
 4. asks one question (/ask);
 5. exports the model (/export) and reads the zip.
 
@@ -131,7 +132,7 @@ class HttpPoll:
 
 
 def run_student(student: Student, url: str, max_steps: int, start_gate: threading.Event,
-                poll_with: str = "client", skip: tuple[str, ...] = ()) -> None:
+                poll_with: str = "http", skip: tuple[str, ...] = ()) -> None:
     from gradio_client import Client, handle_file
 
     try:
@@ -323,9 +324,10 @@ def main(argv=None) -> int:
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--model", choices=("tiny", "default"), default="tiny")
     parser.add_argument("--max-steps", type=int, default=3, help="optimizer steps per student's run")
-    parser.add_argument("--poll-with", choices=("client", "http"), default="client",
-                        help="status polls through gradio_client (default) or Gradio's REST API, as light as a "
-                             "browser's: the simulated clients then spend less of the server's CPU")
+    parser.add_argument("--poll-with", choices=("http", "client"), default="http",
+                        help="status polls through Gradio's REST API with a session hash, as light as a browser's "
+                             "(default), or through gradio_client, whose own CPU (about 65 ms a call) then competes "
+                             "with the server's on the same machine")
     parser.add_argument("--classes", type=int, default=1,
                         help="classes of --students one after another on the same server (memory over time)")
     parser.add_argument("--skip", nargs="*", choices=("ask", "export"), default=[],

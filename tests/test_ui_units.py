@@ -8,7 +8,8 @@ gr = pytest.importorskip("gradio")
 from finetune import config as cfg  # noqa: E402
 from finetune.run import Snapshot  # noqa: E402
 from ui import fields, plots  # noqa: E402
-from ui.train_views import status_dict, status_markdown  # noqa: E402
+from ui.train_views import (LIVE_POLL_SECONDS, WAITING_POLL_SECONDS, poll_interval, status_dict,  # noqa: E402
+                            status_markdown)
 
 
 def test_sliders_take_their_ranges_and_help_from_the_config():
@@ -75,3 +76,15 @@ def test_a_one_step_run_is_drawn_with_markers():
 def test_no_points_yet_shows_why_not_an_empty_axis():
     figure = plots.loss_figure((), waiting="loading the model")
     assert not figure.data and figure.layout.annotations[0].text == "loading the model"
+
+
+def test_a_page_polls_often_only_while_its_own_run_trains():
+    """Thirty open pages must not spend the server's CPU asking about runs that
+    are not theirs: fast polls for the caller's live run, slow ones while it
+    waits or another person's run holds the trainer, none when nothing can change."""
+    training, queued = Snapshot(run_id="r", status="training"), Snapshot(run_id="r", status="queued")
+    done = Snapshot(run_id="r", status="completed")
+    assert poll_interval(training, busy=False) == LIVE_POLL_SECONDS
+    assert poll_interval(queued, busy=True) == WAITING_POLL_SECONDS > LIVE_POLL_SECONDS
+    assert poll_interval(None, busy=True) == poll_interval(done, busy=True) == WAITING_POLL_SECONDS
+    assert poll_interval(None, busy=False) is None and poll_interval(done, busy=False) is None

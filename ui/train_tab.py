@@ -23,9 +23,8 @@ from finetune.scheduler import QueueFull, Submission
 from ui import badges, compare_tab, fields, plots
 from ui.data_tab import DataTab, dataset_source
 from ui.lab import Lab, Shown, user_error
-from ui.train_views import change_key, queue_message, stats_markdown, status_dict, status_markdown
-
-POLL_SECONDS = 1.5
+from ui.train_views import (LIVE_POLL_SECONDS, change_key, poll_interval, queue_message, stats_markdown, status_dict,
+                            status_markdown)
 
 
 @dataclass
@@ -61,7 +60,7 @@ def build(lab: Lab) -> TrainTab:
     with gr.Accordion("Run status (JSON)", open=False):
         details = gr.JSON(label="Run status")
     return TrainTab(start, stop, refresh, status, stats, diagnoses, loss, learning_rate, details,
-                    gr.Timer(POLL_SECONDS, active=False), gr.State(None))
+                    gr.Timer(LIVE_POLL_SECONDS, active=False), gr.State(None))
 
 
 def submission(lab: Lab, owner: str, prepared, source, file, bundled_dataset, hub_dataset, hub_token,
@@ -140,8 +139,9 @@ def views(lab: Lab, tab: TrainTab, compare, owner: str, seen, picked: str = comp
     busy = lab.scheduler.busy_with_another(owner)
     key = change_key(snap, stopping) + (busy, snap.message if snap else "")
     waiting_or_training = snap is not None and not snap.finished
+    interval = poll_interval(snap, busy)
     visible = {tab.status: status_markdown(snap, stopping, busy), tab.stats: stats_markdown(snap),
-               tab.timer: gr.Timer(active=waiting_or_training or busy), tab.seen: key}
+               tab.timer: gr.Timer(interval or LIVE_POLL_SECONDS, active=interval is not None), tab.seen: key}
     if key == seen and not force:
         return visible
     history = snap.history if snap else ()

@@ -88,3 +88,27 @@ def test_a_page_polls_often_only_while_its_own_run_trains():
     assert poll_interval(queued, busy=True) == WAITING_POLL_SECONDS > LIVE_POLL_SECONDS
     assert poll_interval(None, busy=True) == poll_interval(done, busy=True) == WAITING_POLL_SECONDS
     assert poll_interval(None, busy=False) is None and poll_interval(done, busy=False) is None
+
+
+def test_the_experiments_tab_redraws_its_figures_only_when_a_run_moved(tmp_path):
+    """Its timer ticks every few seconds for each student with a run waiting or
+    training; a tick that finds nothing new must not redraw three figures."""
+    from test_experiments import history_for, make_run
+
+    from finetune.files import Limits
+    from ui import experiments_tab
+    from ui.lab import Lab
+
+    lab = Lab("default", tmp_path / "runs", None, Limits())
+    make_run(lab.output_root, "done", 2e-5, created_at=1.0)
+    live = make_run(lab.output_root, "live", 5e-5, created_at=2.0, status="training", history=history_for(5e-5)[:5])
+    with gr.Blocks():
+        tab = experiments_tab.build(lab)
+    first = experiments_tab.views(lab, tab, "local", None)
+    assert tab.loss in first and first[tab.timer].active  # a run is training: keep ticking
+    quiet = experiments_tab.views(lab, tab, "local", None, seen=first[tab.seen])
+    assert set(quiet) == {tab.timer, tab.seen} and quiet[tab.timer].active
+    with (live / "metrics.jsonl").open("a") as log:
+        log.write('{"step": 25, "epoch": 0.5, "loss": 1.9, "time": 25.0}\n')
+    moved = experiments_tab.views(lab, tab, "local", None, seen=first[tab.seen])
+    assert tab.loss in moved and len(moved[tab.loss].data) == 2  # both runs' curves, redrawn

@@ -30,11 +30,16 @@ def app(tiny_model_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SPACE_ID", "teacher/fine-tuning-lab")
         demo = build_app(default_model=str(tiny_model_dir), output_root=runs, public=True)
+    yield demo, launched(demo, runs)
+    demo.close()
+
+
+def launched(demo, runs) -> str:
+    """Serve a public app as app.py would (its launch options); its URL."""
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **launch_options(runs, public=True))
-    yield demo, f"http://127.0.0.1:{port}/"
-    demo.close()
+    return f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(scope="module")
@@ -155,12 +160,10 @@ def test_api_calls_without_a_session_do_not_pile_up_on_the_server(tiny_model_dir
 
     monkeypatch.setattr(ui.app, "SESSIONS_KEPT", 4)
     demo = build_app(default_model=str(tiny_model_dir), output_root=tmp_path / "runs", public=True)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(tmp_path / "runs", public=True))
+    url = launched(demo, tmp_path / "runs")
     try:
         for _ in range(10):
-            stream = raw_call(f"http://127.0.0.1:{port}/", "training_status", owner_key="someone-" + "k" * 24)
+            stream = raw_call(url, "training_status", owner_key="someone-" + "k" * 24)
             assert "event: complete" in stream and "you have no runs yet" in stream
         assert len(demo.state_holder.session_data) <= 4
         assert demo._queue.cached_event_analytics_summary == {"functions": {}}  # never summarised

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from finetune import models
+from finetune.sources import models
 
 HERE = Path(__file__).resolve().parent
 CARRY = HERE / "carry"

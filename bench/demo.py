@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from finetune import config as cfg
-from finetune.run import TrainingRun
+from finetune.runs.run import TrainingRun
+from finetune.train import config as cfg
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@
 
 The shapes are the published configs' (read here, not downloaded); a row is
 one micro-batch of `--batch` examples of 2048 tokens, in bf16 autocast. These
-are estimates (finetune/memory.py states its assumptions), not measurements.
+are estimates (finetune/memory/estimate.py states its assumptions), not measurements.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from finetune import memory, model_shape
+from finetune.memory import estimate as memory
+from finetune.memory import model_shape
 
 SHAPES = {
     "0.5B (Qwen2.5-0.5B)": model_shape.make_shape(layers=24, hidden=896, intermediate=4864, vocab=151936, heads=14,

@@ -31,10 +31,12 @@ from pathlib import Path
 
 import torch
 
-from finetune import dataset, device, levers, models
-from finetune.config import TrainConfig
-from finetune.plan import plan
-from finetune.trainer import build_trainer
+from finetune.data import dataset
+from finetune.sources import models
+from finetune.train import device, levers
+from finetune.train.config import TrainConfig
+from finetune.train.plan import plan
+from finetune.train.trainer import build_trainer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_1k.json"
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -181,7 +183,8 @@ def engine(model, tokenizer, prepared, steps: int, hardware, workdir: Path, batc
 
 def _estimate(model, config: TrainConfig, hardware, prepared) -> float | None:
     """The memory estimator's peak for this engine run (packed rows: the mean example length)."""
-    from finetune import memory, model_shape
+    from finetune.memory import estimate as memory
+    from finetune.memory import model_shape
 
     try:
         shape = model_shape.shape_from_config(model.config)

@@ -36,7 +36,7 @@ def serve(model: str, runs: Path, port: int) -> None:
 
         model = str(tiny.save_tiny(runs.parent / "tiny-model"))
     else:
-        from finetune import models
+        from finetune.sources import models
 
         model = models.DEFAULT_SPEC
     from transformers.utils import logging as hf_logging

@@ -5,8 +5,8 @@ that shows its failure."""
 
 import math
 
-from finetune.config import TrainConfig
-from finetune.diagnose import diagnose_final
+from finetune.diagnose.modes import diagnose_final
+from finetune.train.config import TrainConfig
 
 CONFIG = TrainConfig(learning_rate=5e-5, method="full", epochs=3, warmup_ratio=0.05, weight_decay=0.0,
                      max_grad_norm=1.0, early_stopping_patience=0, validation_fraction=0.05).to_dict()

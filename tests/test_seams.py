@@ -1,16 +1,17 @@
-"""The seams between engine and UI: the engine never imports gradio, no module
-writes a run's private state, and a format, a metric or a setting is added in
-one place and reaches every screen."""
+"""The seams between engine and UI: no module writes a run's private state,
+and a format, a metric or a setting is added in one place and reaches every
+screen. (The engine never importing gradio is in test_layout.py.)"""
 
 import ast
 import dataclasses
 
 import pytest
-
 from conftest import ROOT
-from finetune import config as cfg
-from finetune import formats, metrics
-from finetune.files import Table
+
+from finetune.data import formats
+from finetune.evaluate import metrics
+from finetune.sources.files import Table
+from finetune.train import config as cfg
 
 ENGINE = ROOT / "finetune"
 
@@ -19,20 +20,10 @@ def python_files(*folders):
     return [p for folder in folders for p in sorted((ROOT / folder).rglob("*.py"))]
 
 
-def test_the_engine_never_imports_gradio():
-    offenders = []
-    for path in python_files("finetune"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "gradio"]
-    assert not offenders, offenders
-
-
 def test_nothing_outside_the_run_touches_a_runs_private_state():
     offenders = []
     for path in python_files("finetune", "ui", "bench"):
-        if path == ENGINE / "run.py":
+        if path == ENGINE / "runs" / "run.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
@@ -50,25 +41,25 @@ def test_a_new_format_is_one_entry(monkeypatch):
     normalised = formats.normalise(table)
     assert normalised.format == "dialogue" and normalised.examples[0].response == "Hello!"
     assert cfg.build({"format": "dialogue"}).config.format == "dialogue"  # the setting accepts it
-    from finetune.cli import build_parser  # and the command line offers it
+    from finetune.cli.main import build_parser  # and the command line offers it
 
     assert build_parser().parse_args(["train", "--format", "dialogue"]).format == "dialogue"
 
 
 def test_a_new_metric_is_one_entry(monkeypatch):
-    from finetune.export import _score_lines
+    from finetune.export.bundle import _score_lines
 
     short = metrics.Metric("short", "short", "at most five words", lambda a, r: float(len(a.split()) <= 5))
     monkeypatch.setitem(metrics.METRICS, "short", short)
     assert metrics.score("Paris.", "Paris")["short"] == 1.0
-    from finetune.dataset import HeldOutPrompt
+    from finetune.data.dataset import HeldOutPrompt
 
     rows = metrics.comparison_rows([HeldOutPrompt("p", "q", "Paris")], ["I am not sure at all, sorry"], ["Paris"])
     summary = metrics.summarise_scores(rows)["all"]
     assert summary["before_short"] == 0.0 and summary["after_short"] == 1.0  # summary.json carries it
     assert "short before" in "\n".join(_score_lines({"all": summary}))  # the model card shows it
     pytest.importorskip("gradio")  # the Compare tab shows it
-    from ui.compare_tab import scores_markdown
+    from ui.tabs.compare_tab import scores_markdown
 
     assert "short: before → after" in scores_markdown(rows, None)
 
@@ -81,7 +72,7 @@ def extended_config(name, group, **meta):
 
 def test_a_new_setting_gets_a_flag_and_a_widget(monkeypatch, tiny_model_dir, tmp_path):
     pytest.importorskip("gradio")
-    from finetune.cli import build_parser
+    from finetune.cli.main import build_parser
     from ui.app import build_app
 
     monkeypatch.setattr(cfg, "TrainConfig", extended_config("label_smoothing", "optim"))

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from finetune import config as cfg
-from finetune import models
-from finetune.files import Limits
-from ui import compare_tab, data_tab, experiments_tab, export_tab, fields, lessons_tab, params_tab, space, train_tab
+from finetune.sources import models
+from finetune.sources.files import Limits
+from finetune.train import config as cfg
+from ui import space
 from ui.lab import ASSETS, MIN_KEY_CHARS, REPO_ROOT, Lab
 from ui.limits import PUBLIC_MAX_NEW_TOKENS
+from ui.tabs import compare_tab, data_tab, experiments_tab, export_tab, lessons_tab, params_tab, train_tab
+from ui.views import fields
 
 DEFAULT_OUTPUT_ROOT = REPO_ROOT / "runs"
 DEFAULT_PRESET = "quick-demo"

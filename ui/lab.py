@@ -20,12 +20,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from finetune import models
-from finetune.files import SUFFIXES, Limits
-from finetune.hub_token import redact
-from finetune.records import NoSuchRun
-from finetune.run import Snapshot, TrainingRun
-from finetune.scheduler import Scheduler
+from finetune.experiments.scheduler import Scheduler
+from finetune.runs.records import NoSuchRun
+from finetune.runs.run import Snapshot, TrainingRun
+from finetune.sources import models
+from finetune.sources.files import SUFFIXES, Limits
+from finetune.sources.hub_token import redact
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"

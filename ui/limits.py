@@ -3,13 +3,13 @@ client sends (an API client skips every widget's bounds; NaN even passes
 Gradio's slider check, since NaN < min and NaN > max are both false).
 
 The text caps on settings (system prompt, column names) are hard limits of the
-engine (finetune.config), enforced everywhere; the question's length cap is the
-engine's too (finetune.ask). What is here is a public deployment's tighter budget.
+engine (finetune.train.config), enforced everywhere; the question's length cap is the
+engine's too (finetune.evaluate.ask). What is here is a public deployment's tighter budget.
 """
 
 from __future__ import annotations
 
-from finetune import config as cfg
+from finetune.train import config as cfg
 
 # A public answer is at most this many tokens, whatever the slider says (the
 # engine's public cap, which public runs obey too).

@@ -1,0 +1,7 @@
+"""`python -m finetune train|inspect|estimate|sweep|runs|compare-runs`: the
+same engine the app drives, headless.
+
+    main.py      the parser (flags built from TrainConfig), train and inspect
+    runs.py      sweep, runs, compare-runs
+    estimate.py  estimate: the memory arithmetic for given settings
+"""

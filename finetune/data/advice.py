@@ -1,0 +1,282 @@
+"""Data advice: what a dataset's examples say about whether fine-tuning on them
+will pay off, before any training starts.
+
+`data_advice(train, validation, held_out)` returns findings (`Advice`): too
+few examples, duplicate and near-duplicate prompts, conflicting answers, empty
+or one-word responses, response-length outliers, prompt diversity, and
+evaluation prompts that leak into training. Every check is a pass or two over
+the examples with dictionaries (no pairwise comparison), so 200k records take
+seconds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from itertools import islice
+from typing import Callable, Iterable
+
+from .formats import Example
+from .text import normalise_answer
+
+# The usual rule of thumb: fine-tuning starts to pay off at around 100 high-quality
+# examples; below that, a good prompt with a few examples in it often does as well.
+MIN_TRAIN_EXAMPLES = 100
+# Tukey's "far out" fence: a response longer than Q3 + 3 x IQR is rare under any
+# ordinary length distribution, so it is usually pasted text, a runaway
+# generation or a concatenation of several records.
+OUTLIER_IQRS = 3.0
+# ...and at least this many times the median length, so a dataset whose replies are
+# all about the same length (IQR near 0) does not flag one a few words longer.
+OUTLIER_MIN_MEDIAN_RATIO = 4.0
+# Quartiles of fewer responses are too noisy to call anything an outlier.
+OUTLIER_MIN_EXAMPLES = 20
+DIVERSITY_N = 3  # word 3-grams: long enough to see a template, short enough to see rephrasings
+# The share of distinct n-grams falls as a corpus grows (type-token ratios do), so
+# it is measured on at most this many prompts, spread evenly over the data:
+# comparable between datasets of any size, and bounded in time and memory.
+DIVERSITY_SAMPLE = 2000
+# Below this share of distinct 3-grams the prompts are mostly a template with slots
+# filled in. Measured: instruction datasets (Alpaca, Dolly-style QA, chats) 0.82-0.88;
+# the bundled demo, five generated templates with varied inputs, 0.38.
+LOW_DIVERSITY = 0.3
+MAX_EXAMPLES_SHOWN = 3
+SNIPPET_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Advice:
+    name: str  # stable key, e.g. "duplicates"
+    title: str  # one line for people, with the count
+    count: int
+    examples: tuple[str, ...]  # a few short strings showing where
+    advice: str  # what to do
+    severity: str = "warning"  # "warning" | "info"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "examples": list(self.examples)}
+
+
+def data_advice(train: list[Example], validation: list[Example], held_out: list[Example]) -> list[Advice]:
+    """The findings that apply, warnings and notes in a fixed order; the
+    diversity note is always there."""
+    question = _per_example(_question)  # normalising is the costly step: once per example
+    checks = (
+        _too_few(train), _duplicates(train), _near_duplicates(train, question), _conflicts(train, question),
+        _empty_responses(train), _one_word_responses(train), _long_outliers(train), _diversity(train),
+        _leaks(train, validation, held_out, question),
+    )
+    return [finding for finding in checks if finding is not None]
+
+
+def _per_example(function: Callable[[Example], str]) -> Callable[[Example], str]:
+    """`function` remembered per example object for one call of data_advice
+    (an Example holds dicts, so it cannot be a dictionary key itself)."""
+    memo: dict[int, str] = {}
+
+    def remembered(example: Example) -> str:
+        if id(example) not in memo:
+            memo[id(example)] = function(example)
+        return memo[id(example)]
+
+    return remembered
+
+
+# --- what a check looks at
+
+def prompt_of(example: Example) -> str:
+    """What the model is asked: for a conversation everything before the final
+    reply (for one turn, the user's message) plus Alpaca's input; for plain text,
+    the text. Whole conversations count, so two chats that both open with "Hi"
+    are not duplicates."""
+    if not example.is_chat:
+        return example.text or ""
+    turns = [m["content"] for m in example.messages[:-1]]
+    if example.context:
+        turns.append(example.context)
+    return "\n\n".join(turns)
+
+
+def _key(text: str) -> str:
+    # Case, punctuation and spacing ignored: "What is X?" and "what is x" ask the same.
+    return normalise_answer(text)
+
+
+def _question(example: Example) -> str:
+    return _key(prompt_of(example))
+
+
+def _answer(example: Example) -> str:
+    return _key(example.response)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
+
+
+def _snippet(example: Example, text: str | None = None) -> str:
+    """Where the example is (its line or record) and a short text: its prompt unless given."""
+    text = _short(prompt_of(example) if text is None else text)
+    return f"{example.where}: {text}" if example.where else text
+
+
+def _shown(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(islice(items, MAX_EXAMPLES_SHOWN))
+
+
+def _groups(examples: list[Example], key) -> list[list[Example]]:
+    """Examples sharing a key, in first-seen order, only groups of two or more."""
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        groups[key(example)].append(example)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+# --- the checks: each returns one Advice or None
+
+def _too_few(train: list[Example]) -> Advice | None:
+    if len(train) >= MIN_TRAIN_EXAMPLES:
+        return None
+    return Advice(
+        "too_few_examples", f"Only {len(train)} training examples", len(train), (),
+        f"Fine-tuning starts to pay off at around {MIN_TRAIN_EXAMPLES}+ high-quality examples. With fewer, "
+        "try a good prompt with a few examples in it first, or collect more examples before training.",
+    )
+
+
+def _duplicates(train: list[Example]) -> Advice | None:
+    groups = _groups(train, prompt_of)
+    extra = sum(len(g) - 1 for g in groups)
+    if not extra:
+        return None
+    return Advice(
+        "duplicates", f"{extra} examples repeat another example's prompt exactly", extra,
+        _shown(f"{_snippet(g[0])} (x{len(g)})" for g in groups),
+        "Each copy is trained on again every epoch, so repeated prompts weigh more and are memorised. "
+        "Keep one copy unless the repetition is deliberate.",
+    )
+
+
+def _near_duplicates(train: list[Example], question: Callable[[Example], str]) -> Advice | None:
+    """Prompts equal once case, punctuation and spacing are ignored, but not
+    character for character. No fuzzy similarity on purpose: templated datasets
+    differ by a number or a date, and those are distinct examples."""
+    groups = [g for g in _groups(train, question) if len({prompt_of(e) for e in g}) > 1]
+    extra = sum(len({prompt_of(e) for e in g}) - 1 for g in groups)
+    if not extra:
+        return None
+    return Advice(
+        "near_duplicates", f"{extra} prompts differ from another only in case, punctuation or spacing", extra,
+        _shown(" | ".join(_snippet(e) for e in _first_variants(g, prompt_of)) for g in groups),
+        "These are the same question asked twice. Merge them, or rephrase one if both are meant to be kept.",
+    )
+
+
+def _first_variants(group: list[Example], key) -> list[Example]:
+    """The first two examples of a group that differ in `key`."""
+    first = group[0]
+    return [first, next(e for e in group if key(e) != key(first))]
+
+
+def _conflicts(train: list[Example], question: Callable[[Example], str]) -> Advice | None:
+    chats = [e for e in train if e.is_chat]
+    groups = [g for g in _groups(chats, question) if len({_answer(e) for e in g}) > 1]
+    if not groups:
+        return None
+    return Advice(
+        "conflicting_answers", f"{len(groups)} prompts have different answers", len(groups),
+        _shown(f"{_snippet(g[0])} -> " + " / ".join(repr(_short(e.response)) for e in _first_variants(g, _answer))
+               for g in groups),
+        "The model learns to average the answers or pick one at random. Keep the answer you want, or add "
+        "the context (in the prompt or the system message) that decides between them.",
+    )
+
+
+def _empty_responses(train: list[Example]) -> Advice | None:
+    empty = [e for e in train if not e.response.strip()]
+    if not empty:
+        return None
+    return Advice(
+        "empty_responses", f"{len(empty)} examples have an empty response", len(empty),
+        _shown(_snippet(e) for e in empty),
+        "An empty reply teaches the model to say nothing (or only to stop). Write the reply or drop the example.",
+    )
+
+
+def _one_word_responses(train: list[Example]) -> Advice | None:
+    """A note, not a warning: a label, a date or a name is a one-word answer."""
+    one_word = [e for e in train if len(e.response.split()) == 1]
+    if not one_word:
+        return None
+    share = len(one_word) / len(train)
+    return Advice(
+        "one_word_responses", f"{len(one_word)} responses ({share:.0%}) are a single word", len(one_word),
+        _shown(f"{_snippet(e)} -> {_short(e.response)!r}" for e in one_word),
+        "Fine when the task is answered in one word (a label, a date, a name). Otherwise they teach the model "
+        "to answer tersely: write the full answer or drop them.", "info",
+    )
+
+
+def _long_outliers(train: list[Example]) -> Advice | None:
+    if len(train) < OUTLIER_MIN_EXAMPLES:
+        return None
+    lengths = [len(e.response.split()) for e in train]
+    q1, median, q3 = statistics.quantiles(lengths, n=4)
+    bound = max(q3 + OUTLIER_IQRS * (q3 - q1), OUTLIER_MIN_MEDIAN_RATIO * median)
+    outliers = sorted((e for e, n in zip(train, lengths) if n > bound), key=lambda e: -len(e.response.split()))
+    if not outliers:
+        return None
+    return Advice(
+        "long_responses", f"{len(outliers)} responses are far longer than the rest (over {bound:.0f} words; "
+        f"median {median:.0f})", len(outliers),
+        _shown(_snippet(e, f"{len(e.response.split())} words: {prompt_of(e)}") for e in outliers),
+        "Unusually long replies are often pasted text, runaway generations or several records run together. "
+        "They dominate the loss and may be cut at max_length; check them, and trim or drop those that are not "
+        "the answers you want.", "info",
+    )
+
+
+def _diversity(train: list[Example]) -> Advice:
+    share, sample = distinct_ngram_share([prompt_of(e) for e in train])
+    low = share < LOW_DIVERSITY
+    advice = (
+        "The prompts are mostly one template with slots filled in. That suits a narrow task, but the model will "
+        "not learn to follow other phrasings: add varied wordings if people will ask in their own words."
+        if low else
+        "Share of distinct word 3-grams among the prompts: higher means more varied wording. Narrow, templated "
+        f"data scores low (below {LOW_DIVERSITY:.1f} is flagged)."
+    )
+    return Advice("prompt_diversity", f"Prompt diversity: {share:.2f} distinct {DIVERSITY_N}-grams "
+                  f"(over {sample} prompts)", sample, (), advice, "warning" if low else "info")
+
+
+def distinct_ngram_share(texts: list[str], n: int = DIVERSITY_N, sample: int = DIVERSITY_SAMPLE) -> tuple[float, int]:
+    """Distinct word n-grams / all word n-grams over an even sample of at most
+    `sample` texts; 1.0 when the texts are too short to have any."""
+    step = max(1, len(texts) // sample)
+    chosen = texts[::step][:sample]
+    seen, total = set(), 0
+    for text in chosen:
+        words = _key(text).split()
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        seen.update(grams)
+        total += len(grams)
+    return (len(seen) / total if total else 1.0), len(chosen)
+
+
+def _leaks(train: list[Example], validation: list[Example], held_out: list[Example],
+           question: Callable[[Example], str]) -> Advice | None:
+    trained = {question(e) for e in train}
+    leaked = [(side, e) for side, examples in (("held-out", held_out), ("validation", validation))
+              for e in examples if question(e) in trained]
+    if not leaked:
+        return None
+    counts = {side: sum(1 for s, _ in leaked if s == side) for side in ("held-out", "validation")}
+    return Advice(
+        "leaks", f"{counts['held-out']} held-out and {counts['validation']} validation prompts also appear in "
+        "training", len(leaked), _shown(f"{side} {_snippet(e)}" for side, e in leaked),
+        "A model that trained on a prompt is not being tested on it: the after score (held-out) or the "
+        "validation loss looks better than the model is. Remove these prompts from the training data.",
+    )

@@ -1,0 +1,260 @@
+"""One trainer, a first-in-first-out queue in front of it, and who owns what.
+
+The app and the command line submit runs here, so both obey the same rules:
+one run trains at a time (the slot in runs/run.py), the others wait in order; a
+person may have a few entries waiting (a sweep counts as one) and the queue as a
+whole is bounded. Every read and action takes an owner: in public mode a
+person sees and controls only their own runs, and someone else's run id gets
+the same answer as a missing one. Locally there is one owner and everything is
+visible.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.dataset import PreparedData
+from ..runs import records, sweep_records
+from ..runs.records import NoSuchRun, RunRecord
+from ..runs.run import Identity, TrainingRun, active_run
+from ..sources.models import ModelSource
+from ..train.config import PUBLIC_MAX_NEW_TOKENS, Checked
+
+# Entries (runs, or sweeps counted once) one owner may have waiting or training:
+# a few locally, where one person queues their own experiments; one in public,
+# so thirty students share the trainer in turn.
+PER_OWNER_LOCAL, PER_OWNER_PUBLIC = 3, 1
+TOTAL_DEFAULT = 32  # runs waiting in all; FINETUNE_QUEUE_MAX changes it
+KEEP_FINISHED = 50  # finished runs whose live snapshot stays in memory (the rest are read from disk)
+
+
+class QueueFull(RuntimeError):
+    """A submission beyond the queue's limits; the message says which limit."""
+
+
+def queue_limit() -> int:
+    try:
+        return max(1, int(os.environ.get("FINETUNE_QUEUE_MAX", TOTAL_DEFAULT)))
+    except ValueError:
+        return TOTAL_DEFAULT
+
+
+def new_run_id() -> str:
+    # Time first so folders sort by start; the random part keeps two starts in one second apart.
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A run to queue: its checked settings and what it is made from."""
+
+    settings: Checked
+    prepared: PreparedData | None = None
+    source: ModelSource | None = None
+    token: str | None = None
+    data_name: str | None = None
+    allowed_model_roots: tuple[Path, ...] | None = None
+
+
+class Scheduler:
+    def __init__(self, root: str | Path, public: bool = False):
+        self.root = Path(root)
+        self.public = public
+        self.per_owner = PER_OWNER_PUBLIC if public else PER_OWNER_LOCAL
+        self.total = queue_limit()
+        self._lock = threading.Lock()
+        self._queue: list[TrainingRun] = []
+        self._live: dict[str, TrainingRun] = {}  # runs submitted in this process, by id
+        self._seconds_per_step: float | None = None  # measured on finished runs, for queue estimates
+        self.root.mkdir(parents=True, exist_ok=True)
+        records.mark_orphans(self.root)  # runs a dead server left behind: interrupted or cancelled
+
+    # --- owners
+    def owner(self, key: str | None) -> str:
+        """What records store for a caller: one owner locally, a hash of the key in public."""
+        return records.owner_hash(key) if self.public and key else records.LOCAL_OWNER
+
+    def _filter(self, owner: str) -> str | None:
+        return owner if self.public else None
+
+    # --- submitting
+    def submit(self, submission: Submission, owner: str) -> TrainingRun:
+        return self.submit_many([submission], owner)[0]
+
+    def submit_sweep(self, submissions: list[Submission], labels: list[str], owner: str, setting: str,
+                     values: list) -> tuple[str, list[TrainingRun]]:
+        """Queue a sweep's runs together, in a sweep folder that records them."""
+        sweep_id = f"sweep-{new_run_id()}"
+        folder = self.root / sweep_id
+        sweep_records.write_sweep(folder, setting=setting, values=list(values), owner=owner, runs=[],
+                                  created_at=time.time())
+        runs = self.submit_many(submissions, owner, folder, sweep_id, labels)
+        sweep_records.write_sweep(folder, runs=[r.run_id for r in runs])
+        return sweep_id, runs
+
+    def submit_many(self, submissions: list[Submission], owner: str, parent: Path | None = None,
+                    sweep: str | None = None, labels: list[str] | None = None) -> list[TrainingRun]:
+        """Queue runs as one entry (all or none), then start the first if the trainer is free."""
+        self._check_public_caps(submissions)
+        with self._lock:
+            self._check_limits(owner, len(submissions))
+            runs = [self._make(s, owner, parent or self.root, sweep, labels[i] if labels else None)
+                    for i, s in enumerate(submissions)]
+            self._queue.extend(runs)
+            self._forget_old_runs()
+            self._live.update({r.run_id: r for r in runs})
+        self._advance()
+        return runs
+
+    def _check_public_caps(self, submissions: list[Submission]) -> None:
+        """A public run's held-out answers obey the same cap as a question's: the
+        trainer is shared, and 500 held-out prompts x 4096 tokens would hold it for hours."""
+        if not self.public:
+            return
+        for s in submissions:
+            if s.settings.config.max_new_tokens > PUBLIC_MAX_NEW_TOKENS:
+                raise QueueFull(f"max_new_tokens: {s.settings.config.max_new_tokens} is over this public "
+                                f"server's limit of {PUBLIC_MAX_NEW_TOKENS} tokens per answer")
+
+    def _check_limits(self, owner: str, count: int) -> None:
+        mine = {r.identity.sweep or r.run_id for r in self._waiting_or_training() if r.owner == owner}
+        if len(mine) >= self.per_owner:
+            raise QueueFull(f"you already have {len(mine)} run{'s' * (len(mine) > 1)} waiting or training "
+                            f"(at most {self.per_owner} here); wait for one to finish or cancel one")
+        if len(self._queue) + count > self.total:
+            raise QueueFull(f"the queue is full ({len(self._queue)} runs waiting, at most {self.total}); "
+                            "try again later")
+
+    def _forget_old_runs(self) -> None:
+        """Keep the live objects of the last KEEP_FINISHED finished runs: older ones
+        are read back from their folders, so memory stays bounded over many runs."""
+        finished = [i for i, r in self._live.items() if r.snapshot().finished]
+        for run_id in finished[:max(0, len(finished) - KEEP_FINISHED)]:
+            del self._live[run_id]
+
+    def _waiting_or_training(self) -> list[TrainingRun]:
+        current = active_run()
+        return self._queue + ([current] if current is not None and current.run_id in self._live else [])
+
+    def _make(self, submission: Submission, owner: str, parent: Path, sweep: str | None,
+              label: str | None) -> TrainingRun:
+        identity = Identity(owner=owner, data_name=submission.data_name, sweep=sweep, label=label)
+        return TrainingRun(submission.settings, parent / new_run_id(), prepared=submission.prepared,
+                           token=submission.token, allowed_model_roots=submission.allowed_model_roots,
+                           source=submission.source, identity=identity, on_finished=self._finished)
+
+    # --- the trainer
+    def _advance(self) -> None:
+        """Start the first queued run when the trainer is free."""
+        with self._lock:
+            if not self._queue or active_run() is not None:
+                return
+            run = self._queue.pop(0)
+        try:
+            run.start()
+        except RuntimeError:  # the slot was taken meanwhile (a run started outside the queue)
+            with self._lock:
+                self._queue.insert(0, run)
+
+    def _finished(self, run: TrainingRun) -> None:
+        """Called from a run's thread when it ends: learn its pace, close its sweep, start the next."""
+        snap = run.snapshot()
+        if snap.status == "completed" and snap.step and snap.plan:
+            self._seconds_per_step = snap.elapsed / max(snap.step, 1)
+        if run.identity.sweep:
+            self._close_sweep(run.identity.sweep, run.folder.root.parent)
+        self._advance()
+
+    def _close_sweep(self, sweep_id: str, folder: Path) -> None:
+        from .compare import verdict
+
+        try:
+            sweep = sweep_records.read_sweep(self.root, sweep_id)
+        except NoSuchRun:
+            return
+        if sweep.runs and all(r.finished for r in sweep.runs) and len(sweep.runs) == len(sweep.run_ids):
+            sweep_records.write_sweep(folder, verdict=verdict(sweep.runs))
+
+    # --- reading and acting, always as an owner
+    def live(self, run_id: str, owner: str) -> TrainingRun:
+        """A run of this process that the owner may see; NoSuchRun otherwise."""
+        run = self._live.get(run_id)
+        if run is None or (self.public and run.owner != owner):
+            raise NoSuchRun(records.NO_SUCH_RUN)
+        return run
+
+    def record(self, run_id: str, owner: str) -> RunRecord:
+        return records.read_run(self.root, run_id, self._filter(owner))
+
+    def list(self, owner: str) -> list[RunRecord]:
+        return records.list_runs(self.root, self._filter(owner))
+
+    def latest(self, owner: str) -> TrainingRun | None:
+        """The owner's run to show by default: the first still training or waiting,
+        else the last one submitted here."""
+        with self._lock:
+            mine = [r for r in self._live.values() if not self.public or r.owner == owner]
+        waiting = [r for r in mine if not r.snapshot().finished]
+        if waiting:
+            return waiting[0]
+        return mine[-1] if mine else None
+
+    def cancel(self, run_id: str, owner: str) -> TrainingRun:
+        """Take a waiting run out of the queue, or ask a training one to stop."""
+        run = self.live(run_id, owner)
+        with self._lock:
+            queued = run in self._queue
+            if queued:
+                self._queue.remove(run)
+        if queued:
+            run.cancel("cancelled by its owner before it started")
+        elif run.snapshot().finished:
+            raise ValueError(f"run {run_id} has already {run.snapshot().status}")
+        else:
+            run.stop()
+        return run
+
+    def shutdown(self, timeout: float = 120.0) -> None:
+        """The server is stopping: cancel what waits, stop what trains and wait for its
+        thread, so no training thread outlives the server (torch aborts the interpreter
+        when one is still running at exit)."""
+        with self._lock:
+            waiting, self._queue = self._queue, []
+        for run in waiting:
+            run.cancel("cancelled (server stopped)")
+        current = active_run()
+        if current is not None and current.run_id in self._live:
+            current.stop()
+            current.wait(timeout)
+
+    # --- the queue as its owner sees it
+    def position(self, run: TrainingRun) -> int:
+        """1 for the next run to start; 0 when not waiting."""
+        with self._lock:
+            return self._queue.index(run) + 1 if run in self._queue else 0
+
+    def wait_estimate(self, run: TrainingRun) -> float | None:
+        """Seconds until the run starts: what the training run has left plus the
+        planned steps of the runs ahead at the measured pace; None before any run
+        has finished here (no pace to go by)."""
+        position = self.position(run)
+        if not position:
+            return None
+        current = active_run()
+        left = (current.snapshot().eta_seconds or 0.0) if current is not None else 0.0
+        with self._lock:
+            ahead = self._queue[:position - 1]
+        if self._seconds_per_step is None:
+            return None
+        steps = sum(r.snapshot().max_steps or 0 for r in ahead)
+        return left + steps * self._seconds_per_step
+
+    def busy_with_another(self, owner: str) -> bool:
+        """The trainer is training someone else's run (only ever said, never shown)."""
+        current = active_run()
+        return current is not None and self.public and current.owner != owner

@@ -1,0 +1,4 @@
+"""A finished run leaving the lab.
+
+    bundle.py  a zip of the trained model with a model card and the run's files
+"""

@@ -1,0 +1,189 @@
+"""Package a finished run as a zip a person can load or upload as it is:
+
+    README.md        a model card: base model, data, hyperparameters, losses, before/after examples
+    config.json, model.safetensors, tokenizer files    (the model; AutoModelForCausalLM.from_pretrained)
+    training/        the run's config.json, metrics.jsonl, summary.json, comparison.json
+
+The model files sit at the top so the unzipped folder is itself a model folder;
+the run's own config.json would collide with the model's, so the run's files go
+under training/.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from ..evaluate.metrics import METRICS
+from ..sources.files import looks_like_path
+from ..sources.models import DEFAULT_HUB_ID, DEFAULT_SPEC
+
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json")
+CARD_EXAMPLES = 5
+# Weights barely compress and deflating hundreds of MB is slow: store them.
+STORED_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+class ExportError(ValueError):
+    """The run has nothing to export; the message says why."""
+
+
+def _read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def _base_model_id(spec: str) -> str | None:
+    if spec == DEFAULT_SPEC:
+        return DEFAULT_HUB_ID
+    return None if looks_like_path(spec) else spec
+
+
+def _data_label(data: str) -> str:
+    # An uploaded file lives in a server temp folder; its name is what the user knows.
+    return Path(data).name if looks_like_path(data) else data
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _fence(text) -> str:
+    text = "(no answer)" if text is None else str(text).replace("````", "'''")
+    return f"````text\n{text}\n````"
+
+
+def model_card(folder: str | Path) -> str:
+    folder = Path(folder)
+    config = _read_json(folder / "config.json", {})
+    summary = _read_json(folder / "summary.json", {})
+    rows = _read_json(folder / "comparison.json", [])
+    resolved = config.get("resolved", {})
+    base_id = _base_model_id(config.get("model", ""))
+    base_label = resolved.get("model") or config.get("model", "unknown")
+    data = _data_label(config.get("data", ""))
+    lines = ["---", "library_name: transformers", "tags:", "- fine-tuned", "- finetune-lab"]
+    if base_id:
+        lines.append(f"base_model: {base_id}")
+    name = (base_id or base_label).split("/")[-1]
+    lines += ["---", "", f"# {name}, fine-tuned on {data}", ""]
+    method = {"lora": "LoRA (adapters merged into the weights)",
+              "qlora": "QLoRA (adapters trained over a 4-bit base, merged into the full-precision weights)"
+              }.get(config.get("method"), "full fine-tuning")
+    lines += [f"Fine-tuned from **{base_id or base_label}** on **{data}** ({resolved.get('format', '?')} format, "
+              f"{resolved.get('template', '?')} template) with {method}, using the fine-tuning lab.", ""]
+    if summary.get("status") == "stopped":
+        lines += ["The run was **stopped early** at the user's request; the weights are those of the last step.", ""]
+    lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
+    settings = [
+        ("learning rate (peak)", config.get("learning_rate")),
+        ("schedule", f"linear warmup ({config.get('warmup_ratio')} of steps), cosine to "
+                     f"{config.get('min_lr_ratio')} x peak"),
+        ("batch size x accumulation", f"{config.get('batch_size')} x {config.get('grad_accum')}"),
+        ("epochs", config.get("epochs")), ("optimizer steps", summary.get("steps")),
+        ("weight decay", config.get("weight_decay")), ("max length", config.get("max_length")),
+        ("precision", f"{resolved.get('precision', '?')} autocast on {resolved.get('device', '?')}"),
+        ("seed", config.get("seed")),
+        ("examples", f"{resolved.get('train_examples', '?')} train, {resolved.get('validation_examples', '?')} "
+                     f"validation, {resolved.get('held_out_prompts', '?')} held out"),
+    ]
+    if config.get("method") in ("lora", "qlora"):
+        settings.append(("LoRA r / alpha / dropout",
+                         f"{config.get('lora_r')} / {config.get('lora_alpha')} / {config.get('lora_dropout')}"))
+    lines += [f"| {name} | {_fmt(value, 6)} |" for name, value in settings]
+    lines += ["", "## Results", "", "| metric | value |", "|---|---|",
+              f"| first training loss | {_fmt(summary.get('first_train_loss'))} |",
+              f"| final training loss | {_fmt(summary.get('final_train_loss'))} |",
+              f"| final validation loss | {_fmt(summary.get('final_validation_loss'))} |",
+              f"| duration | {_fmt(summary.get('duration_seconds'))} s |",
+              f"| hardware | {summary.get('hardware') or 'n/a'} |", ""]
+    lines += _score_lines(summary.get("scores") or {})
+    lines += _diagnosis_lines(summary.get("diagnoses") or [])
+    lines += _example_lines(rows)
+    lines += ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
+              "", 'model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")',
+              'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")', "```", "",
+              "The run's settings, metrics and every held-out answer are in `training/`.", ""]
+    return "\n".join(lines)
+
+
+def _score_lines(scores: dict) -> list[str]:
+    if not scores:
+        return []
+    lines = ["Held-out answers scored against the reference, before and after training (general_probe: the "
+             "lab's general-knowledge questions, asked of every run to show forgetting):", ""]
+    lines += [f"- *{m.label}*: {m.help}" for m in METRICS.values()]
+    header = [f"{m.label} {side}" for m in METRICS.values() for side in ("before", "after")]
+    lines += ["", "| prompts | count | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
+    for name, entry in scores.items():
+        cells = [f"{entry[k]:.0%}" if isinstance(entry.get(k), (int, float)) else "n/a"
+                 for k in (f"{side}_{m}" for m in METRICS for side in ("before", "after"))]
+        lines.append(f"| {name} | {entry.get('prompts', 0)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _diagnosis_lines(diagnoses: list[dict]) -> list[str]:
+    """The failure modes the lab checked: each one found with its evidence and
+    mitigation, then one line for those clear or not judged."""
+    diagnoses = [d for d in diagnoses if isinstance(d, dict)]
+    if not diagnoses:
+        return []
+    lines = ["## Diagnosis", ""]
+    found = [d for d in diagnoses if d.get("status") == "found"]
+    for d in found:
+        step = f" (step {d['step']})" if d.get("step") is not None else ""
+        lines += [f"- **{d.get('title', d.get('name'))}**{step}: {d.get('explanation', '')}",
+                  f"  - evidence: {d.get('evidence', '')}"]
+        if d.get("advice"):
+            lines.append(f"  - mitigation: {d['advice']}")
+    if not found:
+        lines.append("No failure mode was found.")
+    lines.append("")
+    for status, words in (("clear", "Checked and clear"), ("unknown", "Not enough data to judge")):
+        names = [str(d.get("title", d.get("name"))) for d in diagnoses if d.get("status") == status]
+        if names:
+            lines += [f"{words}: {', '.join(names)}.", ""]
+    return lines
+
+
+def _example_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["## Before and after", "", f"The first {min(len(rows), CARD_EXAMPLES)} of {len(rows)} held-out "
+             "prompts, answered greedily by the base model (before) and the fine-tuned model (after).", ""]
+    for number, row in enumerate(rows[:CARD_EXAMPLES], 1):
+        category = f" ({row['category']})" if row.get("category") else ""
+        lines += [f"### Prompt {number}{category}", "", _fence(row.get("prompt")), "",
+                  "Reference:", "", _fence(row.get("reference")), "", "Before:", "", _fence(row.get("before")), "",
+                  "After:", "", _fence(row.get("after")), ""]
+    return lines
+
+
+def export_run(folder: str | Path, target: str | Path | None = None, card: str | None = None) -> Path:
+    """Write the run's zip (default: <folder>/export/<folder name>.zip) and return its path.
+    `card`: the model card when the caller has already built it (else built here)."""
+    folder = Path(folder)
+    model_dir = folder / "model"
+    if not (model_dir.is_dir() and any(model_dir.glob("*.safetensors"))):
+        summary = _read_json(folder / "summary.json", {})
+        reason = f" (the run {summary['status']})" if summary.get("status") else ""
+        raise ExportError(f"{folder.name} has no trained model to export{reason}")
+    target = Path(target) if target else folder / "export" / f"finetuned-{folder.name}.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("README.md", card if card is not None else model_card(folder))
+        for path in sorted(model_dir.iterdir()):
+            if path.is_file():
+                stored = path.suffix in STORED_SUFFIXES
+                archive.write(path, path.name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+        for name in RUN_FILES:
+            if (folder / name).is_file():
+                archive.write(folder / name, f"training/{name}")
+    partial.replace(target)  # never hand out half a zip
+    return target

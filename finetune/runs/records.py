@@ -1,0 +1,384 @@
+"""Runs as records in storage: what a run folder says about the run, read back
+the same way by the app, the command line and the API.
+
+A run folder `<root>/<run-id>/` holds the files of outputs.py plus `run.json`,
+the run's record, written when the run is created (queued) and rewritten at
+each status change:
+
+    {"id", "status", "owner", "created_at", "started_at", "finished_at",
+     "pid", "pid_start", "host", "sweep", "label", "message", "error", "data_name"}
+
+Times are Unix seconds. `owner` is owner_hash(key) or "local", never a key.
+`pid`, `pid_start` and `host` name the process that holds the run (the server
+that queued it, then the one training it), so a reader can tell a live run
+from one whose process died (status.py). A sweep folder
+`<root>/<sweep-id>/sweep.json` (sweep_records.py) lists its member runs, which
+live in the sweep folder or alongside in root.
+
+Readers never crash on a bad folder: a corrupt or half-written run is listed
+with status "unreadable" and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .status import ACTIVE, FINAL, ORPHAN_MESSAGES, STATUSES, orphan_status, orphaned, this_process
+
+RUN_FILE, SWEEP_FILE = "run.json", "sweep.json"
+CONFIG_FILE, SUMMARY_FILE = "config.json", "summary.json"
+METRICS_FILE, COMPARISON_FILE = "metrics.jsonl", "comparison.json"
+# Any of these makes a folder a run folder (a half-written one if config.json is
+# missing); a folder with none of them is something else and is not listed.
+RUN_MARKERS = (RUN_FILE, CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, COMPARISON_FILE, "model")
+
+UNREADABLE = "unreadable"  # listed status of a folder whose files cannot be read
+LOCAL_OWNER = "local"  # the one owner of a single-user install
+
+RECORD_FIELDS = ("id", "status", "owner", "created_at", "started_at", "finished_at", "pid", "pid_start",
+                 "host", "sweep", "label", "message", "error", "data_name")
+
+# A run id is a name, never a path: letters, digits, '.', '_', '-', starting with
+# a letter or digit (so never '.', '..' or a hidden folder), no separators.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+NO_SUCH_RUN = "no such run"
+
+
+class NoSuchRun(LookupError):
+    """Unknown id, someone else's run, or an id that is not a name: one message for all,
+    so a caller cannot probe which runs exist."""
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def owner_hash(key: str) -> str:
+    """What a record stores for an owner key: a listing never reveals keys."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def write_record(folder: str | Path, **fields: Any) -> dict:
+    """Create (or replace) run.json. Unset fields get defaults: id from the folder
+    name, status "queued", owner "local", created now by this process on this host."""
+    folder = Path(folder)
+    record = _new_record(folder) | _checked(fields)
+    _write_json(folder / RUN_FILE, record)
+    return record
+
+
+def update_record(folder: str | Path, **changes: Any) -> dict:
+    """Change some fields of run.json. Moving to a running status fills started_at,
+    to a final one finished_at, unless given or already set.
+
+    Read-modify-write: each record has one writer at a time (the run's own
+    object, under its lock; a sweep's scheduler), so no change is lost."""
+    folder = Path(folder)
+    changes = _checked(changes)
+    record = _read_json(folder / RUN_FILE)
+    if not isinstance(record, dict):  # missing or corrupt: start over from the defaults
+        record = _new_record(folder)
+    record.update(_timestamps(record, changes))
+    record.update(changes)
+    _write_json(folder / RUN_FILE, record)
+    return record
+
+
+def _new_record(folder: Path) -> dict:
+    return {name: None for name in RECORD_FIELDS} | {
+        "id": folder.name, "status": "queued", "owner": LOCAL_OWNER, "created_at": time.time(), **this_process()}
+
+
+def _checked(fields: dict) -> dict:
+    unknown = sorted(set(fields) - set(RECORD_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown run record fields: {', '.join(unknown)}")
+    if "status" in fields and fields["status"] not in STATUSES:
+        raise ValueError(f"unknown run status {fields['status']!r}; one of {', '.join(STATUSES)}")
+    return fields
+
+
+def _timestamps(record: dict, changes: dict) -> dict:
+    status, now, filled = changes.get("status"), time.time(), {}
+    if status in ACTIVE and status != "queued" and "started_at" not in changes and not record.get("started_at"):
+        filled["started_at"] = now
+    if status in FINAL and "finished_at" not in changes and not record.get("finished_at"):
+        filled["finished_at"] = now
+    return filled
+
+
+def _write_json(path: Path, data) -> None:
+    """Temp file + os.replace: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def mark_orphans(root: str | Path) -> list[str]:
+    """Rewrite the run.json of every run whose process is gone (call at server start).
+    Returns the ids changed."""
+    changed = []
+    for folder in _run_folders(Path(root)):
+        record = _read_json(folder / RUN_FILE)
+        if not isinstance(record, dict) or not orphaned(record):
+            continue
+        status = orphan_status(record["status"])
+        record.update(status=status, message=ORPHAN_MESSAGES[status])
+        _write_json(folder / RUN_FILE, record)
+        changed.append(folder.name)
+    return changed
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as its folder says it is. `status` is the effective status: a run
+    whose process died reads "interrupted" (or "cancelled" if still queued), never
+    running or finished. `history` and `comparison` are read on first use."""
+
+    id: str
+    folder: Path
+    status: str
+    owner: str | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    sweep: str | None = None
+    label: str | None = None
+    data_name: str | None = None
+    message: str = ""
+    error: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    config: dict = field(default_factory=dict, repr=False, compare=False)
+    summary: dict | None = field(default=None, repr=False, compare=False)
+    unreadable: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL
+
+    @cached_property
+    def history(self) -> list[dict]:
+        return read_history(self.folder)
+
+    @cached_property
+    def comparison(self) -> list | None:
+        rows = _read_json(self.folder / COMPARISON_FILE)
+        return rows if isinstance(rows, list) else None
+
+
+def read_history(folder: str | Path) -> list[dict]:
+    """metrics.jsonl as dicts, skipping a line cut short by a kill (or any bad line)."""
+    try:
+        lines = (Path(folder) / METRICS_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("step"), (int, float)):
+            entries.append(entry)
+    return entries
+
+
+def load_record(folder: str | Path) -> RunRecord:
+    """Read one run folder; never raises for bad files."""
+    folder = Path(folder)
+    record, config = _read_json(folder / RUN_FILE), _read_json(folder / CONFIG_FILE)
+    summary = _read_json(folder / SUMMARY_FILE)
+    summary = summary if isinstance(summary, dict) else None
+    problem = _problem(record, config)
+    record = record if isinstance(record, dict) else {}
+    config = config if isinstance(config, dict) else {}
+    status = UNREADABLE if problem else _effective_status(record, summary)
+    return RunRecord(
+        id=folder.name, folder=folder, status=status, owner=_owner(record, problem),
+        created_at=_number(record.get("created_at")) or _mtime(folder),
+        started_at=_number(record.get("started_at")), finished_at=_number(record.get("finished_at")),
+        sweep=_text(record.get("sweep")), label=_text(record.get("label")),
+        data_name=_text(record.get("data_name")) or _data_name(config),
+        message=problem or _message(record, summary, status),
+        error=_text(record.get("error")) or _summary_error(summary),
+        pid=record.get("pid") if isinstance(record.get("pid"), int) else None, host=_text(record.get("host")),
+        config=config, summary=summary, unreadable=problem,
+    )
+
+
+def _owner(record: dict, problem: str | None) -> str | None:
+    """A folder without run.json was written by the command line: the local owner's.
+    One whose run.json cannot be read belongs to nobody we can name."""
+    if record:
+        return _text(record.get("owner")) or LOCAL_OWNER
+    return None if problem and problem.startswith(RUN_FILE) else LOCAL_OWNER
+
+
+def _problem(record, config) -> str | None:
+    """Why the folder cannot be read as a run, or None."""
+    if record is _CORRUPT:
+        return f"{RUN_FILE} is not valid JSON"
+    if record is not None and not isinstance(record, dict):
+        return f"{RUN_FILE} is not a JSON object"
+    if isinstance(record, dict) and record.get("status") not in STATUSES:
+        return f"{RUN_FILE} has an unknown status {str(record.get('status'))[:40]!r}"
+    if config is _CORRUPT:
+        return f"{CONFIG_FILE} is not valid JSON"
+    if config is None:
+        return f"{CONFIG_FILE} is missing (the run was never fully written)"
+    if not isinstance(config, dict):
+        return f"{CONFIG_FILE} is not a JSON object"
+    return None
+
+
+def _effective_status(record: dict, summary: dict | None) -> str:
+    if not record:  # written by the command line before run.json existed
+        status = summary.get("status") if summary else None
+        return status if status in FINAL else "interrupted"
+    return orphan_status(record["status"]) if orphaned(record) else record["status"]
+
+
+def _message(record: dict, summary: dict | None, status: str) -> str:
+    if record and status != record.get("status"):
+        return ORPHAN_MESSAGES[status]
+    if not record and not summary:
+        return "no summary: the run ended before it finished"
+    return _text(record.get("message")) or ""
+
+
+def _summary_error(summary: dict | None) -> str | None:
+    return _text(summary.get("error")) if summary else None
+
+
+# Suffixes of the data files the loader reads: such a value is a file, not a hub id.
+DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt", ".gz")
+
+
+def display_name(value) -> str | None:
+    """A name for people from a data or model setting: a file or folder's own name,
+    never its server path; a hub id ("owner/name") as it is."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("\\", "/")
+    is_path = text.startswith(("/", ".", "~")) or text.count("/") > 1 or text.lower().endswith(DATA_SUFFIXES)
+    return (Path(text).name or text) if is_path else text
+
+
+def _data_name(config: dict) -> str | None:
+    return display_name(config.get("data"))
+
+
+_CORRUPT = object()  # a file that exists but is not valid JSON
+
+
+def _read_json(path: Path):
+    """The parsed file, None when missing, _CORRUPT when unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return _CORRUPT
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _mtime(folder: Path) -> float | None:
+    """When a run without run.json began: its config.json was written at the start."""
+    for path in (folder / CONFIG_FILE, folder):
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            continue
+    return None
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def valid_id(name) -> bool:
+    return isinstance(name, str) and RUN_ID_PATTERN.fullmatch(name) is not None
+
+
+def _children(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if valid_id(p.name) and p.is_dir())
+    except OSError:
+        return []
+
+
+def _is_sweep(folder: Path) -> bool:
+    return (folder / SWEEP_FILE).is_file()
+
+
+def _is_run(folder: Path) -> bool:
+    return not _is_sweep(folder) and any((folder / marker).exists() for marker in RUN_MARKERS)
+
+
+def _run_folders(root: Path) -> list[Path]:
+    """Run folders in root and, one level down, inside sweep folders (only there:
+    a run's own model/ folder holds a config.json too)."""
+    found = []
+    for child in _children(root):
+        if _is_sweep(child):
+            found.extend(p for p in _children(child) if _is_run(p))
+        elif _is_run(child):
+            found.append(child)
+    return found
+
+
+def _visible(record: RunRecord, owner: str | None) -> bool:
+    return owner is None or record.owner == owner
+
+
+def _newest_first(records: list[RunRecord]) -> list[RunRecord]:
+    return sorted(records, key=lambda r: (r.created_at or 0.0, r.id), reverse=True)
+
+
+def list_runs(root: str | Path, owner: str | None = None) -> list[RunRecord]:
+    """Every run under root, newest first; with an owner hash, only that owner's."""
+    records = [load_record(folder) for folder in _run_folders(Path(root))]
+    return _newest_first([r for r in records if _visible(r, owner)])
+
+
+def read_run(root: str | Path, run_id: str, owner: str | None = None) -> RunRecord:
+    """One run by id, or NoSuchRun: the same for an unknown id, another owner's run
+    and an id that is not a name."""
+    folder = _find_run(Path(root), run_id)
+    record = load_record(folder) if folder else None
+    if record is None or not _visible(record, owner):
+        raise NoSuchRun(NO_SUCH_RUN)
+    return record
+
+
+def _find_run(root: Path, run_id) -> Path | None:
+    if not valid_id(run_id):
+        return None
+    for folder in [root / run_id] + [sweep / run_id for sweep in _children(root) if _is_sweep(sweep)]:
+        if folder.is_dir() and _is_run(folder):
+            return folder
+    return None

@@ -1,0 +1,340 @@
+"""What a TrainingRun's thread does, start to finish: load, answer the
+held-out prompts with the base model, train, answer them again, save.
+
+The thread body sees a narrow interface: the run's Job (config, run folder,
+model source, prepared data), the hub token, `publish(**changes)` for the run's
+snapshot, `record(entry)` for each logged metric and `stop_requested()`. It
+returns a RunResult; it never touches the run object itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..data import dataset
+from ..data.render import IGNORE, Renderer
+from ..diagnose import findings
+from ..evaluate import probe
+from ..evaluate.generate import generate
+from ..evaluate.metrics import comparison_rows, summarise_scores
+from ..memory import estimate as memory
+from ..memory import peak
+from ..sources import models
+from ..sources.files import DataError
+from ..train import device, levers, ranks
+from ..train.config import TrainConfig, uses_adapters
+from ..train.plan import Plan, plan
+from ..train.trainer import (
+    CheckpointError,
+    NonFiniteLossError,
+    RunCallback,
+    build_trainer,
+    last_complete_checkpoint,
+    with_lora,
+)
+from .job import Job
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished thread hands back to its run."""
+
+    status: str  # "completed" | "stopped"
+    message: str
+    source: models.ModelSource
+    hardware: device.Hardware
+    template: str  # how prompts were rendered ("chat" | "alpaca"), for free-text questions later
+    comparison: tuple[dict, ...]
+    scores: dict
+    # For the final diagnosis: the general probe's record (probe.probe_record; None when off or
+    # it failed) and the training responses that memorisation compares answers against.
+    probe: dict | None = None
+    train_responses: tuple[str, ...] = ()
+
+
+def execute(job: Job, token: str | None, publish: Callable[..., None], record: Callable[[dict], None],
+            stop_requested: Callable[[], bool]) -> RunResult:
+    """Everything up to the run's outcome. Raises on failure; the caller turns
+    the error into a failed run. Under a multi-process launch every process
+    trains; only the main one answers prompts and writes files (train/ranks.py)."""
+    config, folder = job.config, job.folder
+    hardware = device.detect(config.precision)
+    # Started before the model loads, so the peak counts the weights, as the estimate does.
+    meter = peak.PeakMemory(str(hardware.torch_device)).start()
+    model, tokenizer = _load_model(job, hardware, token, publish)
+    prepared = job.prepared or dataset.prepare(config, tokenizer, token=token)
+    run_plan = job.plan if job.plan and ranks.num_processes() == 1 else \
+        plan(config, len(prepared.train), prepared.train_tokens, processes=ranks.num_processes())
+    resume_from = last_complete_checkpoint(folder.checkpoints_dir) if job.resume else None
+    resumed_step = int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else None
+    if ranks.is_main():
+        folder.prepare(keep_metrics_until=resumed_step)
+        folder.write_json("config.json", resolved_config(job, prepared, hardware, run_plan))
+        record = findings.LiveDiagnoses(record, publish, config, folder.read_metrics())
+    else:
+        record = _not_recorded
+    publish(status="baseline", message="answering the held-out prompts with the base model", plan=run_plan,
+            max_steps=run_plan.steps, hardware=hardware.describe(), model=job.source.label,
+            train_examples=len(prepared.train), train_tokens=prepared.train_tokens,
+            history=tuple(folder.read_metrics()), step=resumed_step or 0,
+            comparison=tuple(comparison_rows(prepared.held_out, None, None)))
+    place(model, hardware)
+    prompts = [item.prompt for item in prepared.held_out]
+    before = _answers_on_main(model, tokenizer, prompts, config, hardware)
+    publish(comparison=tuple(comparison_rows(prepared.held_out, before, None)))
+    general = _general_probe(config, publish)
+    probe_before = _probe_on_main(general, model, tokenizer, prepared, config, hardware, publish, "before")
+
+    model, trainer = _train(job, model, tokenizer, prepared, hardware, run_plan, resume_from, publish, record,
+                            stop_requested, meter)
+    stopped = stop_requested()
+
+    publish(status="finishing", message="saving the model and answering the held-out prompts again")
+    final, after = _save_and_answer(job, model, trainer, tokenizer, prompts, hardware, token)
+    # Called on every process whenever the probe is on: the main one measures, the others wait at its barrier.
+    probe_after = _probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after")
+    rows = comparison_rows(prepared.held_out, before, after)
+    probe_found = probe.probe_record(general, probe_before, probe_after) if probe_before else None
+    scores = summarise_scores(rows)
+    if probe_found and probe_after:
+        scores["general_probe"] = probe.scores_entry(probe_found)  # beside the task's, never mixed into "all"
+    if ranks.is_main():
+        folder.write_json("comparison.json", rows)
+        folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
+        if probe_before:
+            folder.write_json("probe.json", {**probe_found,
+                                             "answers": probe.answers_table(general, probe_before, probe_after)})
+    return RunResult(
+        status="stopped" if stopped else "completed",
+        message="stopped: the checkpoint and model are saved" if stopped else "training complete",
+        source=job.source, hardware=hardware, template=prepared.template, comparison=tuple(rows), scores=scores,
+        probe=probe_found, train_responses=training_responses(prepared),
+    )
+
+
+def training_responses(prepared) -> tuple[str, ...]:
+    """The last assistant reply of each training example (none for plain-text data)."""
+    return tuple(str(e.messages[-1].get("content") or "") for e in prepared.split.train
+                 if e.is_chat and e.messages and e.messages[-1].get("role") == "assistant")
+
+
+def _general_probe(config: TrainConfig, publish) -> probe.Probe | None:
+    if not config.general_probe:
+        return None
+    try:
+        return probe.load_probe()
+    except probe.ProbeError as err:  # a broken install loses the probe, not the run
+        publish(message=f"the general-capability probe is left out: {err}")
+        return None
+
+
+def _probe_on_main(general, model, tokenizer, prepared, config: TrainConfig, hardware, publish,
+                   side: str) -> probe.ProbeSide | None:
+    """The general probe on the main process (the others wait at the barrier).
+    A diagnostic only: if it fails, the run goes on without it and says so."""
+    if general is None:
+        return None
+    measured = None
+    if ranks.is_main():
+        publish(message=f"answering the general-capability probe {side} training")
+        try:
+            renderer = Renderer(tokenizer, prepared.template, config.system_prompt)
+            measured = probe.measure(model, tokenizer, general, renderer, config.max_new_tokens,
+                                     hardware.autocast_dtype)
+        except Exception as err:  # noqa: BLE001 -- the probe must never fail the run it measures
+            publish(message=f"the general-capability probe failed and is left out: {type(err).__name__}: {err}")
+    ranks.barrier()
+    return measured
+
+
+def _not_recorded(entry: dict) -> None:
+    """A non-main process's metrics: the main process logs the same (gathered) values."""
+
+
+def _load_model(job: Job, hardware: device.Hardware, token: str | None, publish):
+    """The base model with the memory levers applied: the weights' dtype, QLoRA's
+    4-bit quantization (placed on this process's GPU), the attention kernel."""
+    config = job.config
+    quantization = levers.quantization_config(config, hardware)
+    return models.load(job.source, token=token, progress=lambda text: publish(message=text),
+                       dtype=levers.weights_dtype(config, hardware), quantization_config=quantization,
+                       device_map={"": hardware.index} if quantization else None,
+                       attn_implementation=levers.attention_implementation(hardware))
+
+
+def place(model, hardware: device.Hardware) -> None:
+    """Move the model to this process's device (a quantized model is placed when loaded)."""
+    if getattr(model, "hf_quantizer", None) is None:
+        model.to(hardware.torch_device)
+
+
+def _answers_on_main(model, tokenizer, prompts: list[str], config: TrainConfig, hardware) -> list[str] | None:
+    """Greedy answers from the main process; the others wait for them at a barrier."""
+    answers = None
+    if ranks.is_main():
+        answers = generate(model, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
+    ranks.barrier()
+    return answers
+
+
+def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resume_from: str | None, publish, record,
+           stop_requested, meter: peak.PeakMemory):
+    """Train (unless a stop came first); returns the model that was trained (LoRA-wrapped or not) and its Trainer.
+    The memory estimate is published before training and the measured peak after it."""
+    config = job.config
+    if uses_adapters(config.method):
+        model = with_lora(model, config)
+    trainer = build_trainer(config, model, tokenizer, prepared, hardware, job.folder.checkpoints_dir, run_plan,
+                            callbacks=[RunCallback(record, stop_requested, lambda: trainer), *job.callbacks])
+    publish(hardware=f"{hardware.describe()}; {trainer.checkpointing.reason}"
+                     + ("; compiled" if trainer.compiled else ""))
+    estimate = memory_estimate(model, config, hardware, prepared, trainer.checkpointing.on)
+    publish(memory=estimate)
+    try:
+        if not stop_requested():
+            publish(status="training", message="training")
+            trainer.train(resume_from_checkpoint=resume_from)
+    finally:  # an out-of-memory failure is when the measured peak matters most
+        # Read before saving and answering, which are not training (and save in another dtype).
+        publish(memory={**estimate, "peak_bytes": meter.peak_bytes(), "peak_kind": meter.method})
+    return model, trainer
+
+
+def memory_estimate(model, config: TrainConfig, hardware, prepared, checkpointing: bool) -> dict:
+    """The estimate for this run, as Snapshot.memory wants it: packed rows hold
+    batch x the mean example's tokens (padded ones batch x the longest), and
+    only the response tokens reach the loss."""
+    lengths = [len(e.input_ids) for e in prepared.train] or [config.max_length]
+    per_example = round(sum(lengths) / len(lengths)) if config.packing else max(lengths)
+    targets = sum(sum(1 for t in e.labels if t != IGNORE) for e in prepared.train)
+    fraction = min(max(targets / max(sum(lengths), 1), 0.01), 1.0)  # the estimator refuses 0
+    found = levers.run_estimate(model, config, hardware, checkpointing, per_example, fraction)
+    if found is None:
+        return {}
+    return {"estimate_bytes": int(found.peak_bytes), "estimate_text": memory.format_breakdown(found)}
+
+
+def _save_and_answer(job: Job, model, trainer, tokenizer, prompts, hardware, token):
+    """Save the trained model in the base model's dtype and answer the held-out
+    prompts with it (main process); returns (the trained model, its answers or None)."""
+    config, target = job.config, job.folder.model_dir
+    dtype = models.saved_dtype(job.source, token)
+    if trainer.is_fsdp_enabled:
+        return _save_sharded(job, model, trainer, tokenizer, prompts, hardware, dtype, token)
+    if config.method == "qlora":
+        merged = merged_over_full_base(model, job.source, dtype, token) if ranks.is_main() else None
+        final = model
+    else:
+        final = merged = model.merge_and_unload() if uses_adapters(config.method) else model
+    answers = None
+    if ranks.is_main():
+        save_model(merged, tokenizer, target, dtype=dtype)
+        answers = generate(final, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
+    ranks.barrier()
+    return final, answers
+
+
+def merged_over_full_base(peft_model, source: models.ModelSource, dtype, token: str | None):
+    """QLoRA's adapters merged into the base loaded in `dtype` (not into its 4-bit
+    copy, which would save a quantized model), on the CPU: a 7B base in bf16
+    takes 14 GB of RAM and none of the GPU's."""
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    adapters = {k: v.detach().to("cpu", dtype) for k, v in get_peft_model_state_dict(peft_model).items()}
+    base, _ = models.load(source, token=token, dtype=dtype)
+    wrapped = get_peft_model(base, peft_model.peft_config["default"])
+    set_peft_model_state_dict(wrapped, adapters)
+    return wrapped.merge_and_unload()
+
+
+def _save_sharded(job: Job, model, trainer, tokenizer, prompts, hardware, dtype, token):
+    """FSDP: every process hands its shard to the full state dict (a collective),
+    the main process saves it, and answers with the saved model once the
+    sharded one has freed the GPU."""
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    answers = None
+    if ranks.is_main():
+        state = {name: tensor.to(dtype) for name, tensor in state.items()}
+        save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, job.folder.model_dir, state_dict=state)
+    del state, trainer
+    device.release_memory()
+    final = None
+    if ranks.is_main():
+        final, _ = models.load(models.resolve(str(job.folder.model_dir)), dtype=dtype)
+        place(final, hardware)
+        answers = generate(final, tokenizer, prompts, job.config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
+    ranks.barrier()
+    return final, answers
+
+
+def resolved_config(job: Job, prepared, hardware, run_plan: Plan) -> dict:
+    return {
+        **job.config.to_dict(), "data": job.data_name,
+        "resolved": {
+            "model": job.source.label, "format": prepared.format, "template": prepared.template,
+            "train_examples": len(prepared.train), "validation_examples": len(prepared.validation),
+            "held_out_prompts": len(prepared.held_out), "device": hardware.device, "precision": hardware.precision,
+            "steps": run_plan.steps,
+        },
+    }
+
+
+def save_model(model, tokenizer, target: Path, dtype=None, state_dict=None) -> None:
+    """safetensors + tokenizer, written to a temporary folder then renamed,
+    so a reader never sees half a model. With `dtype` (the base model's), the
+    weights are written in it: the fp32 master copy would double the download."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
+    try:
+        with _cast(model, dtype if state_dict is None else None):
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _cast(model, dtype):
+    """The model in `dtype` while saved, then back in its own dtype. Casting tensor
+    by tensor in place never holds two copies; coming back, the weights are the
+    saved ones exactly, so the answers given after saving are the saved model's."""
+    own = next(model.parameters()).dtype
+    if dtype is None or dtype == own or not own.is_floating_point:
+        yield
+        return
+    model.to(dtype)
+    try:
+        yield
+    finally:
+        model.to(own)
+
+
+def explain_failure(err: BaseException, config: TrainConfig) -> str:
+    """One clear line for the user, with what to change where there is something."""
+    if isinstance(err, CheckpointError):
+        return f"{err}; free disk space, then resume: the last complete checkpoint is kept"
+    if isinstance(err, (NonFiniteLossError, DataError, models.ModelError)):
+        return str(err)
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text.lower() \
+            or "can't allocate memory" in text.lower():
+        advice = [f"the batch size (now {config.batch_size}; raise gradient accumulation to keep the step size)",
+                  f"the max length (now {config.max_length})"]
+        if config.method == "full":
+            advice.append("or switch the method to LoRA")
+        if config.gradient_checkpointing != "on":
+            advice.append("or turn gradient checkpointing on")
+        return "out of memory: lower " + ", ".join(advice)
+    if isinstance(err, OSError) and getattr(err, "errno", None) == 28:
+        return f"the disk is full: {text}"
+    return f"training failed: {type(err).__name__}: {text}"

@@ -1,0 +1,10 @@
+"""How engine objects look on screen: pure functions from engine values to
+widget values, no event handlers and no state.
+
+    fields.py       widgets built from TrainConfig's field metadata, and back
+    plots.py        plotly figures (a short run never looks empty)
+    badges.py       failure-mode badges, validation perplexity, the memory line
+    data_views.py   what the Data tab shows of a prepared dataset
+    train_views.py  a run's snapshot as a status line, figures and the status JSON
+    memory_view.py  the memory estimate for the current settings, term by term
+"""

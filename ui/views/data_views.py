@@ -1,0 +1,140 @@
+"""How the Data tab shows what the engine read: pure functions from engine
+objects to widget values."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+import gradio as gr
+import pandas as pd
+
+from finetune.data.advice import Advice, data_advice
+from finetune.data.dataset import PreparedData
+from finetune.data.formats import FORMATS, Example
+from finetune.data.render import Renderer
+from finetune.sources.files import Table
+from finetune.train.config import TrainConfig
+
+PREVIEW_ROWS = 50
+CELL_CHARS = 300
+
+
+def _cell(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS] + " ..."
+
+
+def preview_frame(table: Table) -> pd.DataFrame:
+    rows = [{column: _cell(record.get(column)) for column in table.columns} for record in table.records[:PREVIEW_ROWS]]
+    return pd.DataFrame(rows, columns=table.columns)
+
+
+def preview_update(table: Table):
+    """The records table, every column visible: equal widths rather than the widest cell's."""
+    width = f"{100 / max(len(table.columns), 1):.2f}%"
+    return gr.update(value=preview_frame(table), column_widths=[width] * len(table.columns))
+
+
+def empty_highlight() -> dict:
+    return {"text": "Load a dataset to see an example.", "entities": []}
+
+
+def highlighted_example(tokenizer, config: TrainConfig, example: Example) -> dict:
+    """The rendered text with the spans the loss trains on marked 'trained', the rest 'prompt (masked)'."""
+    text, spans = Renderer(tokenizer, config.template, config.system_prompt).render(example)
+    entities, cursor = [], 0
+    for start, end in sorted(spans):
+        if start > cursor:
+            entities.append({"entity": "prompt (masked)", "start": cursor, "end": start})
+        entities.append({"entity": "trained", "start": start, "end": end})
+        cursor = end
+    if cursor < len(text):
+        entities.append({"entity": "prompt (masked)", "start": cursor, "end": len(text)})
+    return {"text": text, "entities": entities}
+
+
+def _split_counts(prepared: PreparedData) -> dict:
+    return {"train": len(prepared.train), "validation": len(prepared.validation), "held_out": len(prepared.held_out)}
+
+
+FORMAT_HINT = "Pick the right <b>Format</b>, or <i>columns</i> and map the prompt and response columns."
+MODEL_HINT = "The records were read; the <b>Model</b> could not be loaded to tokenize them."
+
+
+def summary_markdown(name: str, table: Table, prepared: PreparedData | None, error: str = "",
+                     hint: str = FORMAT_HINT) -> str:
+    """The dataset's summary; when it cannot be prepared, the reason and what to change (`hint`)."""
+    head = f"### {name}\n{len(table.records)} records; columns: " + ", ".join(f"`{c}`" for c in table.columns)
+    if prepared is None:
+        return f"{head}\n\n<div class='lab-error'><b>Cannot use these records yet:</b> {error}<br>{hint}</div>"
+    report, split = prepared.report, _split_counts(prepared)
+    tokens = report["tokens"]
+    over = report["over_max_length"]
+    pinned = any(e.meta.get("split") for e in prepared.examples)
+    lines = [
+        head, "",
+        f"**Format:** {FORMATS[prepared.format].label} &nbsp;·&nbsp; **Template:** "
+        f"{prepared.template} &nbsp;·&nbsp; **Examples:** {report['examples']}",
+        "",
+        "| split | train | validation | held out (before/after) |", "|---|---|---|---|",
+        f"| examples | {split['train']} | {split['validation']} | {split['held_out']} |",
+        "",
+        f"**Tokens per example:** min {tokens['min']}, median {tokens['median']:g}, 95% under {tokens['p95']}, "
+        f"max {tokens['max']} &nbsp;·&nbsp; **{over}** over the max length of {report['max_length']}",
+    ]
+    if pinned:
+        lines.append("\nThe file's `split` column decides which records are held out or used for validation.")
+    quality = [f"{report['duplicates']} duplicates"] if report["duplicates"] else []
+    quality += [f"{n} dropped ({reason})" for reason, n in report["dropped"].items()]
+    if quality:
+        lines.append("\n**Quality:** " + ", ".join(quality))
+    if prepared.notices:
+        lines.append("\n" + "\n".join(f"- {notice}" for notice in prepared.notices))
+    return "\n".join(lines)
+
+
+def details(name: str, table: Table, prepared: PreparedData) -> dict:
+    report = {k: v for k, v in prepared.report.items() if k != "lengths"}
+    return {"source": name, "format": prepared.format, "template": prepared.template, "columns": table.columns,
+            "records": len(table.records), "split": _split_counts(prepared), "report": report,
+            "notices": prepared.notices, "train_tokens": prepared.train_tokens}
+
+
+ADVICE_MARKS = {"warning": ("⚠", "warning"), "info": ("ℹ", "note")}
+
+
+def prepared_advice(prepared: PreparedData) -> list[Advice]:
+    """The engine's data advice on the split this session prepared."""
+    split = prepared.split
+    return data_advice(split.train, split.validation, split.held_out)
+
+
+def advice_view(prepared: PreparedData) -> str:
+    """The advice as shown; a check that fails says so in one line instead of failing the load."""
+    try:
+        return advice_html(prepared_advice(prepared))
+    except Exception as err:  # advice is a help, never a reason to refuse the data
+        return f"<div class='lab-advice lab-muted'>Data advice could not be computed: {escape(str(err))}</div>"
+
+
+def advice_html(findings: list[Advice] | None) -> str:
+    """Each finding with its count, a few examples and its advice; warnings first."""
+    if findings is None:
+        return ""
+    if not findings:
+        return "<div class='lab-advice'><b>Data advice:</b> nothing to flag.</div>"
+    ordered = sorted(findings, key=lambda a: a.severity != "warning")
+    warnings = sum(1 for a in findings if a.severity == "warning")
+    items = []
+    for a in ordered:
+        mark, word = ADVICE_MARKS.get(a.severity, ("ℹ", escape(a.severity)))
+        examples = "".join(f"<li>{escape(x)}</li>" for x in a.examples)
+        examples = f"<ul class='advice-examples'>{examples}</ul>" if examples else ""
+        items.append(f"<li class='advice {escape(a.severity, quote=True)}' data-name='{escape(a.name, quote=True)}'>"
+                     f"{mark} <b>{escape(a.title)}</b> <span class='lab-muted'>({word}; count {a.count})</span>"
+                     f"{examples}<div class='advice-text'>{escape(a.advice)}</div></li>")
+    head = f"{warnings} warning{'s' if warnings != 1 else ''}, {len(findings) - warnings} note" \
+           f"{'s' if len(findings) - warnings != 1 else ''}"
+    return (f"<div class='lab-advice'><b>Data advice</b> <span class='lab-muted'>({head})</span>"
+            f"<ul class='lab-advice-list'>{''.join(items)}</ul></div>")

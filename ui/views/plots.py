@@ -1,0 +1,67 @@
+"""Plotly figures for the app. A curve of one or two points is drawn with
+markers, so a short run never looks like an empty plot."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from finetune.experiments.compare import placeholder
+
+TRAIN_COLOR, VALIDATION_COLOR, PLAN_COLOR = "#f97316", "#2563eb", "#94a3b8"
+MARKERS_UP_TO = 60  # beyond this many points markers only clutter the line
+
+
+def _figure(title: str, y_title: str, x_title: str = "optimizer step", height: int = 320) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(
+        title=dict(text=title, x=0.02, font=dict(size=15)), template="plotly_white", height=height,
+        margin=dict(l=55, r=15, t=45, b=45), xaxis_title=x_title, yaxis_title=y_title,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), hovermode="x unified",
+    )
+    return fig
+
+
+def _trace(xs, ys, name: str, color: str, always_markers: bool = False, dash: str | None = None) -> go.Scatter:
+    mode = "lines+markers" if always_markers or len(xs) <= MARKERS_UP_TO else "lines"
+    return go.Scatter(x=list(xs), y=list(ys), name=name, mode=mode, line=dict(color=color, dash=dash, width=2),
+                      marker=dict(size=7 if len(xs) <= 2 else 5))
+
+
+def loss_figure(history, waiting: str = "the loss appears after the first optimizer step") -> go.Figure:
+    fig = _figure("Loss", "loss (response tokens)")
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    validation = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    if not train and not validation:
+        return placeholder(fig, waiting)
+    if train:
+        fig.add_trace(_trace(*zip(*train), "training", TRAIN_COLOR))
+    if validation:
+        fig.add_trace(_trace(*zip(*validation), "validation", VALIDATION_COLOR, always_markers=True))
+    return fig
+
+
+def learning_rate_figure(history=(), planned: tuple = ((), ()), title: str = "Learning rate",
+                         waiting: str = "the learning rate appears after the first optimizer step") -> go.Figure:
+    fig = _figure(title, "learning rate")
+    logged = [(h["step"], h["learning_rate"]) for h in history if "learning_rate" in h and "loss" in h]
+    if planned[0]:
+        fig.add_trace(_trace(*planned, "planned", PLAN_COLOR, dash="dot" if logged else None))
+    if logged:
+        fig.add_trace(_trace(*zip(*logged), "logged", TRAIN_COLOR))
+    if not logged and not planned[0]:
+        return placeholder(fig, waiting)
+    fig.update_yaxes(exponentformat="e", rangemode="tozero")
+    return fig
+
+
+def length_histogram(lengths: list[int], max_length: int) -> go.Figure:
+    over = sum(1 for n in lengths if n > max_length)
+    fig = _figure(f"Tokens per example ({over} over the max length of {max_length})", "examples",
+                  x_title="tokens", height=300)
+    if not lengths:
+        return placeholder(fig, "load a dataset to see its lengths")
+    fig.add_trace(go.Histogram(x=lengths, nbinsx=40, marker_color=VALIDATION_COLOR, name="examples"))
+    fig.add_vline(x=max_length, line=dict(color=TRAIN_COLOR, dash="dash", width=2),
+                  annotation_text="max length", annotation_position="top right")
+    fig.update_layout(showlegend=False, bargap=0.05, hovermode="closest")
+    return fig

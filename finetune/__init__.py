@@ -7,7 +7,7 @@ each can be read knowing only what lies below it (tests/test_layout.py checks):
     sources      reading untrusted inputs safely: dataset files, hub datasets, model specs
     data         what records mean: formats, rendering with a template, the split, batches, advice
     memory       how much memory a run needs (the arithmetic) and took (the measured peak)
-    evaluate     answers and their scores: generation, metrics, the general probe, one question
+    evaluate     answers and their scores: generation, metrics, significance, the general probe, one question
     train        one training: settings, the plan, the device, the Trainer and its loss
     diagnose     the failure modes, named from a run's curves and answers
     runs         one run's life: the background thread, its folder on disk, its record

@@ -1,8 +1,9 @@
 """What a model answers and how good the answers are, before and after
 training.
 
-    generate.py  greedy answers for rendered prompts, batched
-    metrics.py   the one list of metrics, and the held-out comparison rows and their summary
-    probe.py     the general-capability probe: bundled questions and a reference text's perplexity
-    ask.py       one free-text question, rendered as training rendered its prompts
+    generate.py      greedy answers for rendered prompts, batched
+    metrics.py       the one list of metrics, and the held-out comparison rows and their summary
+    significance.py  is a change bigger than the noise: intervals and exact tests on paired scores
+    probe.py         the general-capability probe: bundled questions and a reference text's perplexity
+    ask.py           one free-text question, rendered as training rendered its prompts
 """

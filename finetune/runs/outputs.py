@@ -6,6 +6,8 @@
     comparison.csv    the same table for spreadsheets (formula-looking cells escaped)
     summary.json      status, steps, final losses, scores, duration
     model/            safetensors weights and tokenizer
+    best/             the model at its lowest validation loss (keep_best), with best.json {step, eval_loss};
+                      for LoRA runs the adapters only (merged at export)
     checkpoints/      Trainer checkpoints for resuming
 """
 
@@ -16,9 +18,12 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
+
+BEST_DIR, BEST_INFO = "best", "best.json"  # best.json sits inside best/, so both are replaced at once
 
 
 class RunFolder:
@@ -38,12 +43,41 @@ class RunFolder:
     def metrics_path(self) -> Path:
         return self.root / "metrics.jsonl"
 
+    @property
+    def best_dir(self) -> Path:
+        return self.root / BEST_DIR
+
+    def best(self) -> dict | None:
+        """The kept best model: {step, eval_loss, path (relative to the run folder)}, or None.
+        A folder without best.json is never one; `.best-replaced` is the previous
+        best, whole, when a kill came between the two renames of replacing it."""
+        for folder in (self.best_dir, self.root / f".{BEST_DIR}-replaced"):
+            try:
+                found = json.loads((folder / BEST_INFO).read_text(encoding="utf-8"))
+                return {"step": int(found["step"]), "eval_loss": float(found["eval_loss"]),
+                        "path": folder.name}
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return None
+
+    def _prune_best(self, keep_until: int | None) -> None:
+        """A fresh run keeps no best from an earlier one in this folder; a resumed
+        one keeps its best if it came before the checkpoint (later metrics are
+        dropped, so a later best would mark no point of the curve)."""
+        for partial in self.root.glob(f".{BEST_DIR}-*.partial"):
+            shutil.rmtree(partial, ignore_errors=True)
+        found = self.best()
+        if found is None or keep_until is None or found["step"] > keep_until:
+            for name in (BEST_DIR, f".{BEST_DIR}-replaced"):
+                shutil.rmtree(self.root / name, ignore_errors=True)
+
     def prepare(self, keep_metrics_until: int | None = None) -> None:
         """Create the folder; on resume keep the metrics logged up to the
         checkpoint's step, so the curve continues where it left off."""
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in ("error.json", "comparison.json", "summary.json"):
             (self.root / stale).unlink(missing_ok=True)
+        self._prune_best(keep_metrics_until)
         if keep_metrics_until is None:
             self.metrics_path.unlink(missing_ok=True)
             return
@@ -95,6 +129,7 @@ class RunFolder:
             "scores": snapshot.scores,
             "diagnoses": list(snapshot.diagnoses),
             "memory": snapshot.memory,
+            "best_checkpoint": self.best(),  # what is on disk, whatever the snapshot last heard
         })
 
     def write_csv(self, name: str, rows: list[dict], columns: list[str]) -> Path:

@@ -90,6 +90,8 @@ class Snapshot:
     # The memory estimate before the run and the peak measured during it:
     # {"estimate_bytes", "estimate_text", "peak_bytes", "peak_kind"}; keys appear as they become known.
     memory: dict = field(default_factory=dict)
+    # The model kept at the lowest validation loss so far (keep_best): {"step", "eval_loss"}, or None.
+    best_checkpoint: dict | None = None
 
     @property
     def finished(self) -> bool:
@@ -109,7 +111,8 @@ class Snapshot:
                    label=record.label, started_at=record.started_at or 0.0, finished_at=record.finished_at,
                    hardware=summary.get("hardware") or "", model=summary.get("model") or "",
                    train_examples=summary.get("train_examples") or 0, train_tokens=summary.get("train_tokens") or 0,
-                   diagnoses=tuple(summary.get("diagnoses") or ()), memory=summary.get("memory") or {})
+                   diagnoses=tuple(summary.get("diagnoses") or ()), memory=summary.get("memory") or {},
+                   best_checkpoint=summary.get("best_checkpoint"))
 
     def logged(self, key: str) -> list:
         """Every logged value of `key` ("loss", "eval_loss", ...), in step order."""

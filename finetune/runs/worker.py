@@ -9,8 +9,7 @@ returns a RunResult; it never touches the run object itself.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +31,18 @@ from ..train import device, levers, ranks
 from ..train.config import TrainConfig, uses_adapters
 from ..train.plan import Plan, plan
 from ..train.trainer import (
+    BestCheckpoint,
     CheckpointError,
     NonFiniteLossError,
     RunCallback,
     build_trainer,
+    keeps_best,
     last_complete_checkpoint,
+    replace_folder,
     with_lora,
 )
 from .job import Job
+from .outputs import BEST_INFO
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,10 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     general = _general_probe(config, publish)
     probe_before = _probe_on_main(general, model, tokenizer, prepared, config, hardware, publish, "before")
 
+    keeper = best_keeper(job, tokenizer, models.saved_dtype(job.source, token), publish) \
+        if keeps_best(config, bool(prepared.validation)) else None
     model, trainer = _train(job, model, tokenizer, prepared, hardware, run_plan, resume_from, publish, record,
-                            stop_requested, meter)
+                            stop_requested, meter, keeper)
     stopped = stop_requested()
 
     publish(status="finishing", message="saving the model and answering the held-out prompts again")
@@ -185,14 +190,16 @@ def _answers_on_main(model, tokenizer, prompts: list[str], config: TrainConfig, 
 
 
 def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resume_from: str | None, publish, record,
-           stop_requested, meter: peak.PeakMemory):
+           stop_requested, meter: peak.PeakMemory, keeper: BestCheckpoint | None = None):
     """Train (unless a stop came first); returns the model that was trained (LoRA-wrapped or not) and its Trainer.
-    The memory estimate is published before training and the measured peak after it."""
+    The memory estimate is published before training and the measured peak after it. `keeper` goes first among
+    the callbacks, so the time it spends saving is not counted as training time."""
     config = job.config
     if uses_adapters(config.method):
         model = with_lora(model, config)
     trainer = build_trainer(config, model, tokenizer, prepared, hardware, job.folder.checkpoints_dir, run_plan,
-                            callbacks=[RunCallback(record, stop_requested, lambda: trainer), *job.callbacks])
+                            callbacks=[*filter(None, [keeper]), RunCallback(record, stop_requested, lambda: trainer),
+                                       *job.callbacks])
     publish(hardware=f"{hardware.describe()}; {trainer.checkpointing.reason}"
                      + ("; compiled" if trainer.compiled else ""))
     estimate = memory_estimate(model, config, hardware, prepared, trainer.checkpointing.on)
@@ -290,17 +297,47 @@ def save_model(model, tokenizer, target: Path, dtype=None, state_dict=None) -> N
     """safetensors + tokenizer, written to a temporary folder then renamed,
     so a reader never sees half a model. With `dtype` (the base model's), the
     weights are written in it: the fp32 master copy would double the download."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
-    try:
-        with _cast(model, dtype if state_dict is None else None):
-            model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    replace_folder(target, lambda folder: write_model(model, tokenizer, folder, dtype, state_dict))
+
+
+def write_model(model, tokenizer, folder: Path, dtype=None, state_dict=None) -> None:
+    """The model (a PeftModel: its adapters) and tokenizer into `folder`; `state_dict`, when given, is what is saved."""
+    with _cast(model, dtype if state_dict is None else None):
+        model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+    tokenizer.save_pretrained(folder)
+
+
+def best_keeper(job: Job, tokenizer, dtype, publish) -> BestCheckpoint:
+    """The callback that keeps the model at its lowest validation loss in best/,
+    saved as model/ is (the base model's dtype; a LoRA run's adapters only),
+    with best.json; each new best is published for the live plot."""
+    def save(model, folder: Path, found: dict) -> None:
+        write_model(model, tokenizer, folder, state_dict=trained_weights(model, dtype))
+        (folder / BEST_INFO).write_text(json.dumps(found))
+
+    kept = job.folder.best() if ranks.is_main() else None  # a resumed run's, to beat
+    kept = {"step": kept["step"], "eval_loss": kept["eval_loss"]} if kept else None
+    if kept:
+        publish(best_checkpoint=kept)
+    return BestCheckpoint(job.folder.best_dir, save, on_best=lambda found: publish(best_checkpoint=found), best=kept)
+
+
+def trained_weights(model, dtype) -> dict:
+    """A copy of what training changes (a PeftModel's adapters, else every
+    weight) in `dtype` on the CPU, to save while training goes on: casting the
+    model in place, as the final save does, would round the weights that the
+    next steps train. Tied weights stay one tensor."""
+    if hasattr(model, "peft_config"):
+        tensors = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    else:
+        tensors = model.state_dict()
+    copies, saved = {}, {}
+    for name, tensor in tensors.items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.stride())
+        if key not in copies:
+            copies[key] = tensor.detach().to("cpu", dtype if tensor.is_floating_point() and dtype else None)
+        saved[name] = copies[key]
+    return saved
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """transformers' Trainer, taught three things: the response-only chunked loss
 on packed rows, refusing a non-finite loss, and checkpoints that are never
-used half-written; and the factory that builds it for a config (collator,
+used half-written; the callback that keeps the model at its lowest validation
+loss; and the factory that builds it for a config (collator,
 schedule, compile decision), which runs and benchmarks share."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -142,6 +144,60 @@ class RunCallback(TrainerCallback):
             self._last_time, self._last_tokens = now, tokens
         if len(record) > 2:
             self.on_record(record)
+
+
+def keeps_best(config: TrainConfig, has_validation: bool) -> bool:
+    """Whether a run keeps its best model: asked for, measurable (a validation
+    split) and not sharded by FSDP, whose weights only a collective gathers."""
+    sharded = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    return config.keep_best == "eval_loss" and has_validation and not sharded
+
+
+class BestCheckpoint(TrainerCallback):
+    """Keeps the model at its lowest validation loss in `target` (the run's best/).
+
+    At each evaluation that improves on the best so far, `save(model, folder,
+    found)` writes the model and `found` ({step, eval_loss}) into a temporary
+    folder beside `target`, which then replaces `target` whole: a save that
+    fails or is killed halfway never replaces a good one. Only the main process
+    writes. `best`: the one kept already (a resumed run's)."""
+
+    def __init__(self, target, save, on_best=None, best: dict | None = None):
+        self.target, self.save, self.on_best = Path(target), save, on_best
+        self.best = best
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is None or not math.isfinite(loss) or (self.best and loss >= self.best["eval_loss"]):
+            return
+        found = {"step": state.global_step, "eval_loss": float(loss)}
+        if ranks.is_main():
+            try:
+                replace_folder(self.target, lambda folder: self.save(model, folder, found))
+            except OSError as err:
+                raise CheckpointError(f"saving the best model at step {found['step']} failed: {err}") from err
+        self.best = found
+        if self.on_best is not None:
+            self.on_best(found)
+
+
+def replace_folder(target: Path, write) -> None:
+    """`write(folder)` into a temporary folder beside `target`, which then takes
+    its place. The old one is moved aside before the new one moves in, so a
+    kill between the two renames leaves it whole under `.<name>-replaced`
+    (where RunFolder.best looks); a temporary folder is never read."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", suffix=".partial", dir=target.parent))
+    aside = target.with_name(f".{target.name}-replaced")
+    try:
+        write(tmp)
+        if target.exists():  # else `aside` may be the only good copy: it stays until the new one is in
+            shutil.rmtree(aside, ignore_errors=True)
+            target.rename(aside)
+        tmp.rename(target)
+        shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def with_lora(model, config: TrainConfig):

@@ -6,7 +6,8 @@
 
 The model files sit at the top so the unzipped folder is itself a model folder;
 the run's own config.json would collide with the model's, so the run's files go
-under training/.
+under training/. The model is the final one or the best checkpoint (the lowest
+validation loss, export/checkpoint.py); the card says which.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import zipfile
 from pathlib import Path
 
 from ..evaluate.metrics import METRICS
+from ..runs.outputs import BEST_INFO
 from ..sources.files import looks_like_path
 from ..sources.models import DEFAULT_HUB_ID, DEFAULT_SPEC
+from .checkpoint import ExportError, checkpoint_summary, has_final_model, model_folder
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json")
 CARD_EXAMPLES = 5
 # Weights barely compress and deflating hundreds of MB is slow: store them.
 STORED_SUFFIXES = (".safetensors", ".bin", ".gguf")
-
-
-class ExportError(ValueError):
-    """The run has nothing to export; the message says why."""
 
 
 def _read_json(path: Path, default):
@@ -58,7 +57,8 @@ def _fence(text) -> str:
     return f"````text\n{text}\n````"
 
 
-def model_card(folder: str | Path) -> str:
+def model_card(folder: str | Path, which: str = "final") -> str:
+    """The card of the run's final model, or of its best checkpoint (`which="best"`)."""
     folder = Path(folder)
     config = _read_json(folder / "config.json", {})
     summary = _read_json(folder / "summary.json", {})
@@ -77,8 +77,9 @@ def model_card(folder: str | Path) -> str:
               }.get(config.get("method"), "full fine-tuning")
     lines += [f"Fine-tuned from **{base_id or base_label}** on **{data}** ({resolved.get('format', '?')} format, "
               f"{resolved.get('template', '?')} template) with {method}, using the fine-tuning lab.", ""]
-    if summary.get("status") == "stopped":
+    if summary.get("status") == "stopped" and which == "final":
         lines += ["The run was **stopped early** at the user's request; the weights are those of the last step.", ""]
+    lines += _checkpoint_lines(folder, summary, which)
     lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
     settings = [
         ("learning rate (peak)", config.get("learning_rate")),
@@ -100,6 +101,7 @@ def model_card(folder: str | Path) -> str:
               f"| first training loss | {_fmt(summary.get('first_train_loss'))} |",
               f"| final training loss | {_fmt(summary.get('final_train_loss'))} |",
               f"| final validation loss | {_fmt(summary.get('final_validation_loss'))} |",
+              f"| exported checkpoint | {checkpoint_summary(folder, which, summary)} |",
               f"| duration | {_fmt(summary.get('duration_seconds'))} s |",
               f"| hardware | {summary.get('hardware') or 'n/a'} |", ""]
     lines += _score_lines(summary.get("scores") or {})
@@ -164,22 +166,34 @@ def _example_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def export_run(folder: str | Path, target: str | Path | None = None, card: str | None = None) -> Path:
-    """Write the run's zip (default: <folder>/export/<folder name>.zip) and return its path.
-    `card`: the model card when the caller has already built it (else built here)."""
+def _checkpoint_lines(folder: Path, summary: dict, which: str) -> list[str]:
+    if which != "best":
+        return []
+    return [f"These are the weights of the **best checkpoint** ({checkpoint_summary(folder, which, summary)}), "
+            "the lowest validation loss measured during training, not of the final step "
+            f"({summary.get('steps', '?')}). The held-out answers and their scores below were given by the final "
+            "model.", ""]
+
+
+def export_run(folder: str | Path, target: str | Path | None = None, card: str | None = None,
+               which: str = "final", progress=lambda text: None) -> Path:
+    """Write the run's zip (default: <folder>/export/finetuned-<folder name>[-best].zip) and return its path.
+    `which`: "final" (model/) or "best" (the checkpoint at the lowest validation loss; a LoRA run's adapters are
+    merged over the base model first). `card`: the model card when the caller has already built it."""
     folder = Path(folder)
-    model_dir = folder / "model"
-    if not (model_dir.is_dir() and any(model_dir.glob("*.safetensors"))):
+    if which == "final" and not has_final_model(folder):
         summary = _read_json(folder / "summary.json", {})
         reason = f" (the run {summary['status']})" if summary.get("status") else ""
         raise ExportError(f"{folder.name} has no trained model to export{reason}")
-    target = Path(target) if target else folder / "export" / f"finetuned-{folder.name}.zip"
+    suffix = "-best" if which == "best" else ""
+    target = Path(target) if target else folder / "export" / f"finetuned-{folder.name}{suffix}.zip"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("README.md", card if card is not None else model_card(folder))
+    with model_folder(folder, which, progress) as model_dir, \
+            zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("README.md", card if card is not None else model_card(folder, which))
         for path in sorted(model_dir.iterdir()):
-            if path.is_file():
+            if path.is_file() and path.name != BEST_INFO:  # the card and training/summary.json say it
                 stored = path.suffix in STORED_SUFFIXES
                 archive.write(path, path.name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         for name in RUN_FILES:

@@ -46,18 +46,32 @@ class RecordAtEvaluations(TrainerCallback):
                                           if p.requires_grad}
 
 
+class SeenLive(TrainerCallback):
+    """The best step the run's snapshot shows at each evaluation, as the app's next poll would see it."""
+
+    def __init__(self):
+        self.run, self.seen = None, {}
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.seen[state.global_step] = (self.run.snapshot().best_checkpoint or {}).get("step")
+
+
 def evaluations(snap) -> dict[int, float]:
     return {h["step"]: h["eval_loss"] for h in snap.history if "eval_loss" in h}
 
 
 def test_a_run_keeps_the_weights_of_its_lowest_validation_loss(bf16_base, data_file, tmp_path):  # noqa: F811
-    recorder = RecordAtEvaluations()
+    recorder, live = RecordAtEvaluations(), SeenLive()
     config = tiny_config(bf16_base, data_file, max_steps=6, eval_steps=1, held_out=1, validation_fraction=0.2)
-    run, snap = run_to_end(config, tmp_path / "run", callbacks=(WorsenAfter(4), recorder))
+    live.run = TrainingRun(config, tmp_path / "run", allow_out_of_range=True,
+                           callbacks=(WorsenAfter(4), recorder, live))
+    snap = live.run.start().wait(timeout=300)
     assert snap.status == "completed", snap.error
     losses = evaluations(snap)
     best_step = min(losses, key=losses.get)
     assert best_step < max(losses) and losses[max(losses)] > losses[best_step], "validation rose after a minimum"
+    so_far = {step: min((s for s in losses if s <= step), key=losses.get) for step in losses}
+    assert live.seen == so_far, "the snapshot shows each new best as soon as it is saved"
 
     folder = tmp_path / "run"
     kept = json.loads((folder / "best" / "best.json").read_text())

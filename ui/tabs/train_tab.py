@@ -155,7 +155,8 @@ def views(lab: Lab, tab: TrainTab, compare, owner: str, seen, picked: str = comp
     history = snap.history if snap else ()
     waiting = snap.message if snap else "start a run to see the loss"
     planned = (snap.plan.curve_steps, snap.plan.curve_lr) if snap and snap.plan else ((), ())
-    return {**visible, tab.loss: plots.loss_figure(history, waiting=waiting),
+    best = snap.best_checkpoint if snap else None
+    return {**visible, tab.loss: plots.loss_figure(history, waiting=waiting, best=best),
             tab.learning_rate: plots.learning_rate_figure(history, planned, waiting=waiting),
             tab.details: status_dict(snap, stopping, busy), tab.diagnoses: train_diagnoses(snap),
             **compare_tab.held_out_views(compare, snap, compare_tab.run_choices(lab, owner), picked),

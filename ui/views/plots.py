@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from finetune.experiments.compare import placeholder
 
-TRAIN_COLOR, VALIDATION_COLOR, PLAN_COLOR = "#f97316", "#2563eb", "#94a3b8"
+TRAIN_COLOR, VALIDATION_COLOR, PLAN_COLOR, BEST_COLOR = "#f97316", "#2563eb", "#94a3b8", "#16a34a"
 MARKERS_UP_TO = 60  # beyond this many points markers only clutter the line
 
 
@@ -27,7 +27,10 @@ def _trace(xs, ys, name: str, color: str, always_markers: bool = False, dash: st
                       marker=dict(size=7 if len(xs) <= 2 else 5))
 
 
-def loss_figure(history, waiting: str = "the loss appears after the first optimizer step") -> go.Figure:
+def loss_figure(history, waiting: str = "the loss appears after the first optimizer step",
+                best: dict | None = None) -> go.Figure:
+    """Training and validation loss by step; `best` ({step, eval_loss}: the checkpoint the run kept at its
+    lowest validation loss) is marked on the validation curve with its label."""
     fig = _figure("Loss", "loss (response tokens)")
     train = [(h["step"], h["loss"]) for h in history if "loss" in h]
     validation = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
@@ -37,7 +40,21 @@ def loss_figure(history, waiting: str = "the loss appears after the first optimi
         fig.add_trace(_trace(*zip(*train), "training", TRAIN_COLOR))
     if validation:
         fig.add_trace(_trace(*zip(*validation), "validation", VALIDATION_COLOR, always_markers=True))
+    if best:
+        _mark_best(fig, best["step"], best["eval_loss"])
     return fig
+
+
+def best_label(step: int, loss: float) -> str:
+    return f"best: step {step}, {loss:.4g}"
+
+
+def _mark_best(fig: go.Figure, step: int, loss: float) -> None:
+    label = best_label(step, loss)
+    fig.add_trace(go.Scatter(x=[step], y=[loss], name="best", mode="markers", hovertext=[label], hoverinfo="text",
+                             marker=dict(symbol="star", size=15, color=BEST_COLOR, line=dict(color="white", width=1))))
+    fig.add_annotation(x=step, y=loss, text=label, showarrow=True, arrowhead=2, arrowcolor=BEST_COLOR, ax=0, ay=-32,
+                       font=dict(color=BEST_COLOR, size=12), bgcolor="rgba(255,255,255,0.8)")
 
 
 def learning_rate_figure(history=(), planned: tuple = ((), ()), title: str = "Learning rate",

@@ -115,6 +115,7 @@ def status_dict(snap: Snapshot | None, stop_requested: bool = False, busy: bool 
         "validation_perplexity": _json_perplexity(snap),
         "history": list(snap.history), "comparison": list(snap.comparison),
         "scores": snap.scores, "diagnoses": list(snap.diagnoses), "memory": dict(snap.memory),
+        "best_checkpoint": snap.best_checkpoint,
     }
 
 
@@ -129,4 +130,5 @@ def change_key(snap: Snapshot | None, stop_requested: bool) -> tuple:
         return ("none",)
     after = sum(1 for row in snap.comparison if row.get("after") is not None)
     return (snap.run_id, snap.status, len(snap.history), len(snap.comparison), after, stop_requested,
-            diagnoses_key(snap.diagnoses), tuple(sorted(snap.memory.items())))
+            diagnoses_key(snap.diagnoses), tuple(sorted(snap.memory.items())),
+            (snap.best_checkpoint or {}).get("step"))  # a new best is published after its evaluation is logged

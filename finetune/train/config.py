@@ -137,7 +137,7 @@ class TrainConfig:
         "the final one: saved whenever an evaluation (eval_steps) improves on the best so far, in the base model's "
         "dtype (LoRA: the adapters only, merged at export). Validation loss is the only measure taken during "
         "training, so it is the only choice; a run without a validation split keeps none. "
-        "On the default model each save takes ~2-3 s and best/ 273 MB (LoRA: ~0.4 s, 13 MB) on a 2-core CPU.",
+        "On the default model each save takes ~2 s and best/ 273 MB (LoRA: ~0.3 s, 13 MB) on a 2-core CPU.",
         "run", choices=("eval_loss", "off"),
     )
     save_steps: int = setting(0, "Checkpoint every N optimizer steps for resuming (0: only at the end or on stop).",

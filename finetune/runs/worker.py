@@ -302,8 +302,10 @@ def save_model(model, tokenizer, target: Path, dtype=None, state_dict=None) -> N
 
 def write_model(model, tokenizer, folder: Path, dtype=None, state_dict=None) -> None:
     """The model (a PeftModel: its adapters) and tokenizer into `folder`; `state_dict`, when given, is what is saved."""
+    # The engine never resizes the vocabulary, and peft's "auto" would ask the hub about the base model at every save.
+    adapters_only = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
     with _cast(model, dtype if state_dict is None else None):
-        model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+        model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict, **adapters_only)
     tokenizer.save_pretrained(folder)
 
 

@@ -54,9 +54,10 @@ def refuse_unsupported(config: TrainConfig) -> None:
     """ConfigError, one line per problem, when this machine cannot do what the
     config asks (8-bit AdamW or QLoRA without a CUDA GPU, ...): refused before
     a thread starts, never an import error halfway through a run."""
-    from ..train import device
+    from ..train import device, loggers
 
-    problems = device.unsupported(config, device.detect(config.precision))
+    logger = loggers.problem(config)  # a report_to whose library is missing, or that would leave the machine
+    problems = device.unsupported(config, device.detect(config.precision)) + ([logger] if logger else [])
     if problems:
         raise ConfigError("\n".join(problems))
 

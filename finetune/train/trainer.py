@@ -15,7 +15,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..data.collate import PackingCollator
-from . import levers, ranks
+from . import levers, loggers, ranks
 from .acceleration import compile_layers
 from .config import TrainConfig
 from .loss import response_loss
@@ -171,7 +171,8 @@ def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, che
     checkpointing = levers.checkpointing(config, levers.estimated_peak(model, config, hardware),
                                          levers.free_memory(hardware, model))
     args = training_arguments(config, hardware, checkpoints_dir, plan, has_validation, checkpointing.on)
-    callbacks = list(callbacks)
+    # The loggers report_to asks for write beside the checkpoints, in the run folder.
+    callbacks = [*callbacks, *loggers.callbacks(config, Path(checkpoints_dir).parent)]
     if config.early_stopping_patience and has_validation:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     compiled = _should_compile(config, plan, hardware) and compile_layers(model, hardware.device,

@@ -7,6 +7,11 @@
     summary.json      status, steps, final losses, scores, duration
     model/            safetensors weights and tokenizer
     checkpoints/      Trainer checkpoints for resuming
+    logs/             TensorBoard event files, when the run reports to TensorBoard
+
+No file written here holds an absolute path: a local data file or model folder is
+recorded relative to the run folder (portable()), so a run folder copied to
+another machine reads the same there.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+
+from ..sources.files import looks_like_path
+from ..sources.models import DEFAULT_SPEC
 
 
 class RunFolder:
@@ -37,6 +45,18 @@ class RunFolder:
     @property
     def metrics_path(self) -> Path:
         return self.root / "metrics.jsonl"
+
+    def portable(self, spec: str) -> str:
+        """A data or model setting as the run's files record it: a local path
+        relative to this folder (never a server's absolute path; the folder may
+        move together with its data), anything else (a hub id, 'default') as it is."""
+        if not isinstance(spec, str) or not spec or spec == DEFAULT_SPEC or not looks_like_path(spec):
+            return spec
+        try:
+            relative = os.path.relpath(os.path.abspath(os.path.expanduser(spec)), os.path.abspath(self.root))
+        except ValueError:  # another drive (Windows): no relative path exists
+            return Path(spec).name
+        return Path(relative).as_posix()
 
     def prepare(self, keep_metrics_until: int | None = None) -> None:
         """Create the folder; on resume keep the metrics logged up to the

@@ -98,6 +98,20 @@ def test_a_stopped_run_resumes_through_the_queue_into_one_curve(tiny_model_dir, 
     assert summary["duration_seconds"] == pytest.approx(first_session + second_session, abs=1.5)
 
 
+def test_the_command_line_resumes_a_stopped_run_from_its_config(tiny_model_dir, data_file, tmp_path, capsys):
+    """As the README says: train --config runs/<id>/config.json --output runs/<id> --resume."""
+    from finetune.cli.main import main
+
+    folder = tmp_path / "runs" / "r1"
+    assert stopped_run(config(tiny_model_dir, data_file), folder, 2).status == "stopped"
+    assert main(["train", "--config", str(folder / "config.json"), "--output", str(folder), "--resume",
+                 "--allow-out-of-range"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "completed"
+    history = records.load_record(folder).history
+    assert [s for s, _ in logged(history, "loss")] == list(range(1, 9))
+    assert records.load_record(folder).status == "completed"
+
+
 def full_disk_at_step(step, original):
     """Trainer._save_optimizer_and_scheduler failing as a full disk does, at one step."""
 

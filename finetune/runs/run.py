@@ -342,13 +342,20 @@ class TrainingRun:
     def _failure(self, err: BaseException) -> dict:
         from .worker import explain_failure
 
-        message = explain_failure(err, self.config)
+        message = self._named(explain_failure(err, self.config))
         try:
             self.folder.write_json("error.json", {"error": message,
-                                                  "traceback": _redacted_traceback(err, self._token)})
+                                                  "traceback": self._named(_redacted_traceback(err, self._token))})
         except OSError:
             pass  # the message still reaches the snapshot
         return {"status": "failed", "error": message, "message": message}
+
+    def _named(self, text: str) -> str:
+        """An error that names a file in the run folder (a checkpoint on a full disk) names
+        it from the run's id, not by this machine's path: the error is kept in run.json."""
+        for path in sorted({str(self.folder.root.absolute()), str(self.folder.root.resolve())}, key=len, reverse=True):
+            text = text.replace(path, self.run_id)
+        return text
 
 
 def _resume_point(folder: Path) -> tuple[int, float] | None:

@@ -5,6 +5,7 @@ with nothing changed."""
 
 import errno
 import json
+import os
 import subprocess
 import sys
 
@@ -117,7 +118,7 @@ def full_disk_at_step(step, original):
 
     def save(trainer, output_dir):
         if trainer.state.global_step == step:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(errno.ENOSPC, "No space left on device", os.path.join(output_dir, "optimizer.pt"))
         return original(trainer, output_dir)
 
     return save
@@ -134,6 +135,8 @@ def test_a_run_failed_keeping_its_checkpoint_resumes_one_curve_in_tensorboard_to
     failed = TrainingRun(cfg, root / "r1", allow_out_of_range=True).start().wait(timeout=300)
     assert failed.status == "failed" and resume.CHECKPOINT_KEPT in failed.error
     assert failed.step == 6 and resume.checkpoint_step(root / "r1") == 4
+    assert "r1/checkpoints/checkpoint-6/optimizer.pt" in failed.error  # named from the run, not this machine
+    assert not [p for p in (root / "r1").glob("*.json") if str(tmp_path) in p.read_text()]
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", original)
 
     snap = Scheduler(root).resume("r1", LOCAL_OWNER).wait(timeout=300)

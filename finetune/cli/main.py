@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..diagnose import findings
+from ..runs import records
 from ..train import config as cfg
 from ..train.presets import PRESETS
 from . import runs as cli_runs
@@ -143,7 +144,7 @@ def _token() -> str | None:
 
 
 def _checked_settings(args: argparse.Namespace) -> cfg.Checked:
-    values = cfg.load_json(args.config) if args.config else {}
+    values = records.load_settings(args.config) if args.config else {}
     values.update(_values(args, [f.name for f in cfg.fields()]))
     checked = cfg.build(values, preset=args.preset, allow_out_of_range=args.allow_out_of_range)
     for warning in checked.warnings:

@@ -6,7 +6,8 @@ person may have a few entries waiting (a sweep counts as one) and the queue as a
 whole is bounded. Every read and action takes an owner: in public mode a
 person sees and controls only their own runs, and someone else's run id gets
 the same answer as a missing one. Locally there is one owner and everything is
-visible.
+visible. A stopped or interrupted run resumed (resume()) is queued again like a
+start, under the same rules.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from pathlib import Path
 
 from ..data.dataset import PreparedData
 from ..runs import records, sweep_records
+from ..runs import resume as resuming
 from ..runs.records import NoSuchRun, RunRecord
+from ..runs.resume import CannotResume
 from ..runs.run import Identity, TrainingRun, active_run
-from ..sources.models import ModelSource
+from ..sources.models import ModelSource, resolve
 from ..train.config import PUBLIC_MAX_NEW_TOKENS, Checked
 
 # Entries (runs, or sweeps counted once) one owner may have waiting or training:
@@ -110,6 +113,36 @@ class Scheduler:
             self._live.update({r.run_id: r for r in runs})
         self._advance()
         return runs
+
+    def resume(self, run_id: str, owner: str, token: str | None = None,
+               allowed_model_roots: tuple[Path, ...] | None = None) -> TrainingRun:
+        """Queue a stopped or interrupted run of the owner's again, to go on from its
+        last complete checkpoint with the settings it had, in its own folder and
+        record; the same queue and limits as a start. CannotResume (one line, nothing
+        changed) when it cannot, NoSuchRun when it is not the owner's."""
+        record = self.record(run_id, owner)
+        live = self._live.get(record.id)
+        if live is not None and not live.snapshot().finished:
+            raise CannotResume(f"run {record.id} is already {live.snapshot().status}")
+        refused = resuming.refusal(record)
+        if refused:
+            raise CannotResume(refused)
+        settings = resuming.settings(record)
+        source = resolve(settings.config.model, allowed_model_roots)
+        self._check_public_caps([Submission(settings)])
+        identity = Identity(owner=record.owner or owner, data_name=record.data_name, sweep=record.sweep,
+                            label=record.label)
+        with self._lock:
+            self._check_limits(owner, 1)
+            if any(r.run_id == record.id for r in self._waiting_or_training()):  # a second press meanwhile
+                raise CannotResume(f"run {record.id} is already queued")
+            run = TrainingRun(settings, record.folder, token=token, allowed_model_roots=allowed_model_roots,
+                              resume=True, source=source, identity=identity, on_finished=self._finished)
+            self._queue.append(run)
+            self._live.pop(run.run_id, None)  # the latest entry: what the owner's page shows next
+            self._live[run.run_id] = run
+        self._advance()
+        return run
 
     def _check_public_caps(self, submissions: list[Submission]) -> None:
         """A public run's held-out answers obey the same cap as a question's: the

@@ -9,6 +9,11 @@
     best/             the model at its lowest validation loss (keep_best), with best.json {step, eval_loss};
                       for LoRA runs the adapters only (merged at export)
     checkpoints/      Trainer checkpoints for resuming
+    logs/             TensorBoard event files, when the run reports to TensorBoard
+
+No file written here holds an absolute path: a local data file or model folder is
+recorded relative to the run folder (portable()), so a run folder copied to
+another machine reads the same there.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+
+from ..sources.files import looks_like_path
+from ..sources.models import DEFAULT_SPEC
 
 BEST_DIR, BEST_INFO = "best", "best.json"  # best.json sits inside best/, so both are replaced at once
 
@@ -70,6 +78,17 @@ class RunFolder:
         if found is None or keep_until is None or found["step"] > keep_until:
             for name in (BEST_DIR, f".{BEST_DIR}-replaced"):
                 shutil.rmtree(self.root / name, ignore_errors=True)
+    def portable(self, spec: str) -> str:
+        """A data or model setting as the run's files record it: a local path
+        relative to this folder (never a server's absolute path; the folder may
+        move together with its data), anything else (a hub id, 'default') as it is."""
+        if not isinstance(spec, str) or not spec or spec == DEFAULT_SPEC or not looks_like_path(spec):
+            return spec
+        try:
+            relative = os.path.relpath(os.path.abspath(os.path.expanduser(spec)), os.path.abspath(self.root))
+        except ValueError:  # another drive (Windows): no relative path exists
+            return Path(spec).name
+        return Path(relative).as_posix()
 
     def prepare(self, keep_metrics_until: int | None = None) -> None:
         """Create the folder; on resume keep the metrics logged up to the

@@ -6,9 +6,17 @@ the run's record, written when the run is created (queued) and rewritten at
 each status change:
 
     {"id", "status", "owner", "created_at", "started_at", "finished_at",
-     "pid", "pid_start", "host", "sweep", "label", "message", "error", "data_name"}
+     "pid", "pid_start", "host", "sweep", "label", "message", "error", "data_name",
+     "data_path", "earlier_seconds"}
 
-Times are Unix seconds. `owner` is owner_hash(key) or "local", never a key.
+Times are Unix seconds; `earlier_seconds` is how long a resumed run trained
+before its latest resume (its duration counts them).
+
+No file of a run holds an absolute path, so a folder copied to another machine
+reads the same there: `data_name` (and config.json's `data`) is the dataset's
+name for people; `data_path`, the data file relative to the run folder (for
+resuming; None for a hub dataset), and config.json's `model`, a local model
+folder relative to the run folder. read_config() turns them back into paths. `owner` is owner_hash(key) or "local", never a key.
 `pid`, `pid_start` and `host` name the process that holds the run (the server
 that queued it, then the one training it), so a reader can tell a live run
 from one whose process died (status.py). A sweep folder
@@ -32,6 +40,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..train.config import load_json
 from .status import ACTIVE, FINAL, ORPHAN_MESSAGES, STATUSES, orphan_status, orphaned, this_process
 
 RUN_FILE, SWEEP_FILE = "run.json", "sweep.json"
@@ -45,7 +54,7 @@ UNREADABLE = "unreadable"  # listed status of a folder whose files cannot be rea
 LOCAL_OWNER = "local"  # the one owner of a single-user install
 
 RECORD_FIELDS = ("id", "status", "owner", "created_at", "started_at", "finished_at", "pid", "pid_start",
-                 "host", "sweep", "label", "message", "error", "data_name")
+                 "host", "sweep", "label", "message", "error", "data_name", "data_path", "earlier_seconds")
 
 # A run id is a name, never a path: letters, digits, '.', '_', '-', starting with
 # a letter or digit (so never '.', '..' or a hidden folder), no separators.
@@ -166,6 +175,8 @@ class RunRecord:
     error: str | None = None
     pid: int | None = None
     host: str | None = None
+    data_path: str | None = None  # the data file, relative to the folder (None for a hub dataset)
+    earlier_seconds: float = 0.0  # trained before the latest resume
     config: dict = field(default_factory=dict, repr=False, compare=False)
     summary: dict | None = field(default=None, repr=False, compare=False)
     unreadable: str | None = None
@@ -209,17 +220,19 @@ def load_record(folder: str | Path) -> RunRecord:
     summary = summary if isinstance(summary, dict) else None
     problem = _problem(record, config)
     record = record if isinstance(record, dict) else {}
-    config = config if isinstance(config, dict) else {}
+    # The model as one path from here: one local model reads as one, whichever folder its runs live in.
+    config = _usable_paths(config, {}, folder) if isinstance(config, dict) else {}
     status = UNREADABLE if problem else _effective_status(record, summary)
     return RunRecord(
         id=folder.name, folder=folder, status=status, owner=_owner(record, problem),
         created_at=_number(record.get("created_at")) or _mtime(folder),
         started_at=_number(record.get("started_at")), finished_at=_number(record.get("finished_at")),
         sweep=_text(record.get("sweep")), label=_text(record.get("label")),
-        data_name=_text(record.get("data_name")) or _data_name(config),
+        data_name=display_name(record.get("data_name")) or _data_name(config),
         message=problem or _message(record, summary, status),
         error=_text(record.get("error")) or _summary_error(summary),
         pid=record.get("pid") if isinstance(record.get("pid"), int) else None, host=_text(record.get("host")),
+        data_path=_text(record.get("data_path")), earlier_seconds=_number(record.get("earlier_seconds")) or 0.0,
         config=config, summary=summary, unreadable=problem,
     )
 
@@ -284,6 +297,48 @@ def display_name(value) -> str | None:
 
 def _data_name(config: dict) -> str | None:
     return display_name(config.get("data"))
+
+
+def read_config(folder: str | Path) -> dict:
+    """A run's config.json with its data file and model folder as paths usable from
+    here ({} when missing or unreadable): what resuming it, or asking its base model
+    a question, needs."""
+    folder = Path(folder)
+    config, record = _read_json(folder / CONFIG_FILE), _read_json(folder / RUN_FILE)
+    if not isinstance(config, dict):
+        return {}
+    return _usable_paths(config, record if isinstance(record, dict) else {}, folder)
+
+
+def load_settings(path: str | Path) -> dict:
+    """Settings from a JSON file (train.config.load_json); a run's own config.json
+    (run.json beside it) gives its data file and model folder as paths from here,
+    so `train --config runs/<id>/config.json` starts the same run again."""
+    values, folder = load_json(path), Path(path).parent
+    record = _read_json(folder / RUN_FILE) if Path(path).name == CONFIG_FILE else None
+    return _usable_paths(values, record, folder) if isinstance(record, dict) else values
+
+
+def _usable_paths(config: dict, record: dict, folder: Path) -> dict:
+    """config.json's `model` (a local folder relative to the run folder) and run.json's
+    `data_path` (in place of config.json's `data`, a name) as paths from here.
+    What does not resolve from the folder is left as config.json has it (an
+    older run's config.json holds its paths as they were given)."""
+    found = dict(config)
+    for name, spec in (("model", config.get("model")), ("data", record.get("data_path"))):
+        path = from_run_folder(folder, spec)
+        if path is not None:
+            found[name] = str(path)
+    return found
+
+
+def from_run_folder(folder: Path, spec) -> Path | None:
+    """A path a run's files hold relative to its folder, as a path from here; None
+    when `spec` is not such a path (a hub id, 'default') or nothing is there."""
+    if not isinstance(spec, str) or not spec or Path(spec).expanduser().is_absolute():
+        return None
+    candidate = Path(os.path.normpath(Path(folder).absolute() / spec))
+    return candidate if candidate.exists() else None
 
 
 _CORRUPT = object()  # a file that exists but is not valid JSON

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..data.dataset import PreparedData
 from ..evaluate.metrics import comparison_rows
+from ..sources.files import looks_like_path
 from ..sources.hub_token import redact
 from ..sources.models import ModelSource, resolve
 from ..train.config import Checked, ConfigError, TrainConfig, check
@@ -54,9 +55,10 @@ def refuse_unsupported(config: TrainConfig) -> None:
     """ConfigError, one line per problem, when this machine cannot do what the
     config asks (8-bit AdamW or QLoRA without a CUDA GPU, ...): refused before
     a thread starts, never an import error halfway through a run."""
-    from ..train import device
+    from ..train import device, loggers
 
-    problems = device.unsupported(config, device.detect(config.precision))
+    logger = loggers.problem(config)  # a report_to whose library is missing, or that would leave the machine
+    problems = device.unsupported(config, device.detect(config.precision)) + ([logger] if logger else [])
     if problems:
         raise ConfigError("\n".join(problems))
 
@@ -92,6 +94,7 @@ class Snapshot:
     memory: dict = field(default_factory=dict)
     # The model kept at the lowest validation loss so far (keep_best): {"step", "eval_loss"}, or None.
     best_checkpoint: dict | None = None
+    earlier_seconds: float = 0.0  # trained before the latest resume: elapsed counts it
 
     @property
     def finished(self) -> bool:
@@ -112,7 +115,7 @@ class Snapshot:
                    hardware=summary.get("hardware") or "", model=summary.get("model") or "",
                    train_examples=summary.get("train_examples") or 0, train_tokens=summary.get("train_tokens") or 0,
                    diagnoses=tuple(summary.get("diagnoses") or ()), memory=summary.get("memory") or {},
-                   best_checkpoint=summary.get("best_checkpoint"))
+                   best_checkpoint=summary.get("best_checkpoint"), earlier_seconds=record.earlier_seconds)
 
     def logged(self, key: str) -> list:
         """Every logged value of `key` ("loss", "eval_loss", ...), in step order."""
@@ -120,7 +123,8 @@ class Snapshot:
 
     @property
     def elapsed(self) -> float:
-        return ((self.finished_at or time.time()) - self.started_at) if self.started_at else 0.0
+        session = ((self.finished_at or time.time()) - self.started_at) if self.started_at else 0.0
+        return self.earlier_seconds + session
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -129,7 +133,8 @@ class Snapshot:
 
     @property
     def eta_seconds(self) -> float | None:
-        steps = [h for h in self.history if "loss" in h]
+        # This session's steps only: a resumed run's history holds the earlier ones, before a pause.
+        steps = [h for h in self.history if "loss" in h and h.get("time", 0) >= self.started_at]
         if self.status != "training" or len(steps) < 2 or not self.max_steps:
             return None
         first, last = steps[0], steps[-1]
@@ -160,14 +165,17 @@ class TrainingRun:
         (with `allow_out_of_range`). `source`: the model spec already resolved
         by the caller; else a bad model id or folder is refused here, not in the thread.
         The run is a record on disk from here on (run.json, status queued).
-        `on_finished(run)` is called from the run's thread once it has ended."""
+        `on_finished(run)` is called from the run's thread once it has ended.
+        `resume`: continue the run in `output_dir` (its record and curve) from its last
+        complete checkpoint; without one it starts over there."""
         checked = settings if isinstance(settings, Checked) else check(settings, allow_out_of_range)
         refuse_unsupported(checked.config)
         config = checked.config
         run_plan = plan(config, len(prepared.train), prepared.train_tokens) if prepared else None
         self._job = Job(config=config, folder=RunFolder(Path(output_dir)),
                         source=source or resolve(config.model, allowed_model_roots), prepared=prepared,
-                        resume=resume, callbacks=callbacks, data_name=identity.data_name or config.data,
+                        resume=resume, callbacks=callbacks,
+                        data_name=identity.data_name or records.display_name(config.data) or config.data,
                         plan=run_plan)
         self.identity = identity
         self._token = token  # used for downloads only; never stored in snapshots, configs or logs
@@ -177,12 +185,30 @@ class TrainingRun:
         self._thread: threading.Thread | None = None
         self._result = None
         pending = tuple(comparison_rows(prepared.held_out, None, None)) if prepared else ()
-        self._snapshot = Snapshot(run_id=self.folder.root.name, status="queued", message="queued",
+        earlier = _resume_point(self.folder.root) if resume else None
+        message = f"queued to resume from step {earlier[0]}" if earlier else "queued"
+        self._snapshot = Snapshot(run_id=self.folder.root.name, status="queued", message=message,
                                   label=identity.label, max_steps=run_plan.steps if run_plan else config.max_steps,
-                                  plan=run_plan, comparison=pending)
-        self.folder.write_json("config.json", self.config.to_dict() | {"data": self.data_name})
-        records.write_record(self.folder.root, status="queued", owner=identity.owner, data_name=self.data_name,
-                             sweep=identity.sweep, label=identity.label, message="queued")
+                                  plan=run_plan, comparison=pending, earlier_seconds=earlier[1] if earlier else 0.0)
+        self.folder.write_json("config.json", self.config.to_dict() | {"data": self.data_name,
+                                                                       "model": self.folder.portable(config.model)})
+        self._write_record(earlier, message)
+
+    def _write_record(self, earlier: tuple[int, float] | None, message: str) -> None:
+        """run.json: a new record, or the same one queued again for a resume (its id,
+        owner, sweep and creation time kept; its times and error cleared)."""
+        known = dict(status="queued", message=message, data_name=self.data_name, data_path=self._data_path())
+        if earlier is None:
+            records.write_record(self.folder.root, owner=self.identity.owner, sweep=self.identity.sweep,
+                                 label=self.identity.label, **known)
+            return
+        records.update_record(self.folder.root, **known, error=None, started_at=None, finished_at=None,
+                              earlier_seconds=earlier[1], **run_status.this_process())
+
+    def _data_path(self) -> str | None:
+        """The data file relative to the run folder, for resuming (None for a hub dataset)."""
+        spec = self.config.data
+        return self.folder.portable(spec) if spec and looks_like_path(spec) else None
 
     @property
     def config(self) -> TrainConfig:
@@ -318,13 +344,29 @@ class TrainingRun:
     def _failure(self, err: BaseException) -> dict:
         from .worker import explain_failure
 
-        message = explain_failure(err, self.config)
+        message = self._named(explain_failure(err, self.config))
         try:
             self.folder.write_json("error.json", {"error": message,
-                                                  "traceback": _redacted_traceback(err, self._token)})
+                                                  "traceback": self._named(_redacted_traceback(err, self._token))})
         except OSError:
             pass  # the message still reaches the snapshot
         return {"status": "failed", "error": message, "message": message}
+
+    def _named(self, text: str) -> str:
+        """An error that names a file in the run folder (a checkpoint on a full disk) names
+        it from the run's id, not by this machine's path: the error is kept in run.json."""
+        for path in sorted({str(self.folder.root.absolute()), str(self.folder.root.resolve())}, key=len, reverse=True):
+            text = text.replace(path, self.run_id)
+        return text
+
+
+def _resume_point(folder: Path) -> tuple[int, float] | None:
+    """(the step of the last complete checkpoint, the seconds trained so far), or
+    None when there is no checkpoint to resume from (the run starts over)."""
+    from .resume import checkpoint_step, trained_seconds
+
+    step = checkpoint_step(folder)
+    return (step, trained_seconds(folder)) if step is not None else None
 
 
 def _final_diagnoses(final: Snapshot, config: TrainConfig, result, failure: BaseException | None) -> tuple[dict, ...]:

@@ -9,6 +9,7 @@ returns a RunResult; it never touches the run object itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from ..train.trainer import (
 )
 from .job import Job
 from .outputs import BEST_INFO
+from .resume import CHECKPOINT_KEPT
 
 
 @dataclass(frozen=True)
@@ -202,8 +204,11 @@ def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resum
                                        *job.callbacks])
     publish(hardware=f"{hardware.describe()}; {trainer.checkpointing.reason}"
                      + ("; compiled" if trainer.compiled else ""))
-    estimate = memory_estimate(model, config, hardware, prepared, trainer.checkpointing.on)
+    estimate = memory_estimate(model, config, hardware, prepared, trainer.checkpointing.on, job.source.label)
     publish(memory=estimate)
+    if resume_from and ranks.is_main():  # the token count goes on from the checkpoint's, as the curve does
+        trainer.tokens_seen = next((e["tokens_seen"] for e in reversed(job.folder.read_metrics())
+                                    if isinstance(e.get("tokens_seen"), int)), 0)
     try:
         if not stop_requested():
             publish(status="training", message="training")
@@ -214,10 +219,12 @@ def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resum
     return model, trainer
 
 
-def memory_estimate(model, config: TrainConfig, hardware, prepared, checkpointing: bool) -> dict:
+def memory_estimate(model, config: TrainConfig, hardware, prepared, checkpointing: bool,
+                    name: str | None = None) -> dict:
     """The estimate for this run, as Snapshot.memory wants it: packed rows hold
     batch x the mean example's tokens (padded ones batch x the longest), and
-    only the response tokens reach the loss."""
+    only the response tokens reach the loss. `name`: the model as people know it
+    (else its config's, a local folder's full path)."""
     lengths = [len(e.input_ids) for e in prepared.train] or [config.max_length]
     per_example = round(sum(lengths) / len(lengths)) if config.packing else max(lengths)
     targets = sum(sum(1 for t in e.labels if t != IGNORE) for e in prepared.train)
@@ -225,6 +232,8 @@ def memory_estimate(model, config: TrainConfig, hardware, prepared, checkpointin
     found = levers.run_estimate(model, config, hardware, checkpointing, per_example, fraction)
     if found is None:
         return {}
+    if name:
+        found = dataclasses.replace(found, shape=dataclasses.replace(found.shape, name=name))
     return {"estimate_bytes": int(found.peak_bytes), "estimate_text": memory.format_breakdown(found)}
 
 
@@ -283,7 +292,7 @@ def _save_sharded(job: Job, model, trainer, tokenizer, prompts, hardware, dtype,
 
 def resolved_config(job: Job, prepared, hardware, run_plan: Plan) -> dict:
     return {
-        **job.config.to_dict(), "data": job.data_name,
+        **job.config.to_dict(), "data": job.data_name, "model": job.folder.portable(job.config.model),
         "resolved": {
             "model": job.source.label, "format": prepared.format, "template": prepared.template,
             "train_examples": len(prepared.train), "validation_examples": len(prepared.validation),
@@ -361,7 +370,7 @@ def _cast(model, dtype):
 def explain_failure(err: BaseException, config: TrainConfig) -> str:
     """One clear line for the user, with what to change where there is something."""
     if isinstance(err, CheckpointError):
-        return f"{err}; free disk space, then resume: the last complete checkpoint is kept"
+        return f"{err}; free disk space, then resume: {CHECKPOINT_KEPT}"
     if isinstance(err, (NonFiniteLossError, DataError, models.ModelError)):
         return str(err)
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -10,4 +10,5 @@ it on this hardware.
     loss.py          the response-only cross-entropy, in chunks
     acceleration.py  torch.compile, where it pays off
     trainer.py       transformers' Trainer with that loss, checkpoints and a NaN guard, built for a config
+    loggers.py       the metrics also sent to TensorBoard or Trackio (report_to), through their own libraries
 """

@@ -152,6 +152,11 @@ class TrainConfig:
                       choices=("auto", "on", "off"))
     max_new_tokens: int = setting(96, "Tokens generated per held-out prompt for the before/after comparison.", "run",
                              min=16, max=512, hard_min=1, hard_max=4096, step=16)
+    report_to: str = setting(
+        "none", "Also log the run's metrics to TensorBoard (event files in the run folder's logs/) or to Trackio "
+        "(its local store, a run named after this one; offline), to open in the tool you already use.", "run",
+        choices=("none", "tensorboard", "trackio"),
+    )
     general_probe: bool = setting(
         True, "Ask ~45 short general-knowledge questions and measure the perplexity of a general text before and "
         "after training, reported apart from the held-out task prompts: forgetting (the alignment tax) shows on "

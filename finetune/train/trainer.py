@@ -6,6 +6,8 @@ schedule, compile decision), which runs and benchmarks share."""
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import os
 import shutil
@@ -13,11 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..data.collate import PackingCollator
-from . import levers, ranks
+from . import levers, loggers, ranks
 from .acceleration import compile_layers
 from .config import TrainConfig
 from .loss import response_loss
@@ -81,10 +85,39 @@ class LabTrainer(Trainer):
         try:
             super()._save_checkpoint(model, trial)
             if self.args.should_save:  # the main process, once its save has finished
+                _portable_checkpoint(folder, self.args)
                 (folder / COMPLETE_MARKER).write_text(str(self.state.global_step))
         except OSError as err:
             shutil.rmtree(folder, ignore_errors=True)  # never leave a half-written checkpoint to resume from
             raise CheckpointError(f"saving the checkpoint at step {self.state.global_step} failed: {err}") from err
+
+
+def _portable_checkpoint(folder: Path, args) -> None:
+    """No absolute path of this machine in a checkpoint, so a run folder can be copied
+    elsewhere: trainer_state.json names the best checkpoint by its folder's name
+    (BestCheckpointFound finds it again on resume), and training_args.bin names the
+    output folder by its name."""
+    state_file = folder / TRAINER_STATE_NAME
+    state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+    best = state.get("best_model_checkpoint")
+    if isinstance(best, str) and os.path.isabs(best):
+        state["best_model_checkpoint"] = Path(best).name
+        state_file.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if (folder / TRAINING_ARGS_NAME).is_file():
+        named = copy.copy(args)
+        named.output_dir = Path(args.output_dir).name
+        torch.save(named, folder / TRAINING_ARGS_NAME)
+
+
+class BestCheckpointFound(TrainerCallback):
+    """On resume, the Trainer drops a best checkpoint it cannot find by the name the
+    state holds: point it at that checkpoint's folder here again, so rotation keeps it."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        step = getattr(state, "best_global_step", None)
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
+        if state.best_model_checkpoint is None and step and folder.is_dir():
+            state.best_model_checkpoint = str(folder)
 
 
 def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
@@ -227,7 +260,8 @@ def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, che
     checkpointing = levers.checkpointing(config, levers.estimated_peak(model, config, hardware),
                                          levers.free_memory(hardware, model))
     args = training_arguments(config, hardware, checkpoints_dir, plan, has_validation, checkpointing.on)
-    callbacks = list(callbacks)
+    # The loggers report_to asks for write beside the checkpoints, in the run folder.
+    callbacks = [*callbacks, *loggers.callbacks(config, Path(checkpoints_dir).parent), BestCheckpointFound()]
     if config.early_stopping_patience and has_validation:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     compiled = _should_compile(config, plan, hardware) and compile_layers(model, hardware.device,

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import DEMO_DATA, ROOT
@@ -49,6 +50,13 @@ def test_a_sweep_of_three_values_gives_three_comparable_runs_and_a_verdict(tiny_
     assert compared.returncode == 0 and "Lowest validation loss" in compared.stdout
     html = report.read_text()
     assert "lr=0.01" in html and "cdn.plot.ly" not in html
+    # The sweep folder holds no absolute path (sweep.json, and its runs' files): it can move.
+    assert not [path for path in folder.rglob("*.json") if str(tmp_path) in path.read_text()]
+    for member in members:
+        written = json.loads((member.folder / "config.json").read_text())
+        data_path = json.loads((member.folder / "run.json").read_text())["data_path"]
+        assert written["data"] == "demo.jsonl" and not Path(written["model"]).is_absolute()
+        assert not Path(data_path).is_absolute() and (member.folder / data_path).resolve() == DEMO_DATA.resolve()
 
 
 @pytest.mark.parametrize("setting, values, message", [

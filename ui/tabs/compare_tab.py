@@ -13,7 +13,7 @@ import pandas as pd
 
 from finetune.evaluate.ask import QUESTION_MAX_CHARS, ask, check_question
 from finetune.evaluate.metrics import METRICS, summarise_scores
-from finetune.runs.records import NoSuchRun
+from finetune.runs.records import NoSuchRun, read_config
 from finetune.sources import models
 from finetune.sources.models import ModelError
 from finetune.train import config as cfg
@@ -187,9 +187,7 @@ def _trained_model_dir(shown: Shown | None):
 
 def _run_settings(folder) -> dict:
     """The model spec, template and system prompt a run trained with, from its config.json."""
-    import json
-
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = read_config(folder)  # a local model folder is recorded relative to the run folder
     return {"model": config.get("model", ""), "template": config.get("resolved", {}).get("template", "auto"),
             "system_prompt": config.get("system_prompt", "")}
 

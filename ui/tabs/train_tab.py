@@ -3,8 +3,9 @@ through a gr.Timer that polls the run's snapshot.
 
 Runs train one at a time in the engine's background thread; a start while
 another trains queues the run (the scheduler's rules: first in, first out,
-bounded per person and in all). The timer runs only while the caller's run is
-waiting or training; a page load re-attaches to the caller's latest run, so a
+bounded per person and in all). A stopped or interrupted run shows Resume: it
+is queued again, under the same rules, to go on from its last complete
+checkpoint. The timer runs only while the caller's run is waiting or training; a page load re-attaches to the caller's latest run, so a
 refresh or a second tab loses nothing. Every handler acts as its caller (the
 owner key) and sees only the caller's runs in public mode."""
 
@@ -16,6 +17,7 @@ import gradio as gr
 
 from finetune.data import dataset
 from finetune.experiments.scheduler import QueueFull, Submission
+from finetune.runs import resume
 from finetune.runs.records import NoSuchRun
 from finetune.sources.files import DataError
 from finetune.sources.models import ModelError
@@ -40,6 +42,8 @@ class TrainTab:
     start: gr.Button
     stop: gr.Button
     refresh: gr.Button
+    resume: gr.Button  # shown for a stopped or interrupted run with a checkpoint to go on from
+    resume_note: gr.Markdown  # why a stopped or interrupted run cannot be resumed
     status: gr.Markdown
     stats: gr.Markdown
     diagnoses: gr.HTML  # failure-mode badges from the run's live (then final) findings
@@ -55,6 +59,8 @@ def build(lab: Lab) -> TrainTab:
         start = gr.Button("Start training", variant="primary", scale=2, elem_id="start-training")
         stop = gr.Button("Stop", variant="stop", scale=1, interactive=False, elem_id="stop-training")
         refresh = gr.Button("Refresh", variant="secondary", scale=0, min_width=100)
+        resume_button = gr.Button("Resume", variant="primary", scale=1, visible=False, elem_id="resume-training")
+    resume_note = gr.Markdown("", elem_classes="lab-muted", elem_id="resume-note")
     status = gr.Markdown(status_markdown(None), elem_id="run-status")
     stats = gr.Markdown("")
     diagnoses = gr.HTML(badges.diagnoses_html(()), elem_id="train-diagnoses")
@@ -67,7 +73,7 @@ def build(lab: Lab) -> TrainTab:
                 "as the model is loaded, *after* when training ends.", elem_classes="lab-muted")
     with gr.Accordion("Run status (JSON)", open=False):
         details = gr.JSON(label="Run status")
-    return TrainTab(start, stop, refresh, status, stats, diagnoses, loss, learning_rate, details,
+    return TrainTab(start, stop, refresh, resume_button, resume_note, status, stats, diagnoses, loss, learning_rate, details,
                     gr.Timer(LIVE_POLL_SECONDS, active=False), gr.State(None))
 
 
@@ -120,6 +126,35 @@ def stop_or_cancel(lab: Lab, owner: str, run_id: str | None) -> dict:
     return status_dict(run.snapshot(), stop_requested=run.stop_requested)
 
 
+def resume_training(lab: Lab, owner: str, run_id: str | None, hub_token: str | None = None) -> dict:
+    """Queue the caller's stopped or interrupted run (their latest by default) again, to go
+    on from its last complete checkpoint; one line saying why not, and nothing changed, if it cannot."""
+    shown = find(lab, owner, run_id)
+    if shown is None:
+        raise user_error("You have no run to resume.")
+    try:
+        run = lab.scheduler.resume(shown.snapshot.run_id, owner, token=hub_token or None,
+                                   allowed_model_roots=lab.allowed_model_roots)
+    except (resume.CannotResume, QueueFull, NoSuchRun, ModelError) as err:
+        raise user_error(err, hub_token) from None
+    return status_dict(shown_snapshot(lab, Shown(run.snapshot(), run.folder.root, run)))
+
+
+NO_CHECKPOINT_NOTE = ("This run has no complete checkpoint, so it cannot be resumed: a run stopped with **Stop** "
+                      "saves one where it stops; a run interrupted by a crash or a restart, or failed, has them "
+                      "only if **save_steps** was set (Hyperparameters tab, run settings).")
+
+
+def resume_views(tab: TrainTab, shown: Shown | None) -> dict:
+    """The Resume button, labelled with the step it goes on from, for a run that can be
+    resumed; for one that could but has no checkpoint, a line saying why not."""
+    snap = shown.snapshot if shown else None
+    offered = snap is not None and resume.offered(snap.status, snap.error)
+    step = resume.checkpoint_step(shown.folder) if offered else None
+    return {tab.resume: gr.update(visible=step is not None, value=f"Resume from step {step}"),
+            tab.resume_note: NO_CHECKPOINT_NOTE if offered and step is None else ""}
+
+
 def shown_snapshot(lab: Lab, shown: Shown | None):
     """The snapshot to show, with a waiting run's place in the queue as its message."""
     if shown is None or shown.live is None or shown.snapshot.status != "queued":
@@ -159,6 +194,7 @@ def views(lab: Lab, tab: TrainTab, compare, owner: str, seen, picked: str = comp
     return {**visible, tab.loss: plots.loss_figure(history, waiting=waiting, best=best),
             tab.learning_rate: plots.learning_rate_figure(history, planned, waiting=waiting),
             tab.details: status_dict(snap, stopping, busy), tab.diagnoses: train_diagnoses(snap),
+            **resume_views(tab, shown),
             **compare_tab.held_out_views(compare, snap, compare_tab.run_choices(lab, owner), picked),
             tab.stop: gr.update(interactive=waiting_or_training,
                                 value="Cancel" if snap is not None and snap.status == "queued" else "Stop")}
@@ -175,7 +211,7 @@ def wire(lab: Lab, tab: TrainTab, data: DataTab, params, settings: dict, compare
          demo: gr.Blocks) -> None:
     outputs = [tab.status, tab.stats, tab.diagnoses, tab.loss, tab.learning_rate, tab.details,
                *compare_tab.held_out_outputs(compare),
-               tab.stop, tab.timer, tab.seen]
+               tab.stop, tab.resume, tab.resume_note, tab.timer, tab.seen]
     inputs = {"prepared": data.prepared, **data.source_inputs(), "allow_out_of_range": params.allow, **settings,
               "owner_key": owner_key}
 
@@ -199,6 +235,9 @@ def wire(lab: Lab, tab: TrainTab, data: DataTab, params, settings: dict, compare
     def tick(seen, picked=compare_tab.LATEST, owner_key=None, request: gr.Request = None):
         return views(lab, tab, compare, lab.owner(owner_key, request), seen, picked)
 
+    def resume_run(run_id=None, owner_key=None, hub_token=None, request: gr.Request = None):
+        return resume_training(lab, lab.owner(owner_key, request), run_id, hub_token)
+
     def cancel_run(run_id: str, owner_key: str | None = None, request: gr.Request = None) -> dict:
         """Take a waiting run of yours out of the queue, or stop it if it is training."""
         return stop_or_cancel(lab, lab.owner(owner_key, request), run_id)
@@ -210,6 +249,8 @@ def wire(lab: Lab, tab: TrainTab, data: DataTab, params, settings: dict, compare
     tab.stop.click(stop, [hidden, owner_key], tab.details, api_name="stop_training",
                    concurrency_limit=None).success(attach, redraw, outputs, api_visibility="private")
     gr.api(cancel_run, api_name="cancel_run")
+    tab.resume.click(resume_run, [hidden, owner_key, data.token], tab.details, api_name="resume_run",
+                     concurrency_limit=None).success(attach, redraw, outputs, api_visibility="private")
     tab.refresh.click(status, [hidden, owner_key], tab.details, api_name="training_status",
                       concurrency_limit=None).then(attach, redraw, outputs, api_visibility="private")
     tab.timer.tick(tick, [tab.seen, compare.run, owner_key], outputs, api_visibility="private",

@@ -225,7 +225,7 @@ def verdict(records) -> dict:
     result = _decide(facts, metric if facts else None)
     by_label = {labels[r.id]: r for r in judged}
     result["lowest_margin"] = _loss_margin(by_label, facts, result["lowest"]) if metric == "eval_loss" else None
-    result["held_out"] = held_out_comparison(judged)
+    result["held_out"] = held_out_comparison(judged, labels=labels)
     result["left_out"] = left_out
     result["text"] = _verdict_text(result, facts, left_out, _steps_comparable(judged))
     return result
@@ -402,13 +402,14 @@ def _margin_sentence(margin: dict) -> str:
            f"({interval})."
 
 
-def held_out_comparison(records, name: str = HEADLINE) -> dict | None:
+def held_out_comparison(records, name: str = HEADLINE, labels: dict[str, str] | None = None) -> dict | None:
     """For the finished runs that answered the same held-out prompts (two or
     more): each run's after-training score on metric `name` over the prompts
     all of them answered, and its difference against the best run's, paired by
     prompt, with a 95% interval. `tie` says the runner-up is within the noise of
-    the best (None: too few prompts to tell). None when fewer than two runs share prompts."""
-    labels = run_labels(records)
+    the best (None: too few prompts to tell). None when fewer than two runs share prompts.
+    `labels`: run id -> name, when the caller names the runs among more of them."""
+    labels = labels or run_labels(records)
     judged = [r for r in _readable(records) if r.status not in NOT_JUDGED]
     aligned = aligned_after_scores({labels[r.id]: r.comparison for r in judged}, name)
     if len(aligned) < 2:

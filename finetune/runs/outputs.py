@@ -111,11 +111,14 @@ class RunFolder:
         (evaluate/significance.py). The held-out categories pair the prompts of
         the comparison; the general probe's entry pairs its questions, scored in
         probe.json (only when this run measured it: "general_probe" in scores)."""
-        changes = score_changes(list(snapshot.comparison))
-        if "general_probe" in (snapshot.scores or {}):
-            answers = self.read_json(PROBE_FILE).get("answers")
-            if isinstance(answers, list) and all(isinstance(a, dict) and "after_score" in a for a in answers):
-                changes["general_probe"] = metric_changes(answers, "general_probe")
+        try:
+            changes = score_changes(list(snapshot.comparison))
+            if "general_probe" in (snapshot.scores or {}):
+                answers = self.read_json(PROBE_FILE).get("answers")
+                if isinstance(answers, list) and all(isinstance(a, dict) and "after_score" in a for a in answers):
+                    changes["general_probe"] = metric_changes(answers, "general_probe")
+        except Exception:  # noqa: BLE001 -- a measurement: the run's outcome must never depend on it
+            return {}
         return changes
 
     def read_json(self, name: str) -> dict:

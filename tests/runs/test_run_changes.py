@@ -77,6 +77,9 @@ def test_each_examples_loss_is_its_response_tokens_cross_entropy(tiny_model_dir)
     with torch.no_grad():
         model.eval()
         logits = model(torch.tensor([[5, 6, 7, 8, 9]])).logits[0]
+        shorter = model(torch.tensor([[3, 4, 5, 6]])).logits[0]  # padded in the batch: the padding changes nothing
     expected = torch.nn.functional.cross_entropy(logits[2:4], torch.tensor([8, 9])).item()
-    assert found["losses"][0] == pytest.approx(expected, rel=1e-4) and math.isfinite(found["losses"][1])
+    assert found["losses"][0] == pytest.approx(expected, rel=1e-4)
+    expected = torch.nn.functional.cross_entropy(shorter[1:3], torch.tensor([5, 6])).item()
+    assert found["losses"][1] == pytest.approx(expected, rel=1e-4) and math.isfinite(found["losses"][1])
     assert found["ids"] == per_example_losses(model, examples)["ids"]  # the same tokens, the same id

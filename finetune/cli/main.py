@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..diagnose import findings
+from ..evaluate.metrics import HEADLINE, change_lines
 from ..runs import records
 from ..train import config as cfg
 from ..train.presets import PRESETS
@@ -169,11 +170,26 @@ def run_train(args: argparse.Namespace) -> int:
         return 1
     if not ranks.is_main():
         return 0  # under torchrun or accelerate launch, the main process reports
+    changes = print_changes(output)
     print(json.dumps({"status": snapshot.status, "output": str(output), "steps": snapshot.step,
                       "scores": snapshot.scores.get("all", {}),
                       "general_probe": snapshot.scores.get("general_probe"),
+                      "change": {category: found.get(HEADLINE) for category, found in changes.items()},
                       "found": [d["name"] for d in findings.found(snapshot.diagnoses)]}))
     return 0
+
+
+def print_changes(output: Path) -> dict:
+    """The run's before -> after on the headline metric, per category, with its
+    95% interval and whether that is more than the noise (stderr: stdout stays
+    for the JSON result). Returns summary.json's "changes"."""
+    from ..runs.outputs import RunFolder
+
+    summary = RunFolder(output).read_json("summary.json")
+    changes = summary.get("changes") if isinstance(summary.get("changes"), dict) else {}
+    for line in change_lines(changes, summary.get("scores")):
+        print(line, file=sys.stderr)
+    return changes
 
 
 def _follow(run, quiet: bool = False) -> "object":

@@ -75,7 +75,8 @@ def print_findings(diagnoses, label: str = "") -> None:
 
 
 def print_comparison(chosen) -> None:
-    table = experiments.runs_table(chosen)
+    """The runs' table (with each run's held-out score against the best run's) and the verdict."""
+    table = experiments.runs_table(chosen, versus_best=True)
     print(table.to_string(index=False))
     if len(chosen) > 1:
         print()

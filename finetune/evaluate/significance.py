@@ -30,6 +30,7 @@ SEED = 0  # the same scores always give the same interval
 MIN_PAIRS = 2  # one prompt has no spread to resample
 
 BETTER, WORSE, UNCHANGED, TOO_FEW = "better", "worse", "no measurable change", "too few prompts"
+NUMBERS = ("before", "after", "change", "low", "high")  # the fields a JSON file may hold as null
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,40 @@ class Difference:
         """One line for people: "better on this task: +15 points, 95% interval +3 to +27"."""
         if self.verdict == TOO_FEW:
             return f"too few prompts to tell {where} ({self.n})"
-        numbers = f"{points(self.change)} {unit}, {self.confidence:.0%} interval {points(self.low)} to " \
-                  f"{points(self.high)}"
         exact = f" (exact test p = {self.p_value:.2g})" if self.p_value is not None else ""
-        return f"{self.verdict} {where}: {numbers}{exact}"
+        return f"{self.verdict} {where}: {self.numbers(unit)}{exact}"
 
-    def to_dict(self) -> dict:
-        """For JSON files: numbers that are not finite (no prompts) become null."""
-        fields = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
-        return {**fields, "verdict": self.verdict, "sentence": self.sentence()}
+    def numbers(self, unit: str = "points") -> str:
+        """The change and its interval, for a table cell: "+15 points, 95% interval +3 to +27"."""
+        if self.verdict == TOO_FEW:
+            return f"too few prompts ({self.n})"
+        return f"{points(self.change)} {unit}, {self.confidence:.0%} interval {points(self.low)} to {points(self.high)}"
+
+    def to_dict(self, where: str = "on this task") -> dict:
+        """For JSON files: numbers that are not finite (no prompts) become null;
+        `where` names the prompts in the sentence ("on the general prompts")."""
+        values = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        return {**values, "verdict": self.verdict, "sentence": self.sentence(where)}
+
+    @classmethod
+    def from_dict(cls, data) -> "Difference | None":
+        """A Difference read back from to_dict()'s JSON (null numbers become NaN);
+        None for anything else, so a damaged file shows as unknown, never a crash."""
+        if not isinstance(data, dict) or not isinstance(data.get("n"), int):
+            return None
+        values = {}
+        for name in NUMBERS:
+            value = data.get(name)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                return None
+            values[name] = math.nan if value is None else float(value)
+        p_value, confidence = data.get("p_value"), data.get("confidence", CONFIDENCE)
+        if not isinstance(p_value, (int, float, type(None))) or not isinstance(confidence, (int, float)):
+            return None
+        if data["n"] >= MIN_PAIRS and not all(math.isfinite(values[k]) for k in ("change", "low", "high")):
+            return None
+        return cls(data["n"], **values, p_value=p_value, confidence=confidence,
+                   method=str(data.get("method", "paired bootstrap")))
 
 
 def points(share: float) -> str:

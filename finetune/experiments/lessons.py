@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import ASSETS
+from ..evaluate.metrics import HEADLINE, METRICS, score_changes, where
+from ..evaluate.significance import BETTER, WORSE, Difference
 from ..runs.records import RunRecord
 
 LESSONS_DIR = ASSETS / "lessons"
@@ -183,7 +185,9 @@ def _still_running(runs: list[RunRecord]) -> str:
 
 
 def before_after_answer(runs: list[RunRecord]) -> str:
-    """Held-out exact (and normalised) match before -> after, from the newest run that has both."""
+    """Held-out exact (and normalised) match before -> after, from the newest run
+    that has both, and whether the change is bigger than the noise: the 95%
+    interval of the headline metric's change, for all prompts and the task's."""
     for record in _finished(runs):
         entry = ((record.summary or {}).get("scores") or {}).get("all") or {}
         if "before_exact" in entry and "after_exact" in entry:
@@ -193,9 +197,34 @@ def before_after_answer(runs: list[RunRecord]) -> str:
                     f"{entry.get('before_normalised', 0):.0%} → {entry.get('after_normalised', 0):.0%}).")
             if task and task is not entry and "after_exact" in task:
                 text += (f" On the task prompts alone: {task['before_exact']:.0%} → {task['after_exact']:.0%}.")
-            return text + _still_running(runs)
+            return text + _noise_answer(record) + _still_running(runs)
     return "No finished run with before and after scores yet: press the button, then **Start training**." \
         + _still_running(runs)
+
+
+def _noise_answer(record: RunRecord) -> str:
+    """Is the change bigger than the noise? From summary.json's "changes", or,
+    for a run written before it had them, from its comparison rows."""
+    changes = (record.summary or {}).get("changes")
+    if not isinstance(changes, dict):
+        changes = score_changes(record.comparison or [], names=(HEADLINE,))
+    found = {category: Difference.from_dict((changes.get(category) or {}).get(HEADLINE))
+             for category in ("all", "task") if isinstance(changes.get(category), dict)}
+    found = {category: diff for category, diff in found.items() if diff is not None}
+    if not found:
+        return " (This run has no per-prompt scores to measure the noise with.)"
+    label = METRICS[HEADLINE].label
+    lines = [f"\n\n**Bigger than the noise?** The change in {label} match, with its 95% interval:"]
+    lines += [f"- {diff.sentence(where(category))}" for category, diff in found.items()]
+    main = found.get("task") or found["all"]
+    if main.verdict == BETTER:
+        lines.append("\nYes: the interval leaves out zero, so this improvement is more than luck on these prompts.")
+    elif main.verdict == WORSE:
+        lines.append("\nIt got worse, by more than the noise: the whole interval is below zero.")
+    else:
+        lines.append(f"\nNot measurably: the interval includes zero, so with {main.n} prompts this change could be "
+                     "luck. More held-out prompts (the *Held out* setting) narrow the interval.")
+    return "\n".join(lines)
 
 
 def sweep_answer(runs: list[RunRecord], verdict: Callable[[list[RunRecord]], dict]) -> str:

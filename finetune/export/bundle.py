@@ -16,7 +16,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from ..evaluate.metrics import METRICS
+from ..evaluate.metrics import HEADLINE, METRICS, change_lines
+from ..evaluate.significance import Difference
 from ..runs.outputs import BEST_INFO
 from ..sources.files import looks_like_path
 from ..sources.models import DEFAULT_HUB_ID, DEFAULT_SPEC
@@ -104,7 +105,7 @@ def model_card(folder: str | Path, which: str = "final") -> str:
               f"| exported checkpoint | {checkpoint_summary(folder, which, summary)} |",
               f"| duration | {_fmt(summary.get('duration_seconds'))} s |",
               f"| hardware | {summary.get('hardware') or 'n/a'} |", ""]
-    lines += _score_lines(summary.get("scores") or {})
+    lines += _score_lines(summary.get("scores") or {}, summary.get("changes"))
     lines += _diagnosis_lines(summary.get("diagnoses") or [])
     lines += _example_lines(rows)
     lines += ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
@@ -114,18 +115,29 @@ def model_card(folder: str | Path, which: str = "final") -> str:
     return "\n".join(lines)
 
 
-def _score_lines(scores: dict) -> list[str]:
+def _score_lines(scores: dict, changes: dict | None = None) -> list[str]:
+    """The before/after table, each category's change on the headline metric with
+    its 95% interval beside it (summary.json's "changes"), and those changes in words."""
     if not scores:
         return []
+    changes = changes if isinstance(changes, dict) else {}
     lines = ["Held-out answers scored against the reference, before and after training (general_probe: the "
              "lab's general-knowledge questions, asked of every run to show forgetting):", ""]
     lines += [f"- *{m.label}*: {m.help}" for m in METRICS.values()]
     header = [f"{m.label} {side}" for m in METRICS.values() for side in ("before", "after")]
+    header.append(f"{METRICS[HEADLINE].label} change (95% interval)")
     lines += ["", "| prompts | count | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
     for name, entry in scores.items():
         cells = [f"{entry[k]:.0%}" if isinstance(entry.get(k), (int, float)) else "n/a"
                  for k in (f"{side}_{m}" for m in METRICS for side in ("before", "after"))]
+        per_metric = changes.get(name)
+        found = Difference.from_dict(per_metric.get(HEADLINE) if isinstance(per_metric, dict) else None)
+        cells.append(found.numbers() if found else "n/a")
         lines.append(f"| {name} | {entry.get('prompts', 0)} | " + " | ".join(cells) + " |")
+    said = change_lines({name: changes[name] for name in scores if isinstance(changes.get(name), dict)}, scores)
+    if said:
+        lines += ["", "Is each change bigger than the noise? Better or worse only when the 95% interval leaves out "
+                      "zero:", "", *(f"- {line}" for line in said)]
     return lines + [""]
 
 

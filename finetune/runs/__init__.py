@@ -5,6 +5,7 @@ snapshots, and kept on disk as a record the app, the CLI and the API read.
     job.py            what the run hands its thread
     worker.py         what the thread does: load, answer before, train, answer after, save
     outputs.py        the files a run folder holds, written the same way by every caller
+    validation_losses.py  each validation example's loss under the final model, to compare runs by example
     status.py         a run's status, and whether the process holding it still lives
     records.py        run folders read back as RunRecords; owners
     resume.py         what can be resumed, from which checkpoint, with which settings

@@ -4,7 +4,9 @@
     metrics.jsonl     one JSON object per logged event (step, loss or eval_loss, learning_rate, ...)
     comparison.json   per held-out prompt: prompt, reference, before, after (and scores)
     comparison.csv    the same table for spreadsheets (formula-looking cells escaped)
-    summary.json      status, steps, final losses, scores, duration
+    summary.json      status, steps, final losses, scores, changes (before -> after with 95% intervals), duration
+    probe.json        the general probe's answers before and after, scored per question
+    validation_losses.json  each validation example's loss under the final model (validation_losses.py)
     model/            safetensors weights and tokenizer
     best/             the model at its lowest validation loss (keep_best), with best.json {step, eval_loss};
                       for LoRA runs the adapters only (merged at export)
@@ -28,10 +30,13 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ..evaluate.metrics import metric_changes, score_changes
 from ..sources.files import looks_like_path
 from ..sources.models import DEFAULT_SPEC
 
 BEST_DIR, BEST_INFO = "best", "best.json"  # best.json sits inside best/, so both are replaced at once
+PROBE_FILE = "probe.json"
+VALIDATION_LOSSES_FILE = "validation_losses.json"  # written by validation_losses.py
 
 
 class RunFolder:
@@ -94,7 +99,7 @@ class RunFolder:
         """Create the folder; on resume keep the metrics logged up to the
         checkpoint's step, so the curve continues where it left off."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in ("error.json", "comparison.json", "summary.json"):
+        for stale in ("error.json", "comparison.json", "summary.json", PROBE_FILE, VALIDATION_LOSSES_FILE):
             (self.root / stale).unlink(missing_ok=True)
         self._prune_best(keep_metrics_until)
         if keep_metrics_until is None:
@@ -146,10 +151,35 @@ class RunFolder:
             "tokens_per_second": snapshot.tokens_per_second,
             "duration_seconds": round(snapshot.elapsed, 1),
             "scores": snapshot.scores,
+            "changes": self.score_changes(snapshot),
             "diagnoses": list(snapshot.diagnoses),
             "memory": snapshot.memory,
             "best_checkpoint": self.best(),  # what is on disk, whatever the snapshot last heard
         })
+
+    def score_changes(self, snapshot) -> dict:
+        """summary.json's "changes": per category of "scores", per metric, the
+        paired change before -> after with its 95% interval and a sentence
+        (evaluate/significance.py). The held-out categories pair the prompts of
+        the comparison; the general probe's entry pairs its questions, scored in
+        probe.json (only when this run measured it: "general_probe" in scores)."""
+        try:
+            changes = score_changes(list(snapshot.comparison))
+            if "general_probe" in (snapshot.scores or {}):
+                answers = self.read_json(PROBE_FILE).get("answers")
+                if isinstance(answers, list) and all(isinstance(a, dict) and "after_score" in a for a in answers):
+                    changes["general_probe"] = metric_changes(answers, "general_probe")
+        except Exception:  # noqa: BLE001 -- a measurement: the run's outcome must never depend on it
+            return {}
+        return changes
+
+    def read_json(self, name: str) -> dict:
+        """A JSON object file of this folder; {} when missing or not an object."""
+        try:
+            data = json.loads((self.root / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def write_csv(self, name: str, rows: list[dict], columns: list[str]) -> Path:
         """A CSV for spreadsheets, with formula-looking cells escaped."""
@@ -173,6 +203,16 @@ class RunFolder:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def read_validation_losses(folder: str | Path) -> dict[str, float]:
+    """A run folder's per-example validation losses by example id; {} when missing or unreadable."""
+    try:
+        data = json.loads((Path(folder) / VALIDATION_LOSSES_FILE).read_text(encoding="utf-8"))
+        pairs = zip(data["ids"], data["losses"], strict=True)
+        return {str(i): float(loss) for i, loss in pairs if isinstance(loss, (int, float)) and math.isfinite(loss)}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

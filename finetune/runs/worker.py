@@ -23,7 +23,7 @@ from ..data.render import IGNORE, Renderer
 from ..diagnose import findings
 from ..evaluate import probe
 from ..evaluate.generate import generate
-from ..evaluate.metrics import comparison_rows, summarise_scores
+from ..evaluate.metrics import comparison_rows, summarise_scores, with_scores
 from ..memory import estimate as memory
 from ..memory import peak
 from ..sources import models
@@ -42,8 +42,9 @@ from ..train.trainer import (
     replace_folder,
     with_lora,
 )
+from . import validation_losses
 from .job import Job
-from .outputs import BEST_INFO
+from .outputs import BEST_INFO, VALIDATION_LOSSES_FILE
 from .resume import CHECKPOINT_KEPT
 
 
@@ -112,12 +113,16 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     scores = summarise_scores(rows)
     if probe_found and probe_after:
         scores["general_probe"] = probe.scores_entry(probe_found)  # beside the task's, never mixed into "all"
+    losses = _validation_losses_on_main(final, prepared, hardware, publish)
     if ranks.is_main():
         folder.write_json("comparison.json", rows)
         folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
         if probe_before:
-            folder.write_json("probe.json", {**probe_found,
-                                             "answers": probe.answers_table(general, probe_before, probe_after)})
+            # Each question's scores too: summary.json's "changes" pairs them, as it pairs the held-out prompts'.
+            answers = [with_scores(a) for a in probe.answers_table(general, probe_before, probe_after)]
+            folder.write_json("probe.json", {**probe_found, "answers": answers})
+        if losses:
+            folder.write_json(VALIDATION_LOSSES_FILE, losses)
     return RunResult(
         status="stopped" if stopped else "completed",
         message="stopped: the checkpoint and model are saved" if stopped else "training complete",
@@ -159,6 +164,21 @@ def _probe_on_main(general, model, tokenizer, prepared, config: TrainConfig, har
             publish(message=f"the general-capability probe failed and is left out: {type(err).__name__}: {err}")
     ranks.barrier()
     return measured
+
+
+def _validation_losses_on_main(model, prepared, hardware, publish) -> dict | None:
+    """Each validation example's loss under the final model (main process; the
+    others wait), for comparing runs example by example. Like the probe, a
+    measurement only: if it fails, the run goes on without it and says so."""
+    found = None
+    if ranks.is_main() and model is not None and prepared.validation:
+        publish(message="measuring each validation example's loss under the trained model")
+        try:
+            found = validation_losses.per_example_losses(model, prepared.validation, hardware.autocast_dtype)
+        except Exception as err:  # noqa: BLE001 -- never fail the run it measures
+            publish(message=f"the per-example validation losses are left out: {type(err).__name__}: {err}")
+    ranks.barrier()
+    return found
 
 
 def _not_recorded(entry: dict) -> None:

@@ -48,6 +48,10 @@ def test_train_writes_all_five_outputs(tiny_model_dir, alpaca_file, tmp_path):
     assert config["learning_rate"] == 1e-3 and config["resolved"]["format"] == "alpaca"
     assert "step 4/4" in result.stderr, "progress goes to stderr"
     assert json.loads(result.stdout)["status"] == "completed"
+    # At the end, the before -> after change on the headline metric and whether it beats the noise.
+    said = [line for line in result.stderr.splitlines() if line.startswith("all (2 prompts), normalised ")]
+    assert len(said) == 1 and "on all held-out prompts: " in said[0] and "95% interval" in said[0], result.stderr
+    assert json.loads(result.stdout)["change"]["all"]["sentence"] == summary["changes"]["all"]["normalised"]["sentence"]
     AutoModelForCausalLM.from_pretrained(out / "model")
 
 

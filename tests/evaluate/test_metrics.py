@@ -5,7 +5,17 @@ import json
 import pytest
 
 from finetune.data.dataset import HeldOutPrompt
-from finetune.evaluate.metrics import METRICS, comparison_rows, score, summarise_scores
+from finetune.evaluate.metrics import (
+    METRICS,
+    aligned_after_scores,
+    change_lines,
+    comparison_rows,
+    metric_changes,
+    score,
+    score_changes,
+    summarise_scores,
+    with_scores,
+)
 from finetune.export import bundle as export
 
 
@@ -57,3 +67,58 @@ def test_new_metrics_flow_to_summary_and_model_card(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"scores": summary}))
     card = export.model_card(tmp_path)
     assert "ROUGE-L before" in card and "BLEU after" in card and "token F1" in card
+
+
+def held_out(task_before, task_after, general_before, general_after):
+    """Rows of 0/1 answers: "right" matches the reference, anything else does not."""
+    prompts = [HeldOutPrompt(f"t{i}", f"task {i}", "right", "task") for i in range(len(task_before))] + \
+        [HeldOutPrompt(f"g{i}", f"general {i}", "right", "general") for i in range(len(general_before))]
+    answer = {1: "Right.", 0: "wrong"}
+    return comparison_rows(prompts, [answer[v] for v in task_before + general_before],
+                           [answer[v] for v in task_after + general_after])
+
+
+def test_each_category_gets_its_change_with_an_interval_and_a_sentence():
+    rows = held_out([0] * 20, [1] * 16 + [0] * 4, [1] * 10, [1] * 9 + [0])
+    changes = score_changes(rows)
+    assert list(changes) == ["all", "task", "general"] and set(changes["task"]) == set(METRICS)
+    task = changes["task"]["normalised"]
+    assert task["n"] == 20 and task["change"] == pytest.approx(0.8) and task["low"] > 0.5 and task["high"] < 1
+    assert task["verdict"] == "better"
+    assert task["sentence"].startswith("better on the task prompts: +80 points, 95% interval +53 to +92")
+    assert changes["general"]["normalised"]["verdict"] == "no measurable change"  # one answer lost of ten
+    assert changes["all"]["exact"]["change"] == 0.0  # "Right." is never the reference character for character
+    json.dumps(changes, allow_nan=False)
+    lines = change_lines(changes, summarise_scores(rows))
+    assert lines[1].startswith("task (20 prompts), normalised 0% → 80%: better on the task prompts: +80 points")
+    assert lines[2].startswith("general (10 prompts), normalised 100% → 90%: no measurable change on the general")
+
+
+def test_only_prompts_answered_before_and_after_are_paired():
+    prompts = [HeldOutPrompt(f"p{i}", f"q{i}", "right", "task") for i in range(4)]
+    assert score_changes(comparison_rows(prompts, ["wrong"] * 4, None)) == {}  # training not over yet
+    changes = metric_changes([*comparison_rows(prompts, ["wrong"] * 4, ["right"] * 4),
+                              {"before_score": None, "after_score": {"normalised": 1.0}}], "task", ["normalised"])
+    assert list(changes) == ["normalised"] and changes["normalised"]["n"] == 4
+
+
+def test_a_probe_answer_gets_the_same_scores_as_a_held_out_one():
+    scored = with_scores({"question": "Capital of France?", "reference": "Paris", "before": "Rome",
+                          "after": "Paris.", "topic": "geography"})
+    assert scored["before_score"]["normalised"] == 0.0 and scored["after_score"]["normalised"] == 1.0
+    assert scored["topic"] == "geography"
+    assert with_scores({"reference": "Paris", "before": "Rome", "after": None})["after_score"] is None
+
+
+def test_two_runs_are_paired_prompt_by_prompt_whatever_their_order():
+    prompts = [HeldOutPrompt(f"p{i}", f"q{i}", f"a{i}") for i in range(4)]
+    first = comparison_rows(prompts, None, ["a0", "no", "a2", "no"])
+    second = comparison_rows(prompts[::-1], None, ["a3", "no", "no", "a0"])  # the same prompts, reversed
+    other_data = comparison_rows([HeldOutPrompt("x", "x?", "x")], None, ["x"])
+    aligned = aligned_after_scores({"one": first, "two": second, "not answered": comparison_rows(prompts, None, None)})
+    assert aligned == {"one": [1.0, 0.0, 1.0, 0.0], "two": [1.0, 0.0, 0.0, 1.0]}  # q0, q1, q2, q3 in both
+    assert aligned_after_scores({"one": first, "other": other_data}) == {}  # no prompt in common
+    repeated = [HeldOutPrompt("p", "same?", "a")] * 2
+    twice = aligned_after_scores({"one": comparison_rows(repeated, None, ["a", "b"]),
+                                  "two": comparison_rows(repeated, None, ["b", "b"])})
+    assert twice == {"one": [1.0, 0.0], "two": [0.0, 0.0]}  # a prompt asked twice is two items

@@ -95,3 +95,19 @@ def test_no_or_one_prompt_says_too_few_and_mismatched_lists_are_refused():
     assert paired_difference([0], [1]).sentence() == "too few prompts to tell on this task (1)"
     with pytest.raises(ValueError, match="same items"):
         paired_difference([0, 1], [1])
+
+
+def test_a_difference_read_back_from_json_says_the_same_and_names_its_prompts():
+    found = paired_difference([0, 0, 1, 0] * 5, [1, 1, 1, 0] * 5)
+    stored = json.loads(json.dumps(found.to_dict(where="on the task prompts")))
+    assert stored["sentence"].startswith("better on the task prompts: +50 points, 95% interval +25 to +66")
+    again = found.from_dict(stored)
+    assert again == found and again.numbers() == "+50 points, 95% interval +25 to +66"
+    empty = paired_difference([], []).to_dict()
+    assert found.from_dict(json.loads(json.dumps(empty))).verdict == TOO_FEW
+
+
+@pytest.mark.parametrize("damaged", [None, [], {}, {"n": "20"}, {"n": 20, "change": "big", "low": 0, "high": 1},
+                                     {"n": 20, "before": 0.1, "after": 0.2, "change": None, "low": 0, "high": 1}])
+def test_a_damaged_stored_difference_reads_as_unknown_never_a_crash(damaged):
+    assert paired_difference([0, 1], [1, 1]).from_dict(damaged) is None

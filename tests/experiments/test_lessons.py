@@ -7,11 +7,13 @@ import json
 
 import pytest
 
+from finetune.data.dataset import HeldOutPrompt
+from finetune.evaluate.metrics import comparison_rows, score_changes, summarise_scores
 from finetune.experiments import compare as experiments
 from finetune.experiments import lessons
 from finetune.experiments.lessons import LessonError, load_lessons, parse_lesson
-from finetune.runs.sweep_records import write_sweep
 from finetune.runs.records import list_runs, write_record
+from finetune.runs.sweep_records import write_sweep
 from finetune.sources.files import Limits
 from finetune.train import config as cfg
 from finetune.train.config import TrainConfig
@@ -158,6 +160,34 @@ def test_before_after_answer_reads_the_students_latest_scored_run(tmp_path):
     text = lessons.before_after_answer(list_runs(tmp_path))
     assert "0% before → 90% after" in text and "10 held-out prompts" in text and "`new`" in text
     assert "still waiting or training" in text
+
+
+def scored_run(root, run_id, created_at, before_right, after_right, prompts=20, with_changes=True):
+    """A finished run whose task prompts were answered right `before_right` times
+    before and `after_right` times after; summary.json's changes only when `with_changes`."""
+    held = [HeldOutPrompt(f"p{i}", f"Convert date {i}", f"2021-03-{i + 1:02d}", "task") for i in range(prompts)]
+    rows = comparison_rows(held, [p.reference if i < before_right else "?" for i, p in enumerate(held)],
+                           [p.reference if i < after_right else "?" for i, p in enumerate(held)])
+    folder = make_run(root, run_id, created_at=created_at, scores=summarise_scores(rows))
+    (folder / "comparison.json").write_text(json.dumps(rows))
+    if with_changes:
+        summary = json.loads((folder / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps({**summary, "changes": score_changes(rows)}))
+    return folder
+
+
+def test_the_before_after_lesson_asks_whether_the_improvement_beats_the_noise(tmp_path, bundled):
+    assert "bigger than the noise" in bundled["before_after"].question
+    scored_run(tmp_path, "clear", 1, before_right=0, after_right=16)
+    text = lessons.before_after_answer(list_runs(tmp_path))
+    assert "exact match **0% before → 80% after**" in text and "**Bigger than the noise?**" in text
+    assert "- better on the task prompts: +80 points, 95% interval +5" in text
+    assert "Yes: the interval leaves out zero" in text
+    # A newer run, written before summaries had changes: its comparison rows answer.
+    scored_run(tmp_path, "luck", 2, before_right=8, after_right=11, with_changes=False)
+    text = lessons.before_after_answer(list_runs(tmp_path))
+    assert "`luck`" in text and "no measurable change on the task prompts: +15 points, 95% interval " in text
+    assert "Not measurably: the interval includes zero, so with 20 prompts this change could be luck" in text
 
 
 def test_sweep_answer_is_the_verdict_of_the_newest_sweep_once_all_its_runs_end(tmp_path):

@@ -33,6 +33,13 @@ def test_a_sweep_of_three_values_gives_three_comparable_runs_and_a_verdict(tiny_
     found = json.loads((folder / "sweep.json").read_text())
     assert found["setting"] == "learning_rate" and found["values"] == [1e-3, 3e-3, 1e-2]
     assert "Lowest validation loss" in found["verdict"]["text"] and found["verdict"]["text"] in result.stdout
+    # Is the winner's lead bigger than the noise? Every run kept its validation examples' losses (the same
+    # examples: same data, split and seed), and answered the same held-out prompts.
+    margin, held_out = found["verdict"]["lowest_margin"], found["verdict"]["held_out"]
+    assert margin["examples"] > 1 and margin["tie"] in (True, False) and margin["low"] < margin["gap"]
+    said = "That is a tie with" if margin["tie"] else "It beats the runner-up"
+    assert said in found["verdict"]["text"]
+    assert held_out["prompts"] == 30 and len(held_out["runs"]) == 3 and "Held-out answers" in found["verdict"]["text"]
     members = [records.read_run(tmp_path, run_id) for run_id in found["runs"]]
     assert [m.label for m in members] == ["lr=0.001", "lr=0.003", "lr=0.01"]
     assert all(m.status == "completed" for m in members)
@@ -48,6 +55,7 @@ def test_a_sweep_of_three_values_gives_three_comparable_runs_and_a_verdict(tiny_
     report = tmp_path / "report.html"
     compared = cli("compare-runs", *(m.folder for m in members), "--report", report)
     assert compared.returncode == 0 and "Lowest validation loss" in compared.stdout
+    assert "held-out vs best (95% interval)" in compared.stdout and "best (" in compared.stdout
     html = report.read_text()
     assert "lr=0.01" in html and "cdn.plot.ly" not in html
     # The sweep folder holds no absolute path (sweep.json, and its runs' files): it can move.

@@ -58,3 +58,21 @@ def test_export_refuses_a_run_without_a_model(tmp_path):
         export_run(tmp_path / "failed")
     card = model_card(tmp_path / "failed")  # a card never crashes on missing files: unknowns read n/a
     assert "| final training loss | n/a |" in card and "| learning rate (peak) | n/a |" in card
+
+
+def test_the_card_puts_each_change_and_its_interval_beside_the_scores(tmp_path):
+    from finetune.evaluate.significance import paired_difference
+
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "status": "completed",
+        "scores": {"task": {"prompts": 20, "before_normalised": 0.0, "after_normalised": 0.8},
+                   "general": {"prompts": 10, "before_normalised": 1.0, "after_normalised": 0.9}},
+        "changes": {"task": {"normalised": paired_difference([0] * 20, [1] * 16 + [0] * 4)
+                             .to_dict("on the task prompts")},
+                    "general": {"normalised": {"n": 10, "change": "damaged"}}}}))
+    card = model_card(tmp_path)
+    assert "normalised change (95% interval) |" in card
+    assert "| +80 points, 95% interval +53 to +92 |" in card
+    assert next(line for line in card.splitlines() if line.startswith("| general | 10 |")).endswith("| n/a |")
+    assert "- task (20 prompts), normalised 0% → 80%: better on the task prompts: +80 points, 95% interval +53 " \
+           "to +92" in card

@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from finetune.evaluate.ask import QUESTION_MAX_CHARS, ask, check_question
-from finetune.evaluate.metrics import METRICS, summarise_scores
+from finetune.evaluate.metrics import HEADLINE, METRICS, score_changes, summarise_scores
 from finetune.runs.records import NoSuchRun, read_config
 from finetune.sources import models
 from finetune.sources.models import ModelError
@@ -20,7 +20,7 @@ from finetune.train import config as cfg
 from finetune.train import device
 from ui import limits
 from ui.lab import Lab, Shown, user_error
-from ui.views import badges, fields
+from ui.views import badges, changes, fields
 
 COLUMNS = ["category", "prompt", "reference", "before", "after", "match"]
 LATEST = ""  # the run picker's value for "your latest run", which follows the Train tab
@@ -131,16 +131,23 @@ def scores_markdown(rows: list[dict], snap) -> str:
         return (f"### Before and after\n{len(rows)} held-out prompts, never trained on. The base model is "
                 "answering them now (*before*); the trained model answers when training ends (*after*).")
     summary = summarise_scores(rows)
+    # Only the headline metric's change: right/wrong scores, so an exact interval
+    # that costs milliseconds, recomputed as the table refreshes.
+    found = score_changes(rows, names=(HEADLINE,))
+    headline = METRICS[HEADLINE].label
     lines = ["### Before and after", "Share of held-out answers scoring against the reference: "
              + "; ".join(f"*{m.label}*: {m.help}" for m in METRICS.values())
              + ". In the table, ✓ matches (normalised), ~ contains the reference, ✗ neither.", "",
-             "| prompts | count | " + " | ".join(f"{m.label}: before → after" for m in METRICS.values()) + " |",
-             "|---|---|" + "---|" * len(METRICS)]
+             "| prompts | count | " + " | ".join(f"{m.label}: before → after" for m in METRICS.values())
+             + f" | {headline}: change (95% interval) |",
+             "|---|---|" + "---|" * (len(METRICS) + 1)]
     for name, entry in summary.items():
         cells = [" → ".join(f"{entry[f'{side}_{metric}']:.0%}" if f"{side}_{metric}" in entry else WAITING
                             for side in ("before", "after")) for metric in METRICS]
+        cells.append(changes.change_cell((found.get(name) or {}).get(HEADLINE)))
         lines.append(f"| {name} | {entry['prompts']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    sentences = changes.change_sentences(found)
+    return "\n".join(lines + (["", sentences] if sentences else []))
 
 
 def ask_both(lab: Lab, owner: str, prompt: str, max_new_tokens: int, run_id: str, model: str, template: str,

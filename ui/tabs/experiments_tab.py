@@ -100,9 +100,9 @@ def compare_runs(lab: Lab, owner: str, run_ids: list[str]) -> dict:
         text = "Choose two or more runs to compare them." if chosen else "You have no runs to compare yet."
     else:
         text = "#### Verdict\n" + experiments.verdict(chosen)["text"]
-    return {"rows": experiments.runs_rows(chosen), "loss": figures["loss"], "eval_loss": figures["eval_loss"],
-            "learning_rate": figures["learning_rate"], "diff": pd.DataFrame(experiments.settings_diff(chosen)),
-            "verdict": text}
+    return {"rows": experiments.runs_rows(chosen, versus_best=True), "loss": figures["loss"],
+            "eval_loss": figures["eval_loss"], "learning_rate": figures["learning_rate"],
+            "diff": pd.DataFrame(experiments.settings_diff(chosen)), "verdict": text}
 
 
 def progress_key(records, chosen: list[str]) -> tuple:

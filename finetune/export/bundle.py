@@ -121,6 +121,8 @@ def _score_lines(scores: dict) -> list[str]:
     header = [f"{m.label} {side}" for m in METRICS.values() for side in ("before", "after")]
     lines += ["", "| prompts | count | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
     for name, entry in scores.items():
+        if name in ("benchmarks", "judge"):
+            continue  # not rows of answer scores: evaluate.benchmarks' and evaluate.judge's records
         cells = [f"{entry[k]:.0%}" if isinstance(entry.get(k), (int, float)) else "n/a"
                  for k in (f"{side}_{m}" for m in METRICS for side in ("before", "after"))]
         lines.append(f"| {name} | {entry.get('prompts', 0)} | " + " | ".join(cells) + " |")

@@ -7,4 +7,5 @@ widget values, no event handlers and no state.
     data_views.py   what the Data tab shows of a prepared dataset
     train_views.py  a run's snapshot as a status line, figures and the status JSON
     memory_view.py  the memory estimate for the current settings, term by term
+    evidence_views.py  a run's standard benchmarks and judge, with their intervals
 """

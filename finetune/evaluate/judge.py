@@ -28,9 +28,9 @@ OFF, BASE = "off", "base"  # the judge setting's two words; anything else names 
 LABELS = ("A", "B")
 # Judge prompts per forward pass: each is two answers long (up to twice max_new_tokens).
 JUDGE_BATCH = 4
-# The reference is shown: the held-out prompts have one, and a small judge
-# compares against it far better than it judges from nothing (MT-Bench's
-# "reference-guided" pairwise prompt does the same for questions with one answer).
+# The reference is shown: every held-out prompt has one, and MT-Bench's
+# "reference-guided" pairwise prompt shows it too for questions with one right
+# answer; without it a small judge has only the answers' style to go on.
 JUDGE_PROMPT = (
     "Two assistants answered the same request. Decide which answer is better: correct (a reference answer is "
     "given), complete and in the form the request asks for.\n\n"
@@ -144,7 +144,8 @@ def preferences(model, tokenizer, prompts: list[str], batch_size: int = JUDGE_BA
                 logits = model(**batch, position_ids=positions).logits[:, -1]
             probs = torch.softmax(logits.float(), dim=-1)
             p_a, p_b = probs[:, ids_a].sum(-1), probs[:, ids_b].sum(-1)
-            found += [(float(a / (a + b)), float(a + b)) for a, b in zip(p_a, p_b)]
+            # Both labels can underflow to 0 for a judge that ignores the format: no preference then.
+            found += [(float(a / (a + b)) if a + b > 0 else 0.5, float(a + b)) for a, b in zip(p_a, p_b)]
     finally:
         tokenizer.padding_side = side
         model.train(was_training)

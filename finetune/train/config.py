@@ -152,7 +152,7 @@ class TrainConfig:
     benchmarks: bool = setting(
         False, "Score the base and the trained model on three bundled 100-item standard benchmarks (BoolQ "
         "reading, CommonsenseQA, 2-digit addition; lm-evaluation-harness, offline), each change with a 95% "
-        "interval. Costs minutes on a CPU: about 3 minutes per model for the default model on 2 cores.", "run",
+        "interval. Costs minutes on a CPU: about 70 s per model for the default model on 2 idle cores.", "run",
     )
     judge: str = setting(
         "off", "A judge model compares the trained and the base model's answers to the held-out prompts, in both "

@@ -4,8 +4,8 @@ base model judge the answers; the summary keeps both, the command prints one
 line per benchmark and one for the judge, and a failure of either is reported
 without failing the run."""
 
-import functools
 import json
+import time
 
 import pytest
 
@@ -14,6 +14,7 @@ from finetune.evaluate import benchmarks
 from finetune.evaluate.benchmarks import TASKS
 
 ITEMS = 3  # per benchmark: enough to pair, fast on the tiny model
+PROGRESS_POLL = 1.0  # seconds between the command's progress lines (cli.main._follow)
 
 
 @pytest.fixture
@@ -30,7 +31,13 @@ def train(model_dir, data, out, *extra):
 
 
 def test_a_run_with_benchmarks_and_judge_reports_both(tiny_model_dir, dates_file, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(benchmarks, "run_benchmarks", functools.partial(benchmarks.run_benchmarks, limit=ITEMS))
+    scored = benchmarks.run_benchmarks
+
+    def few_items(*args, **kwargs):
+        time.sleep(PROGRESS_POLL + 0.5)  # the tiny model is quick: keep the progress message up for one poll
+        return scored(*args, **kwargs, limit=ITEMS)
+
+    monkeypatch.setattr(benchmarks, "run_benchmarks", few_items)
     out = tmp_path / "run"
     assert train(tiny_model_dir, dates_file, out, "--benchmarks", "true", "--judge", "base") == 0
     scores = json.loads((out / "summary.json").read_text())["scores"]

@@ -171,6 +171,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not ranks.is_main():
         return 0  # under torchrun or accelerate launch, the main process reports
     changes = print_changes(output)
+    print_evidence(snapshot.scores)
     print(json.dumps({"status": snapshot.status, "output": str(output), "steps": snapshot.step,
                       "scores": snapshot.scores.get("all", {}),
                       "general_probe": snapshot.scores.get("general_probe"),
@@ -190,6 +191,19 @@ def print_changes(output: Path) -> dict:
     for line in change_lines(changes, summary.get("scores")):
         print(line, file=sys.stderr)
     return changes
+def print_evidence(scores: dict) -> None:
+    """One line per standard benchmark and one for the judge, with their
+    sentences (or why they are missing), on stderr (stdout stays for the result)."""
+    benchmarks, judged = scores.get("benchmarks") or {}, scores.get("judge") or {}
+    if "error" in benchmarks:
+        print(f"benchmarks: {benchmarks['error']}", file=sys.stderr)
+    for entry in (e for e in benchmarks.values() if isinstance(e, dict)):
+        shares = " -> ".join(f"{entry[side]:.0%}" if entry.get(side) is not None else "n/a"
+                             for side in ("before", "after"))
+        print(f"benchmark {entry['label']}: {shares} of {entry['items']} items"
+              + (f"; {entry['sentence']}" if entry.get("sentence") else ""), file=sys.stderr)
+    if judged:
+        print(f"judge: {judged.get('sentence') or judged.get('error')}", file=sys.stderr)
 
 
 def _follow(run, quiet: bool = False) -> "object":

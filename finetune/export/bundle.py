@@ -128,6 +128,8 @@ def _score_lines(scores: dict, changes: dict | None = None) -> list[str]:
     header.append(f"{METRICS[HEADLINE].label} change (95% interval)")
     lines += ["", "| prompts | count | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
     for name, entry in scores.items():
+        if name in ("benchmarks", "judge"):
+            continue  # not rows of answer scores: evaluate.benchmarks' and evaluate.judge's records
         cells = [f"{entry[k]:.0%}" if isinstance(entry.get(k), (int, float)) else "n/a"
                  for k in (f"{side}_{m}" for m in METRICS for side in ("before", "after"))]
         per_metric = changes.get(name)

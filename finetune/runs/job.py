@@ -25,3 +25,4 @@ class Job:
     callbacks: tuple = ()  # extra TrainerCallbacks (tests inject faults through them)
     data_name: str = ""  # what the run's files call the dataset (never an upload's server path)
     plan: Plan | None = None  # known before the thread starts when the data is prepared already
+    judge: ModelSource | None = None  # the model judging the answers (evaluate.judge.judge_source); None: no judge

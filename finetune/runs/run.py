@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data.dataset import PreparedData
+from ..evaluate.judge import judge_source
 from ..evaluate.metrics import comparison_rows
 from ..sources.files import looks_like_path
 from ..sources.hub_token import redact
@@ -172,11 +173,11 @@ class TrainingRun:
         refuse_unsupported(checked.config)
         config = checked.config
         run_plan = plan(config, len(prepared.train), prepared.train_tokens) if prepared else None
-        self._job = Job(config=config, folder=RunFolder(Path(output_dir)),
-                        source=source or resolve(config.model, allowed_model_roots), prepared=prepared,
+        source = source or resolve(config.model, allowed_model_roots)
+        self._job = Job(config=config, folder=RunFolder(Path(output_dir)), source=source, prepared=prepared,
                         resume=resume, callbacks=callbacks,
                         data_name=identity.data_name or records.display_name(config.data) or config.data,
-                        plan=run_plan)
+                        plan=run_plan, judge=judge_source(config.judge, source, allowed_model_roots))
         self.identity = identity
         self._token = token  # used for downloads only; never stored in snapshots, configs or logs
         self._on_finished = on_finished

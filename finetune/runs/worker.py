@@ -21,6 +21,8 @@ import torch
 from ..data import dataset
 from ..data.render import IGNORE, Renderer
 from ..diagnose import findings
+from ..evaluate import benchmarks as bench
+from ..evaluate import judge as judging
 from ..evaluate import probe
 from ..evaluate.generate import generate
 from ..evaluate.metrics import comparison_rows, summarise_scores, with_scores
@@ -97,6 +99,8 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     publish(comparison=tuple(comparison_rows(prepared.held_out, before, None)))
     general = _general_probe(config, publish)
     probe_before = _probe_on_main(general, model, tokenizer, prepared, config, hardware, publish, "before")
+    failed: dict[str, str] = {}  # what the benchmarks or the judge could not measure, and why, for the summary
+    bench_before = _benchmarks_on_main(config, model, tokenizer, hardware, publish, "before", failed)
 
     keeper = best_keeper(job, tokenizer, models.saved_dtype(job.source, token), publish) \
         if keeps_best(config, bool(prepared.validation)) else None
@@ -108,12 +112,20 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     final, after = _save_and_answer(job, model, trainer, tokenizer, prompts, hardware, token)
     # Called on every process whenever the probe is on: the main one measures, the others wait at its barrier.
     probe_after = _probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after")
+    bench_after = _benchmarks_on_main(config, final, tokenizer, hardware, publish, "after", failed)
+    del model, trainer, final  # the judge may be as big as the trained model: free it first
+    judged = _judge_on_main(job, token, prepared, before, after, hardware, publish, failed)
     rows = comparison_rows(prepared.held_out, before, after)
     probe_found = probe.probe_record(general, probe_before, probe_after) if probe_before else None
     scores = summarise_scores(rows)
     if probe_found and probe_after:
         scores["general_probe"] = probe.scores_entry(probe_found)  # beside the task's, never mixed into "all"
     losses = _validation_losses_on_main(final, prepared, hardware, publish)
+    if bench_before or bench_after:  # beside the probe, per task, with the paired difference
+        scores["benchmarks"] = bench.benchmarks_record(bench_before, bench_after)
+    if judged:
+        scores["judge"] = judged
+    scores.update({key: {"error": why} for key, why in failed.items() if key not in scores})
     if ranks.is_main():
         folder.write_json("comparison.json", rows)
         folder.write_csv("comparison.csv", rows, ["category", "task", "prompt", "reference", "before", "after"])
@@ -123,6 +135,9 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
             folder.write_json("probe.json", {**probe_found, "answers": answers})
         if losses:
             folder.write_json(VALIDATION_LOSSES_FILE, losses)
+        if bench_before or bench_after:
+            folder.write_json("benchmarks.json", {"summary": scores["benchmarks"],
+                                                  "items": bench.items_table(bench_before, bench_after)})
     return RunResult(
         status="stopped" if stopped else "completed",
         message="stopped: the checkpoint and model are saved" if stopped else "training complete",
@@ -179,6 +194,56 @@ def _validation_losses_on_main(model, prepared, hardware, publish) -> dict | Non
             publish(message=f"the per-example validation losses are left out: {type(err).__name__}: {err}")
     ranks.barrier()
     return found
+def _benchmarks_on_main(config: TrainConfig, model, tokenizer, hardware, publish, side: str,
+                        failed: dict[str, str]) -> dict[str, bench.TaskScores] | None:
+    """The bundled standard benchmarks on the main process (the others wait at
+    the barrier). Like the probe, a diagnostic: a failure is reported (and noted
+    in `failed`), never fatal."""
+    if not config.benchmarks:
+        return None
+    measured = None
+    if ranks.is_main():
+        publish(message=f"scoring the standard benchmarks {side} training ({len(bench.TASKS)} tasks of 100 items)")
+        try:
+            measured = bench.run_benchmarks(model, tokenizer, autocast_dtype=hardware.autocast_dtype)
+        except Exception as err:  # noqa: BLE001 -- the benchmarks must never fail the run they measure
+            why = f"the standard benchmarks failed {side} training: {type(err).__name__}: {err}"
+            failed.setdefault("benchmarks", why)  # the first failure: the second often repeats it
+            publish(message=f"{why}; the run goes on without them")
+    ranks.barrier()
+    return measured
+
+
+def _judge_on_main(job: Job, token: str | None, prepared, before, after, hardware, publish,
+                   failed: dict[str, str]) -> dict | None:
+    """The judge compares the held-out answers on the main process, loading its
+    model for this and letting it go after. Never fails the run (a failure is noted in `failed`)."""
+    if job.judge is None:
+        return None
+    record = None
+    if ranks.is_main() and before is not None and after is not None and prepared.held_out:
+        is_base = judging.is_base(job.judge, job.source)
+        label = f"{job.source.label} (the base model)" if is_base else job.judge.label
+        publish(message=f"the judge {label} is comparing the trained and the base model's answers")
+        try:
+            record = _judge(job.judge, token, prepared.held_out, before, after, hardware, label, is_base, publish)
+        except Exception as err:  # noqa: BLE001 -- the judge must never fail the run it judges
+            failed["judge"] = f"the judge failed: {type(err).__name__}: {err}"
+            publish(message=f"{failed['judge']}; the run goes on without it")
+        finally:
+            device.release_memory()
+    ranks.barrier()
+    return record
+
+
+def _judge(source, token, held_out, before, after, hardware, label: str, is_base: bool, publish) -> dict:
+    # On a GPU the judge's weights are in the autocast dtype: an fp32 7B judge would take 28 GB.
+    dtype = hardware.autocast_dtype if hardware.torch_device.type == "cuda" else None
+    model, tokenizer = models.load(source, token=token, dtype=dtype, progress=lambda text: publish(message=text))
+    place(model, hardware)
+    result = judging.judge_answers(model, tokenizer, [h.question for h in held_out], [h.reference for h in held_out],
+                                   before, after, autocast_dtype=hardware.autocast_dtype)
+    return judging.judge_record(result, label, is_base)
 
 
 def _not_recorded(entry: dict) -> None:

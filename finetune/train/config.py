@@ -162,6 +162,17 @@ class TrainConfig:
         "after training, reported apart from the held-out task prompts: forgetting (the alignment tax) shows on "
         "any dataset. Costs two short generation passes.", "run",
     )
+    benchmarks: bool = setting(
+        False, "Score the base and the trained model on three bundled 100-item standard benchmarks (BoolQ "
+        "reading, CommonsenseQA, 2-digit addition; lm-evaluation-harness, offline), each change with a 95% "
+        "interval. Costs minutes on a CPU: about 70 s per model for the default model on 2 idle cores.", "run",
+    )
+    judge: str = setting(
+        "off", "A judge model compares the trained and the base model's answers to the held-out prompts, in both "
+        "orders: 'off', 'base' (the base model itself: a model tends to prefer its own answers), or a model "
+        "(a local folder, or a hub id with a network). Reports wins, ties and losses with an interval.", "run",
+        max_chars=SPEC_MAX_CHARS,
+    )
     # --- memory: what lets a bigger model fit (each refused, saying why, where the hardware cannot do it)
     gradient_checkpointing: str = setting(
         "auto", "Recompute each layer's activations in the backward pass instead of keeping them: far less memory "
@@ -322,6 +333,8 @@ def validate(config: TrainConfig, allow_out_of_range: bool = False) -> list[str]
         if bounds and not bounds[0] <= value <= bounds[1] and not _is_off_value(f, value):
             message = f"{f.name}: {value:g} is outside the recommended range {bounds[0]:g}..{bounds[1]:g}"
             (warnings if allow_out_of_range else problems).append(message)
+    if not config.judge.strip():
+        problems.append("judge: empty; use 'off', 'base' or a model (a local folder or a hub id)")
     if config.format in FORMATS and FORMATS[config.format].mapped and not (config.prompt_column
                                                                           and config.response_column):
         problems.append(f"format '{config.format}' needs prompt_column and response_column")

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from finetune.runs.sweep_records import read_sweep, write_sweep
 from finetune.runs import records
 from finetune.runs import status as run_status
 from finetune.runs.records import NoSuchRun, list_runs, owner_hash, read_run, update_record, write_record
+from finetune.runs.sweep_records import read_sweep, write_sweep
 from finetune.train.config import TrainConfig
 
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import DEMO_DATA, ROOT
 
 # Measured: the two curves agree to ~1e-5 (the processes sum their losses in a

@@ -8,8 +8,7 @@ gr = pytest.importorskip("gradio")
 from finetune.runs.run import Snapshot  # noqa: E402
 from finetune.train import config as cfg  # noqa: E402
 from ui.views import fields, plots  # noqa: E402
-from ui.views.train_views import (LIVE_POLL_SECONDS, WAITING_POLL_SECONDS, poll_interval,  # noqa: E402
-                                  status_dict, status_markdown)
+from ui.views.train_views import LIVE_POLL_SECONDS, WAITING_POLL_SECONDS, poll_interval, status_dict, status_markdown  # noqa: E402
 
 
 def test_sliders_take_their_ranges_and_help_from_the_config():

@@ -20,7 +20,7 @@ from finetune.train import config as cfg
 from finetune.train import device
 from ui import limits
 from ui.lab import Lab, Shown, user_error
-from ui.views import badges, changes, fields
+from ui.views import badges, changes, evidence_views, fields
 
 COLUMNS = ["category", "prompt", "reference", "before", "after", "match"]
 LATEST = ""  # the run picker's value for "your latest run", which follows the Train tab
@@ -44,6 +44,7 @@ class CompareTab:
     ask: gr.Button
     before: gr.Textbox
     after: gr.Textbox
+    evidence: gr.Markdown = None  # the run's standard benchmarks and judge (ui.views.evidence_views)
 
 
 def build(lab: Lab, max_new_tokens: int) -> CompareTab:
@@ -56,6 +57,7 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
     table = gr.Dataframe(comparison_frame([]), label="Held-out prompts (never trained on)", wrap=True,
                          interactive=False, max_height=520, column_widths=["9%", "25%", "18%", "20%", "20%", "8%"],
                          elem_id="comparison-table")
+    evidence = gr.Markdown(evidence_views.evidence_markdown(None), elem_id="compare-evidence")
     gr.Markdown("### Ask both models")
     question = gr.Textbox(label="Your prompt", lines=3, max_length=QUESTION_MAX_CHARS,
                           placeholder="Rendered with the same chat template and system prompt as training.")
@@ -66,7 +68,8 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
     with gr.Row(equal_height=True):
         before = gr.Textbox(label="Before: the base model", lines=6, interactive=False, min_width=300)
         after = gr.Textbox(label="After: the trained model", lines=6, interactive=False, min_width=300)
-    return CompareTab(run, diagnoses, memory, scores, table, question, limit, ask_button, before, after)
+    return CompareTab(run, diagnoses, memory, scores, table, question, limit, ask_button, before, after,
+                      evidence=evidence)
 
 
 def run_choices(lab: Lab, owner: str) -> list[tuple[str, str]]:
@@ -76,7 +79,7 @@ def run_choices(lab: Lab, owner: str) -> list[tuple[str, str]]:
 
 
 def held_out_outputs(tab: CompareTab) -> list:
-    return [tab.table, tab.scores, tab.diagnoses, tab.memory, tab.run]
+    return [tab.table, tab.scores, tab.diagnoses, tab.memory, tab.run, tab.evidence]
 
 
 def run_diagnoses(snap) -> str:
@@ -96,7 +99,8 @@ def run_views(tab: CompareTab, snap) -> dict:
     """Everything the Compare tab shows about one run (its snapshot, or None)."""
     rows = list(snap.comparison) if snap else []
     return {tab.table: comparison_frame(rows), tab.scores: scores_markdown(rows, snap),
-            tab.diagnoses: run_diagnoses(snap), tab.memory: run_memory(snap)}
+            tab.diagnoses: run_diagnoses(snap), tab.memory: run_memory(snap),
+            tab.evidence: evidence_views.run_evidence(snap)}
 
 
 def held_out_views(tab: CompareTab, snap, choices=None, picked: str = LATEST) -> dict:
@@ -235,5 +239,5 @@ def wire(lab: Lab, tab: CompareTab, settings: dict, data, owner_key) -> None:
     def pick(run_id, owner_key=None, request: gr.Request = None):
         return show_run(lab, tab, lab.owner(owner_key, request), run_id)
 
-    tab.run.input(pick, [tab.run, owner_key], [tab.table, tab.scores, tab.diagnoses, tab.memory],
+    tab.run.input(pick, [tab.run, owner_key], [tab.table, tab.scores, tab.diagnoses, tab.memory, tab.evidence],
                   api_visibility="private")

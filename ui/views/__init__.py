@@ -8,4 +8,5 @@ widget values, no event handlers and no state.
     train_views.py  a run's snapshot as a status line, figures and the status JSON
     memory_view.py  the memory estimate for the current settings, term by term
     changes.py      a before -> after change with its 95% interval, as a cell and in words
+    evidence_views.py  a run's standard benchmarks and judge, with their intervals
 """

@@ -1,0 +1,88 @@
+"""What the Compare tab shows of a run's standard benchmarks and judge: the
+scores' "benchmarks" entry (finetune.evaluate.benchmarks.benchmarks_record) as
+a table with each change's interval, and the "judge" entry
+(finetune.evaluate.judge.judge_record) as its counts, win rate and caveat.
+Pure functions of plain values; text from a run is escaped."""
+
+from __future__ import annotations
+
+from html import escape
+
+from finetune.evaluate.significance import points
+from finetune.runs.status import ACTIVE
+
+TITLE = "### Standard benchmarks and judge"
+HOW_TO = ("Turn on **Benchmarks** (three bundled 100-item standard tasks) or pick a **Judge** on the "
+          "Hyperparameters tab, under *Evaluation and run control*: the next run is scored before and after "
+          "training, each change with its interval.")
+
+
+def _cell(value) -> str:
+    """Run text in a Markdown table cell: no HTML, no column breaks."""
+    return escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def _share(value) -> str:
+    return f"{value:.0%}" if isinstance(value, (int, float)) else "n/a"
+
+
+def run_evidence(snap) -> str:
+    """The section for a run's snapshot (None: no run picked)."""
+    return evidence_markdown(snap.scores, snap.status) if snap is not None else evidence_markdown(None)
+
+
+def evidence_markdown(scores: dict | None, status: str | None = None) -> str:
+    """The section for one run's scores (None: no run picked); `status` is the run's
+    (benchmarks and judge arrive with the final scores, when the run ends)."""
+    scores = scores or {}
+    benchmarks, judged = scores.get("benchmarks"), scores.get("judge")
+    if not benchmarks and not judged:
+        if status in ACTIVE:
+            return f"{TITLE}\nIf this run scores benchmarks or has a judge, the results appear here when it ends."
+        return f"{TITLE}\n{HOW_TO}"
+    lines = [TITLE]
+    if benchmarks:
+        lines += benchmarks_lines(benchmarks)
+    if judged:
+        lines += judge_lines(judged)
+    return "\n".join(lines)
+
+
+def benchmarks_lines(benchmarks: dict) -> list[str]:
+    lines = [f"**Benchmarks:** {_cell(benchmarks['error'])}", ""] if "error" in benchmarks else []
+    tasks = {task: entry for task, entry in benchmarks.items() if isinstance(entry, dict)}
+    if not tasks:
+        return lines
+    lines += ["Accuracy of the base model (*before*) and the trained one (*after*) on the same items, zero-shot as "
+              "lm-evaluation-harness scores them; a change is *better* or *worse* only when its 95% interval "
+              "excludes zero.", "",
+              "| benchmark | items | before | after | change, points (95% interval) | verdict |",
+              "|---|---|---|---|---|---|"]
+    for task, entry in tasks.items():
+        difference = entry.get("difference") or {}
+        change = "n/a"
+        if all(isinstance(difference.get(k), (int, float)) for k in ("change", "low", "high")):
+            change = f"{points(difference['change'])} ({points(difference['low'])} to {points(difference['high'])})"
+        cells = [_cell(entry.get("label") or task), str(entry.get("items", "")), _share(entry.get("before")),
+                 _share(entry.get("after")), change, _cell(difference.get("verdict") or "n/a")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def judge_lines(judged: dict) -> list[str]:
+    if "error" in judged:
+        return [f"**Judge:** {_cell(judged['error'])}"]
+    interval = judged.get("interval")
+    rate = _share(judged.get("win_rate"))
+    if interval:
+        rate += f" (95% interval {_share(interval[0])} to {_share(interval[1])})"
+    consistency = judged.get("position_consistency")
+    return [
+        f"**Judge** ({_cell(judged.get('judge', ''))}), each held-out prompt judged twice with the answers swapped: "
+        f"{judged.get('wins', 0)} wins, {judged.get('ties', 0)} ties, {judged.get('losses', 0)} losses for the "
+        f"trained model over {judged.get('prompts', 0)} prompts; preferred {rate}, ties counting half. "
+        f"Position consistency {_share(consistency)} (the same answer picked in both orders; a judge that "
+        "favours a position gives ties).",
+        "",
+        f"*Caveat: {_cell(judged.get('caveat', ''))}.*",
+    ]

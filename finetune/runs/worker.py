@@ -113,6 +113,7 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     # Called on every process whenever the probe is on: the main one measures, the others wait at its barrier.
     probe_after = _probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after")
     bench_after = _benchmarks_on_main(config, final, tokenizer, hardware, publish, "after", failed)
+    losses = _validation_losses_on_main(final, prepared, hardware, publish)
     del model, trainer, final  # the judge may be as big as the trained model: free it first
     judged = _judge_on_main(job, token, prepared, before, after, hardware, publish, failed)
     rows = comparison_rows(prepared.held_out, before, after)
@@ -120,7 +121,6 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     scores = summarise_scores(rows)
     if probe_found and probe_after:
         scores["general_probe"] = probe.scores_entry(probe_found)  # beside the task's, never mixed into "all"
-    losses = _validation_losses_on_main(final, prepared, hardware, publish)
     if bench_before or bench_after:  # beside the probe, per task, with the paired difference
         scores["benchmarks"] = bench.benchmarks_record(bench_before, bench_after)
     if judged:

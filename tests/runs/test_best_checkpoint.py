@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_run import RECORDS, run_to_end, tiny_config
 from test_saved_dtype import bf16_base  # noqa: F401 -- a fixture: a tiny model published in bf16
+from tiny_runs import RECORDS, run_to_end, tiny_config
 from transformers import TrainerCallback
 
 from finetune.runs.outputs import RunFolder

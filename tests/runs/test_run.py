@@ -8,34 +8,15 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_runs import RECORDS, run_to_end, tiny_config
 from transformers import TrainerCallback
 
 from finetune.runs.run import RunBusyError, TrainingRun, active_run
-from finetune.train.config import TrainConfig
-
-RECORDS = [
-    {"instruction": f"Convert the date to ISO 8601: March {d}, 2021", "output": f"2021-03-{d:02d}"}
-    for d in range(1, 29)
-]
 
 
 @pytest.fixture
 def data_file(write):
     return write("dates.json", json.dumps(RECORDS))
-
-
-def tiny_config(model_dir, data, **changes):
-    values = dict(model=str(model_dir), data=str(data), learning_rate=3e-3, batch_size=4, grad_accum=1, epochs=2,
-                  held_out=3, validation_fraction=0.1, max_new_tokens=8, warmup_ratio=0.05, seed=1)
-    values.update(changes)
-    return TrainConfig(**values)
-
-
-def run_to_end(config, output, **kwargs):
-    run = TrainingRun(config, output, allow_out_of_range=True, **kwargs).start()
-    snapshot = run.wait(timeout=300)
-    assert snapshot.finished, f"run did not finish: {snapshot.status}"
-    return run, snapshot
 
 
 def test_tiny_model_learns_and_writes_its_outputs(tiny_model_dir, data_file, tmp_path):

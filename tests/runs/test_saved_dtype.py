@@ -8,7 +8,7 @@ import tiny
 import torch
 from conftest import KeepTrainedModel
 from safetensors import safe_open
-from test_run import RECORDS, run_to_end, tiny_config
+from tiny_runs import RECORDS, run_to_end, tiny_config
 
 from finetune.data import dataset
 from finetune.evaluate.generate import generate

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import DEMO_DATA, ROOT, KeepTrainedModel
-from test_run import RECORDS, run_to_end, tiny_config
+from tiny_runs import RECORDS, run_to_end, tiny_config
 
 from finetune.data.collate import PackingCollator
 from finetune.runs.run import TrainingRun, active_run

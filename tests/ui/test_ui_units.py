@@ -92,7 +92,7 @@ def test_a_page_polls_often_only_while_its_own_run_trains():
 def test_the_experiments_tab_redraws_its_figures_only_when_a_run_moved(tmp_path):
     """Its timer ticks every few seconds for each student with a run waiting or
     training; a tick that finds nothing new must not redraw three figures."""
-    from test_experiments import history_for, make_run
+    from fake_runs import history_for, make_run
 
     from finetune.sources.files import Limits
     from ui.lab import Lab

@@ -1,0 +1,220 @@
+"""A finished run pushed to the Hugging Face Hub as a model repository, with
+huggingface_hub (create_repo, upload_folder: one commit).
+
+The upload is first laid out in the run folder (`<run>/hub/`: the model in the
+chosen format, the model card, its loss curve, the run's files under
+training/), so a push that cannot reach the Hub loses nothing: the folder is
+ready to push later. Each way a push can fail (a repo name that is not
+USER/NAME, no or a refused token, a run with no model, no network) is one line.
+A repository this push created is deleted again if its upload fails, so no
+half-written repo is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .card import hub_card, loss_curve_png
+
+UPLOAD_DIR = "hub"
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json", "probe.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
+                   "generation_config.json")
+
+
+class PushError(ValueError):
+    """A push that cannot go ahead or did not land; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Pushed:
+    url: str
+    private: bool
+    files: tuple[str, ...]
+
+
+def check_repo_id(repo_id: str) -> str:
+    """USER/NAME, by the Hub's own rules (huggingface_hub.utils.validate_repo_id)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    repo_id = (repo_id or "").strip()
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise PushError(f"the repository must be USER/NAME (your Hub user or organisation, a slash, a name); "
+                        f"got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise PushError(f"{repo_id!r} is not a valid repository name: {str(err).splitlines()[0]}") from None
+    return repo_id
+
+
+def resolve_token(token: str | None) -> str:
+    """The token typed in, else HF_TOKEN, else the cached `hf auth login`."""
+    from huggingface_hub import get_token
+
+    found = (token or "").strip() or os.environ.get("HF_TOKEN", "").strip() or get_token()
+    if not found:
+        raise PushError("no Hugging Face token: give one (a write token from huggingface.co/settings/tokens), "
+                        "set HF_TOKEN, or run `hf auth login`")
+    return found
+
+
+def prepare_upload(folder: str | Path, adapter_only: bool = False, gguf: str | None = None,
+                   license: str | None = None, repo_id: str | None = None) -> Path:
+    """Lay out `<folder>/hub/`: what a push uploads. Rebuilt whole each time,
+    then renamed into place. Weights are hard-linked where the disk allows."""
+    folder = Path(folder)
+    source = _weights_folder(folder, adapter_only)
+    staging = folder / f".{UPLOAD_DIR}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        for path in sorted(source.iterdir()):
+            if path.is_file():
+                _link_or_copy(path, staging / path.name)
+        if adapter_only:  # the tokenizer travels with the adapter, so the repo loads on its own
+            for name in TOKENIZER_FILES:
+                if (folder / "model" / name).is_file():
+                    _link_or_copy(folder / "model" / name, staging / name)
+        files = _gguf_files(folder, staging, gguf) if gguf else []
+        image = loss_curve_png(folder, staging / "loss_curve.png")
+        card = hub_card(folder, adapter_only=adapter_only, license=license, gguf_files=files,
+                        image=image.name if image else None, repo_id=repo_id)
+        card.save(staging / "README.md")
+        (staging / "training").mkdir()
+        for name in RUN_FILES:
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, staging / "training" / name)
+        target = folder / UPLOAD_DIR
+        shutil.rmtree(target, ignore_errors=True)
+        staging.replace(target)
+        return target
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PushError(f"could not lay out the upload in {folder.name}/{UPLOAD_DIR}: {err.strerror or err}") from None
+
+
+def push(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False,
+         adapter_only: bool = False, gguf: str | None = None) -> Pushed:
+    """Create (or reuse) USER/NAME on the Hub and upload the run in one commit."""
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    repo_id = check_repo_id(repo_id)
+    token = resolve_token(token)
+    upload = prepare_upload(folder, adapter_only=adapter_only, gguf=gguf, license=_base_license(folder, token),
+                            repo_id=repo_id)
+    later = (f"the upload is ready in {folder.name}/{UPLOAD_DIR}; push it later with "
+             f"`python -m finetune push {folder} --repo {repo_id}`")
+    api = HfApi(token=token)
+    created = False
+    try:
+        created = not api.repo_exists(repo_id)
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=upload, commit_message="Upload from the fine-tuning lab")
+    except Exception as err:  # noqa: BLE001 -- every failure becomes one line, and the repo it made goes
+        if created:
+            _delete_quietly(api, repo_id)
+        raise PushError(f"{_explain(err, repo_id)}; {later}") from None
+    files = tuple(sorted(str(p.relative_to(upload)) for p in upload.rglob("*") if p.is_file()))
+    return Pushed(str(url), private, files)
+
+
+def _weights_folder(folder: Path, adapter_only: bool) -> Path:
+    name = "adapter" if adapter_only else "model"
+    weights = folder / name
+    if not (weights.is_dir() and any(weights.glob("*.safetensors"))):
+        if adapter_only:
+            raise PushError(f"{folder.name} has no adapter: only LoRA and QLoRA runs train one (this run's model "
+                            "can be pushed whole without --adapter-only)")
+        raise PushError(f"{folder.name} has no trained model to push (the run did not finish)")
+    return weights
+
+
+def _gguf_files(folder: Path, staging: Path, outtype: str) -> list[str]:
+    from .gguf import GGUFError, export_gguf
+    from .ollama import TemplateError, modelfile
+
+    name = f"model-{outtype}.gguf"
+    pre = "smollm" if _is_default_base(folder) else "default"  # llama.cpp's name for SmolLM2's pre-tokenizer
+    try:
+        export_gguf(folder / "model", staging / name, outtype, name=folder.name, pre_tokenizer=pre)
+    except GGUFError as err:
+        raise PushError(str(err)) from None
+    files = [name]
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder / "model", trust_remote_code=False)
+        (staging / "Modelfile").write_text(modelfile(tokenizer, name), encoding="utf-8")
+        files.append("Modelfile")
+    except TemplateError:
+        pass  # Ollama reads the chat template from the GGUF's metadata where it knows it
+    return files
+
+
+def _is_default_base(folder: Path) -> bool:
+    import json
+
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model") == "default"
+    except (OSError, ValueError):
+        return False
+
+
+def _base_license(folder: Path, token: str) -> str | None:
+    """The base model's licence for the card: the bundled default's is known;
+    a hub base's is read from its model card (None when unknown or offline)."""
+    import json
+
+    from ..sources.files import looks_like_path
+
+    try:
+        spec = json.loads((folder / "config.json").read_text()).get("model", "")
+    except (OSError, ValueError):
+        return None
+    if spec == "default":
+        return "apache-2.0"  # SmolLM2-135M-Instruct's licence (its GGUF's general.license)
+    if not spec or looks_like_path(spec):
+        return None
+    try:
+        from huggingface_hub import model_info
+
+        card = model_info(spec, token=token).card_data
+        return getattr(card, "license", None)
+    except Exception:  # noqa: BLE001 -- a licence we cannot read is left out, never a failed push
+        return None
+
+
+def _explain(err: Exception, repo_id: str) -> str:
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(err, OfflineModeIsEnabled):
+        return "the Hub is switched off here (HF_HUB_OFFLINE is set)"
+    if isinstance(err, HfHubHTTPError):
+        status = getattr(err.response, "status_code", None)
+        if status == 401:
+            return "the Hub refused the token (401): check it is a valid write token"
+        if status == 403:
+            return f"the token may not write to {repo_id} (403): use a write token for that user or organisation"
+        return f"the Hub answered {status}: {str(err).splitlines()[0]}"
+    text = f"{type(err).__name__}: {err}".splitlines()[0]
+    return f"could not reach the Hugging Face Hub ({text})"
+
+
+def _delete_quietly(api, repo_id: str) -> None:
+    try:
+        api.delete_repo(repo_id, missing_ok=True)
+    except Exception:  # noqa: BLE001 -- the push's own error is the one to report
+        pass
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # no second copy of hundreds of MB of weights
+    except OSError:
+        shutil.copy2(source, target)

@@ -1,4 +1,4 @@
-"""python -m finetune train|inspect|estimate|sweep|runs|compare-runs|export: the same engine the app drives, headless.
+"""python -m finetune train|inspect|estimate|sweep|runs|compare-runs|export|push: the same engine the app drives, headless.
 
 Flags are built from TrainConfig's fields (--learning-rate for learning_rate),
 so the command line offers every setting the app has, with the same help.
@@ -20,6 +20,7 @@ from ..runs import records
 from ..train import config as cfg
 from ..train.presets import PRESETS
 from . import runs as cli_runs
+from . import share
 
 SHORT_ALIASES = {"grad_accum": ["--gradient-accumulation"], "data": ["-d"], "model": ["-m"]}
 
@@ -70,26 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         inspect.add_argument(_flag(name), dest=name, default=None, choices=cfg.choices(f),
                              help=f.metadata["help"].replace("%", "%%"))
     _add_estimate_parser(commands)
-    export = commands.add_parser("export", help="pack a finished run's model as a zip with its model card")
-    export.add_argument("run_dir", help="the run's folder (runs/<id>)")
-    export.add_argument("--which", choices=("best", "final"), default=None,
-                        help="the model at the lowest validation loss, or the final one "
-                             "(default: best when the run kept one)")
-    export.add_argument("--output", "-o", default=None, help="zip path (default: RUN_DIR/export/finetuned-<id>.zip)")
+    share.add_parsers(commands)
     return parser
-
-
-def run_export(args: argparse.Namespace) -> int:
-    from ..export import checkpoint
-    from ..export.bundle import export_run
-
-    folder = Path(args.run_dir)
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a run folder")
-    which = args.which or checkpoint.default_which(folder)
-    path = export_run(folder, args.output, which=which, progress=lambda text: print(text, file=sys.stderr))
-    print(json.dumps({"output": str(path), "checkpoint": checkpoint.checkpoint_summary(folder, which)}))
-    return 0
 
 
 # Flags of `estimate`, each passed to cli.estimate.estimate_command as text (it checks them, in one line).
@@ -283,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     commands = {"train": run_train, "inspect": run_inspect, "estimate": run_estimate, "runs": cli_runs.run_runs,
-                "compare-runs": cli_runs.run_compare, "export": run_export,
+                "compare-runs": cli_runs.run_compare,
+                "export": share.run_export, "push": share.run_push,
                 "sweep": lambda a: cli_runs.run_sweep(a, _checked_settings(a), _token())}
     try:
         return commands[args.command](args)

@@ -21,7 +21,8 @@ from ..evaluate.significance import Difference
 from ..runs.outputs import BEST_INFO
 from ..sources.files import looks_like_path
 from ..sources.models import DEFAULT_HUB_ID, DEFAULT_SPEC
-from .checkpoint import ExportError, checkpoint_summary, has_final_model, model_folder
+from .checkpoint import ExportError, checkpoint_summary, has_final_model
+from .formats import check_format, format_files
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json")
 CARD_EXAMPLES = 5
@@ -190,28 +191,52 @@ def _checkpoint_lines(folder: Path, summary: dict, which: str) -> list[str]:
 
 
 def export_run(folder: str | Path, target: str | Path | None = None, card: str | None = None,
-               which: str = "final", progress=lambda text: None) -> Path:
-    """Write the run's zip (default: <folder>/export/finetuned-<folder name>[-best].zip) and return its path.
+               which: str = "final", progress=lambda text: None, fmt: str = "merged") -> Path:
+    """Write the run's zip (default: <folder>/export/finetuned-<folder name>[-best][-format].zip) and return its path.
     `which`: "final" (model/) or "best" (the checkpoint at the lowest validation loss; a LoRA run's adapters are
-    merged over the base model first). `card`: the model card when the caller has already built it."""
+    merged over the base model first). `fmt`: one of formats.FORMATS (merged, adapter, gguf-*).
+    `card`: the model card when the caller has already built it."""
     folder = Path(folder)
-    if which == "final" and not has_final_model(folder):
+    check_format(fmt)
+    if which == "final" and fmt != "adapter" and not has_final_model(folder):
         summary = _read_json(folder / "summary.json", {})
         reason = f" (the run {summary['status']})" if summary.get("status") else ""
         raise ExportError(f"{folder.name} has no trained model to export{reason}")
-    suffix = "-best" if which == "best" else ""
+    suffix = ("-best" if which == "best" else "") + ("" if fmt == "merged" else f"-{fmt}")
     target = Path(target) if target else folder / "export" / f"finetuned-{folder.name}{suffix}.zip"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
-    with model_folder(folder, which, progress) as model_dir, \
-            zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("README.md", card if card is not None else model_card(folder, which))
-        for path in sorted(model_dir.iterdir()):
-            if path.is_file() and path.name != BEST_INFO:  # the card and training/summary.json say it
-                stored = path.suffix in STORED_SUFFIXES
-                archive.write(path, path.name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
-        for name in RUN_FILES:
-            if (folder / name).is_file():
-                archive.write(folder / name, f"training/{name}")
+    try:
+        with format_files(folder, which, fmt, progress) as model_dir, \
+                zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            text = card if card is not None else model_card(folder, which)
+            archive.writestr("README.md", text + ("" if fmt == "merged" else "\n" + format_note(fmt)))
+            for path in sorted(model_dir.iterdir()):
+                if path.is_file() and path.name not in (BEST_INFO, "README.md"):  # the card says it
+                    stored = path.suffix in STORED_SUFFIXES
+                    archive.write(path, path.name,
+                                  compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+            for name in RUN_FILES:
+                if (folder / name).is_file():
+                    archive.write(folder / name, f"training/{name}")
+    except OSError as err:  # a full disk: no half zip is left, and the run folder is untouched
+        partial.unlink(missing_ok=True)
+        raise ExportError(f"could not write {target.name}: {err.strerror or err}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(target)  # never hand out half a zip
     return target
+
+
+def format_note(fmt: str) -> str:
+    """How to use a zip that is not a plain model folder."""
+    if fmt == "adapter":
+        return ("## This export: the LoRA adapters alone\n\n```python\nfrom peft import PeftModel\n"
+                "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+                'base = AutoModelForCausalLM.from_pretrained("BASE_MODEL")  # the base model named above\n'
+                'model = PeftModel.from_pretrained(base, "path/to/this/folder")\n'
+                'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")\n```\n')
+    name = f"model-{fmt.split('-', 1)[1]}.gguf"
+    return (f"## This export: {name}\n\nFor llama.cpp: `llama-cli -m {name}`. For Ollama: "
+            "`ollama create my-model -f Modelfile` in this folder, then `ollama run my-model`.\n")

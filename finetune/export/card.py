@@ -18,7 +18,8 @@ TAGS = ["fine-tuned", "finetune-lab"]
 
 
 def hub_card(folder: str | Path, adapter_only: bool = False, license: str | None = None,
-             gguf_files: list[str] | tuple[str, ...] = (), image: str | None = None, repo_id: str | None = None):
+             gguf_files: list[str] | tuple[str, ...] = (), image: str | None = None, repo_id: str | None = None,
+             which: str = "final"):
     """A huggingface_hub.ModelCard for the run in `folder`."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -32,7 +33,7 @@ def hub_card(folder: str | Path, adapter_only: bool = False, license: str | None
         library_name="peft" if adapter_only else "transformers", license=license, tags=tags,
         pipeline_tag="text-generation",
     )
-    body = _without_front_matter(model_card(folder))
+    body = _without_front_matter(model_card(folder, which))
     if image:
         body = body.replace("## Results\n", f"## Results\n\n![Training and validation loss]({image})\n", 1)
     body += "\n" + _usage(repo_id or "USER/NAME", base, adapter_only, gguf_files)

@@ -28,11 +28,11 @@ class GGUFError(ValueError):
 
 
 def export_gguf(model_dir: str | Path, target: str | Path, outtype: str = "f16", name: str | None = None,
-                pre_tokenizer: str = "default") -> Path:
+                pre_tokenizer: str | None = None) -> Path:
     """Write `model_dir` (a transformers model folder: safetensors and tokenizer)
     as one GGUF file at `target`, atomically; returns the path. `pre_tokenizer`
-    names llama.cpp's pre-tokenizer (llama.cpp recognises a model's by a hash of
-    sample encodings; "default" when unknown)."""
+    names llama.cpp's pre-tokenizer (how text is split before BPE); None reads
+    it off tokenizer.json (pre_tokenizer_name)."""
     import gguf
 
     model_dir, target = Path(model_dir), Path(target)
@@ -46,7 +46,7 @@ def export_gguf(model_dir: str | Path, target: str | Path, outtype: str = "f16",
     try:
         writer = gguf.GGUFWriter(partial, arch="llama")
         _write_hyperparameters(writer, config, outtype, name or model_dir.name)
-        _write_vocabulary(writer, model_dir, config, pre_tokenizer)
+        _write_vocabulary(writer, model_dir, config, pre_tokenizer or pre_tokenizer_name(model_dir))
         names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
         for hf_name, array in tensors.items():
             _add_tensor(writer, names, hf_name, array, config, outtype)
@@ -162,6 +162,33 @@ def _write_vocabulary(writer, model_dir: Path, config: dict, pre_tokenizer: str)
                         "tokenizers (Llama 3, SmolLM, Mistral's tekken); use llama.cpp's converter for this one")
     special_vocab.chat_template = tokenizer.chat_template  # a chat_template.jinja file is read by transformers
     special_vocab.add_to_gguf(writer, quiet=True)
+
+
+# Llama 3's split pattern, as its tokenizer.json spells it: llama.cpp's "llama-bpe".
+LLAMA3_PATTERN = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"
+
+
+def pre_tokenizer_name(model_dir: Path) -> str:
+    """llama.cpp's name for how this tokenizer splits text before BPE, read off
+    tokenizer.json: GPT-2's regex ("gpt-2": a plain byte-level pre-tokenizer: SmolLM,
+    GPT-2-style tokenizers) or Llama 3's; "default" otherwise (llama.cpp then
+    warns and may split some text differently)."""
+    try:
+        pre = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8")).get("pre_tokenizer") or {}
+    except (OSError, ValueError):
+        return "default"
+    if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+        return "gpt-2"
+    if any(LLAMA3_PATTERN in text for text in _strings(pre)):
+        return "llama-bpe"
+    return "default"
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [text for item in items for text in _strings(item)]
 
 
 def _add_tensor(writer, names, hf_name: str, array: np.ndarray, config: dict, outtype: str) -> None:

@@ -17,12 +17,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runs.outputs import BEST_INFO, RunFolder
 from .card import hub_card, loss_curve_png
+from .checkpoint import ExportError, has_final_model, model_folder, no_best_message
+from .formats import adapter_folder, copy_files, format_files, gguf_files
 
 UPLOAD_DIR = "hub"
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json", "probe.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
-                   "generation_config.json")
 
 
 class PushError(ValueError):
@@ -64,26 +65,26 @@ def resolve_token(token: str | None) -> str:
 
 
 def prepare_upload(folder: str | Path, adapter_only: bool = False, gguf: str | None = None,
-                   license: str | None = None, repo_id: str | None = None) -> Path:
-    """Lay out `<folder>/hub/`: what a push uploads. Rebuilt whole each time,
-    then renamed into place. Weights are hard-linked where the disk allows."""
+                   license: str | None = None, repo_id: str | None = None, which: str = "final",
+                   progress=lambda text: None) -> Path:
+    """Lay out `<folder>/hub/`: what a push uploads (the final model or the best
+    checkpoint, merged or its adapters alone, optionally a GGUF and Modelfile).
+    Rebuilt whole each time, then renamed into place."""
     folder = Path(folder)
-    source = _weights_folder(folder, adapter_only)
+    _check_finished(folder, adapter_only, which)
     staging = folder / f".{UPLOAD_DIR}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        staging.mkdir(parents=True)
-        for path in sorted(source.iterdir()):
-            if path.is_file():
-                _link_or_copy(path, staging / path.name)
-        if adapter_only:  # the tokenizer travels with the adapter, so the repo loads on its own
-            for name in TOKENIZER_FILES:
-                if (folder / "model" / name).is_file():
-                    _link_or_copy(folder / "model" / name, staging / name)
-        files = _gguf_files(folder, staging, gguf) if gguf else []
+        with format_files(folder, which, "adapter" if adapter_only else "merged", progress) as weights:
+            copy_files(weights, staging, link=True)
+            files = []
+            if gguf:
+                with model_folder(folder, which, progress) as model_dir:
+                    files = gguf_files(folder, model_dir, staging, gguf, progress)
+        (staging / BEST_INFO).unlink(missing_ok=True)  # summary.json under training/ says which checkpoint
         image = loss_curve_png(folder, staging / "loss_curve.png")
         card = hub_card(folder, adapter_only=adapter_only, license=license, gguf_files=files,
-                        image=image.name if image else None, repo_id=repo_id)
+                        image=image.name if image else None, repo_id=repo_id, which=which)
         card.save(staging / "README.md")
         (staging / "training").mkdir()
         for name in RUN_FILES:
@@ -93,21 +94,26 @@ def prepare_upload(folder: str | Path, adapter_only: bool = False, gguf: str | N
         shutil.rmtree(target, ignore_errors=True)
         staging.replace(target)
         return target
+    except ExportError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PushError(str(err)) from None
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
         raise PushError(f"could not lay out the upload in {folder.name}/{UPLOAD_DIR}: {err.strerror or err}") from None
 
 
 def push(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False,
-         adapter_only: bool = False, gguf: str | None = None) -> Pushed:
+         adapter_only: bool = False, gguf: str | None = None, which: str = "final",
+         progress=lambda text: None) -> Pushed:
     """Create (or reuse) USER/NAME on the Hub and upload the run in one commit."""
     from huggingface_hub import HfApi
 
     folder = Path(folder)
     repo_id = check_repo_id(repo_id)
     token = resolve_token(token)
+    _check_finished(folder, adapter_only, which)  # before the licence lookup, which may reach the network
     upload = prepare_upload(folder, adapter_only=adapter_only, gguf=gguf, license=_base_license(folder, token),
-                            repo_id=repo_id)
+                            repo_id=repo_id, which=which, progress=progress)
     later = (f"the upload is ready in {folder.name}/{UPLOAD_DIR}; push it later with "
              f"`python -m finetune push {folder} --repo {repo_id}`")
     api = HfApi(token=token)
@@ -124,46 +130,17 @@ def push(folder: str | Path, repo_id: str, token: str | None = None, private: bo
     return Pushed(str(url), private, files)
 
 
-def _weights_folder(folder: Path, adapter_only: bool) -> Path:
-    name = "adapter" if adapter_only else "model"
-    weights = folder / name
-    if not (weights.is_dir() and any(weights.glob("*.safetensors"))):
-        if adapter_only:
-            raise PushError(f"{folder.name} has no adapter: only LoRA and QLoRA runs train one (this run's model "
-                            "can be pushed whole without --adapter-only)")
+def _check_finished(folder: Path, adapter_only: bool, which: str) -> None:
+    """A run with nothing to push is refused before anything else happens."""
+    if which == "final" and not adapter_only and not has_final_model(folder):
         raise PushError(f"{folder.name} has no trained model to push (the run did not finish)")
-    return weights
-
-
-def _gguf_files(folder: Path, staging: Path, outtype: str) -> list[str]:
-    from .gguf import GGUFError, export_gguf
-    from .ollama import TemplateError, modelfile
-
-    name = f"model-{outtype}.gguf"
-    pre = "smollm" if _is_default_base(folder) else "default"  # llama.cpp's name for SmolLM2's pre-tokenizer
     try:
-        export_gguf(folder / "model", staging / name, outtype, name=folder.name, pre_tokenizer=pre)
-    except GGUFError as err:
+        if adapter_only:
+            adapter_folder(folder, which)
+        elif which == "best" and RunFolder(folder).best() is None:
+            raise ExportError(no_best_message(folder))
+    except ExportError as err:
         raise PushError(str(err)) from None
-    files = [name]
-    try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(folder / "model", trust_remote_code=False)
-        (staging / "Modelfile").write_text(modelfile(tokenizer, name), encoding="utf-8")
-        files.append("Modelfile")
-    except TemplateError:
-        pass  # Ollama reads the chat template from the GGUF's metadata where it knows it
-    return files
-
-
-def _is_default_base(folder: Path) -> bool:
-    import json
-
-    try:
-        return json.loads((folder / "config.json").read_text()).get("model") == "default"
-    except (OSError, ValueError):
-        return False
 
 
 def _base_license(folder: Path, token: str) -> str | None:
@@ -213,8 +190,3 @@ def _delete_quietly(api, repo_id: str) -> None:
         pass
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)  # no second copy of hundreds of MB of weights
-    except OSError:
-        shutil.copy2(source, target)

@@ -8,6 +8,7 @@
     probe.json        the general probe's answers before and after, scored per question
     validation_losses.json  each validation example's loss under the final model (validation_losses.py)
     model/            safetensors weights and tokenizer
+    adapter/          a LoRA or QLoRA run's adapters alone, with the tokenizer (PeftModel.from_pretrained)
     best/             the model at its lowest validation loss (keep_best), with best.json {step, eval_loss};
                       for LoRA runs the adapters only (merged at export)
     checkpoints/      Trainer checkpoints for resuming
@@ -34,6 +35,7 @@ from ..evaluate.metrics import metric_changes, score_changes
 from ..sources.files import looks_like_path
 from ..sources.models import DEFAULT_SPEC
 
+ADAPTER_DIR = "adapter"  # a LoRA or QLoRA run's trained adapters alone (peft's save_pretrained)
 BEST_DIR, BEST_INFO = "best", "best.json"  # best.json sits inside best/, so both are replaced at once
 PROBE_FILE = "probe.json"
 VALIDATION_LOSSES_FILE = "validation_losses.json"  # written by validation_losses.py
@@ -59,6 +61,10 @@ class RunFolder:
     @property
     def best_dir(self) -> Path:
         return self.root / BEST_DIR
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.root / ADAPTER_DIR
 
     def best(self) -> dict | None:
         """The kept best model: {step, eval_loss, path (relative to the run folder)}, or None.
@@ -102,6 +108,7 @@ class RunFolder:
         for stale in ("error.json", "comparison.json", "summary.json", PROBE_FILE, VALIDATION_LOSSES_FILE):
             (self.root / stale).unlink(missing_ok=True)
         self._prune_best(keep_metrics_until)
+        shutil.rmtree(self.adapter_dir, ignore_errors=True)  # written again at the end, from this run's adapters
         if keep_metrics_until is None:
             self.metrics_path.unlink(missing_ok=True)
             return

@@ -329,6 +329,8 @@ def _save_and_answer(job: Job, model, trainer, tokenizer, prompts, hardware, tok
     dtype = models.saved_dtype(job.source, token)
     if trainer.is_fsdp_enabled:
         return _save_sharded(job, model, trainer, tokenizer, prompts, hardware, dtype, token)
+    if uses_adapters(config.method) and ranks.is_main():  # the adapters alone too, before they are merged away
+        save_adapter(model, tokenizer, job.folder.adapter_dir, dtype, adapter_base_name(job))
     if config.method == "qlora":
         merged = merged_over_full_base(model, job.source, dtype, token) if ranks.is_main() else None
         final = model
@@ -394,13 +396,33 @@ def save_model(model, tokenizer, target: Path, dtype=None, state_dict=None) -> N
     replace_folder(target, lambda folder: write_model(model, tokenizer, folder, dtype, state_dict))
 
 
-def write_model(model, tokenizer, folder: Path, dtype=None, state_dict=None) -> None:
-    """The model (a PeftModel: its adapters) and tokenizer into `folder`; `state_dict`, when given, is what is saved."""
+def save_adapter(peft_model, tokenizer, target: Path, dtype, base_name: str) -> None:
+    """A LoRA run's adapters alone (a few MB), in the base model's dtype, with
+    the tokenizer: PeftModel.from_pretrained(base, target) loads them."""
+    replace_folder(target, lambda folder: write_model(peft_model, tokenizer, folder, base_name=base_name,
+                                                      state_dict=trained_weights(peft_model, dtype)))
+
+
+def write_model(model, tokenizer, folder: Path, dtype=None, state_dict=None, base_name: str | None = None) -> None:
+    """The model (a PeftModel: its adapters) and tokenizer into `folder`; `state_dict`, when given, is what is saved.
+    `base_name`: what the adapters' config calls their base model (peft writes this machine's path)."""
     # The engine never resizes the vocabulary, and peft's "auto" would ask the hub about the base model at every save.
     adapters_only = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
     with _cast(model, dtype if state_dict is None else None):
         model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict, **adapters_only)
     tokenizer.save_pretrained(folder)
+    if adapters_only:
+        (folder / "README.md").unlink(missing_ok=True)  # peft's empty template: the lab writes its own card
+        if base_name:
+            adapter_config = folder / "adapter_config.json"
+            settings = json.loads(adapter_config.read_text(encoding="utf-8"))
+            adapter_config.write_text(json.dumps({**settings, "base_model_name_or_path": base_name}, indent=2))
+
+
+def adapter_base_name(job: Job) -> str:
+    """The base model as an adapter names it: the hub id of the bundled default
+    (its converted copy lives in this machine's cache), else the spec as the run records it."""
+    return models.DEFAULT_HUB_ID if job.config.model == models.DEFAULT_SPEC else job.folder.portable(job.config.model)
 
 
 def best_keeper(job: Job, tokenizer, dtype, publish) -> BestCheckpoint:
@@ -408,7 +430,7 @@ def best_keeper(job: Job, tokenizer, dtype, publish) -> BestCheckpoint:
     saved as model/ is (the base model's dtype; a LoRA run's adapters only),
     with best.json; each new best is published for the live plot."""
     def save(model, folder: Path, found: dict) -> None:
-        write_model(model, tokenizer, folder, state_dict=trained_weights(model, dtype))
+        write_model(model, tokenizer, folder, state_dict=trained_weights(model, dtype), base_name=adapter_base_name(job))
         (folder / BEST_INFO).write_text(json.dumps(found))
 
     kept = job.folder.best() if ranks.is_main() else None  # a resumed run's, to beat

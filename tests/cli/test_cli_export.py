@@ -40,7 +40,8 @@ def test_export_defaults_to_the_best_checkpoint_and_can_take_the_final(tiny_mode
 
     target = tmp_path / "final.zip"
     assert main(["export", str(folder), "--which", "final", "--output", str(target)]) == 0
-    assert json.loads(capsys.readouterr().out) == {"output": str(target),
+    assert json.loads(capsys.readouterr().out) == {"output": str(target), "format": "merged",
+                                                   "bytes": target.stat().st_size,
                                                    "checkpoint": "final: step 12, last validation loss 0.97"}
     assert target.is_file()
 

@@ -47,6 +47,7 @@ def test_every_tensor_reads_back_with_the_gguf_reader(tiny_model_dir, tmp_path, 
     assert fields == {"general.architecture": "llama", "llama.block_count": 2, "llama.attention.head_count_kv": 2,
                       "tokenizer.ggml.model": "gpt2"}
     assert reader.fields["tokenizer.chat_template"].contents() == tiny.CHAT_TEMPLATE
+    assert reader.fields["tokenizer.ggml.pre"].contents() == "gpt-2"  # a plain byte-level split: llama.cpp's name
 
 
 def test_transformers_reads_the_gguf_back_and_answers_the_same(tiny_model_dir, tmp_path):

@@ -22,6 +22,7 @@ import torch
 
 from ..sources.models import ModelSource, resolve
 from .ask import render_question
+from .generate import autocast, left_padded_batches
 from .significance import BETTER, TOO_FEW, UNCHANGED, WORSE, paired_difference
 
 OFF, BASE = "off", "base"  # the judge setting's two words; anything else names a model
@@ -128,27 +129,16 @@ def preferences(model, tokenizer, prompts: list[str], batch_size: int = JUDGE_BA
     distribution: the preference for A, and how much of the judge's probability
     the two labels hold at all."""
     ids_a, ids_b = label_ids(tokenizer)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
     found = []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
-            # Left padding shifts positions unless they are given: count them from each prompt's first token.
-            positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                logits = model(**batch, position_ids=positions).logits[:, -1]
-            probs = torch.softmax(logits.float(), dim=-1)
-            p_a, p_b = probs[:, ids_a].sum(-1), probs[:, ids_b].sum(-1)
-            # Both labels can underflow to 0 for a judge that ignores the format: no preference then.
-            found += [(float(a / (a + b)) if a + b > 0 else 0.5, float(a + b)) for a, b in zip(p_a, p_b)]
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
+    for batch in left_padded_batches(model, tokenizer, prompts, batch_size):
+        # Left padding shifts positions unless they are given: count them from each prompt's first token.
+        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        with autocast(model, autocast_dtype):
+            logits = model(**batch, position_ids=positions).logits[:, -1]
+        probs = torch.softmax(logits.float(), dim=-1)
+        p_a, p_b = probs[:, ids_a].sum(-1), probs[:, ids_b].sum(-1)
+        # Both labels can underflow to 0 for a judge that ignores the format: no preference then.
+        found += [(float(a / (a + b)) if a + b > 0 else 0.5, float(a + b)) for a, b in zip(p_a, p_b)]
     return found
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from finetune.export.checkpoint import merge_adapters
-from finetune.runs.worker import trained_weights, write_model
+from finetune.runs.saving import trained_weights, write_model
 from finetune.sources import models
 from finetune.train.config import TrainConfig
 from finetune.train.trainer import replace_folder, with_lora

@@ -27,7 +27,7 @@ from finetune.train import config as cfg
 from finetune.train import device
 
 POLL = 0.1  # seconds between snapshots: the shortest phase (the probe) takes seconds
-# Each evaluation's phases, by how its progress message starts (finetune/runs/worker.py).
+# Each evaluation's phases, by how its progress message starts (finetune/runs/measures.py).
 PHASES = {
     "held-out answers": ("answering the held-out prompts", "saving the model and answering the held-out prompts"),
     "general probe": ("answering the general-capability probe",),

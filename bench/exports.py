@@ -27,7 +27,7 @@ def fake_run(root: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finetune.runs.worker import save_adapter, save_model
+    from finetune.runs.saving import save_adapter, save_model
     from finetune.train.trainer import with_lora
 
     source = models.ensure_default_model()

@@ -1,13 +1,15 @@
 """One run's life: started, trained in a background thread, watched through
 snapshots, and kept on disk as a record the app, the CLI and the API read.
 
-    run.py            TrainingRun, the seam the app and CLI drive; the one-run-at-a-time slot
-    job.py            what the run hands its thread
-    worker.py         what the thread does: load, answer before, train, answer after, save
-    outputs.py        the files a run folder holds, written the same way by every caller
+    run.py                TrainingRun, the seam the app and CLI drive; the one-run-at-a-time slot
+    job.py                what the run hands its thread
+    worker.py             what the thread does: load, answer before, train, answer after, save
+    measures.py           what a run measures besides training: answers, probe, benchmarks, judge, losses
+    saving.py             how its models are written: final, adapters alone, best checkpoint
     validation_losses.py  each validation example's loss under the final model, to compare runs by example
-    status.py         a run's status, and whether the process holding it still lives
-    records.py        run folders read back as RunRecords; owners
-    resume.py         what can be resumed, from which checkpoint, with which settings
-    sweep_records.py  sweep folders read back
+    outputs.py            the files a run folder holds, written the same way by every caller
+    status.py             a run's status, and whether the process holding it still lives
+    records.py            run folders read back as RunRecords; owners
+    resume.py             what can be resumed, from which checkpoint, with which settings
+    sweep_records.py      sweep folders read back
 """

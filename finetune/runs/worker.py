@@ -10,8 +10,6 @@ returns a RunResult; it never touches the run object itself.
 from __future__ import annotations
 
 import dataclasses
-import json
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,10 +17,9 @@ from typing import Callable
 import torch
 
 from ..data import dataset
-from ..data.render import IGNORE, Renderer
+from ..data.render import IGNORE
 from ..diagnose import findings
 from ..evaluate import benchmarks as bench
-from ..evaluate import judge as judging
 from ..evaluate import probe
 from ..evaluate.generate import generate
 from ..evaluate.metrics import comparison_rows, summarise_scores, with_scores
@@ -41,13 +38,21 @@ from ..train.trainer import (
     build_trainer,
     keeps_best,
     last_complete_checkpoint,
-    replace_folder,
     with_lora,
 )
-from . import validation_losses
 from .job import Job
-from .outputs import BEST_INFO, VALIDATION_LOSSES_FILE
+from .measures import (
+    answers_on_main,
+    benchmarks_on_main,
+    general_probe,
+    judge_on_main,
+    place,
+    probe_on_main,
+    validation_losses_on_main,
+)
+from .outputs import VALIDATION_LOSSES_FILE
 from .resume import CHECKPOINT_KEPT
+from .saving import adapter_base_name, best_keeper, merged_over_full_base, save_adapter, save_model
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,12 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
             comparison=tuple(comparison_rows(prepared.held_out, None, None)))
     place(model, hardware)
     prompts = [item.prompt for item in prepared.held_out]
-    before = _answers_on_main(model, tokenizer, prompts, config, hardware)
+    before = answers_on_main(model, tokenizer, prompts, config, hardware)
     publish(comparison=tuple(comparison_rows(prepared.held_out, before, None)))
-    general = _general_probe(config, publish)
-    probe_before = _probe_on_main(general, model, tokenizer, prepared, config, hardware, publish, "before")
+    general = general_probe(config, publish)
+    probe_before = probe_on_main(general, model, tokenizer, prepared, config, hardware, publish, "before")
     failed: dict[str, str] = {}  # what the benchmarks or the judge could not measure, and why, for the summary
-    bench_before = _benchmarks_on_main(config, model, tokenizer, hardware, publish, "before", failed)
+    bench_before = benchmarks_on_main(config, model, tokenizer, hardware, publish, "before", failed)
 
     keeper = best_keeper(job, tokenizer, models.saved_dtype(job.source, token), publish) \
         if keeps_best(config, bool(prepared.validation)) else None
@@ -111,11 +116,11 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     publish(status="finishing", message="saving the model and answering the held-out prompts again")
     final, after = _save_and_answer(job, model, trainer, tokenizer, prompts, hardware, token)
     # Called on every process whenever the probe is on: the main one measures, the others wait at its barrier.
-    probe_after = _probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after")
-    bench_after = _benchmarks_on_main(config, final, tokenizer, hardware, publish, "after", failed)
-    losses = _validation_losses_on_main(final, prepared, hardware, publish)
+    probe_after = probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after")
+    bench_after = benchmarks_on_main(config, final, tokenizer, hardware, publish, "after", failed)
+    losses = validation_losses_on_main(final, prepared, hardware, publish)
     del model, trainer, final  # the judge may be as big as the trained model: free it first
-    judged = _judge_on_main(job, token, prepared, before, after, hardware, publish, failed)
+    judged = judge_on_main(job, token, prepared, before, after, hardware, publish, failed)
     rows = comparison_rows(prepared.held_out, before, after)
     probe_found = probe.probe_record(general, probe_before, probe_after) if probe_before else None
     scores = summarise_scores(rows)
@@ -152,100 +157,6 @@ def training_responses(prepared) -> tuple[str, ...]:
                  if e.is_chat and e.messages and e.messages[-1].get("role") == "assistant")
 
 
-def _general_probe(config: TrainConfig, publish) -> probe.Probe | None:
-    if not config.general_probe:
-        return None
-    try:
-        return probe.load_probe()
-    except probe.ProbeError as err:  # a broken install loses the probe, not the run
-        publish(message=f"the general-capability probe is left out: {err}")
-        return None
-
-
-def _probe_on_main(general, model, tokenizer, prepared, config: TrainConfig, hardware, publish,
-                   side: str) -> probe.ProbeSide | None:
-    """The general probe on the main process (the others wait at the barrier).
-    A diagnostic only: if it fails, the run goes on without it and says so."""
-    if general is None:
-        return None
-    measured = None
-    if ranks.is_main():
-        publish(message=f"answering the general-capability probe {side} training")
-        try:
-            renderer = Renderer(tokenizer, prepared.template, config.system_prompt)
-            measured = probe.measure(model, tokenizer, general, renderer, config.max_new_tokens,
-                                     hardware.autocast_dtype)
-        except Exception as err:  # noqa: BLE001 -- the probe must never fail the run it measures
-            publish(message=f"the general-capability probe failed and is left out: {type(err).__name__}: {err}")
-    ranks.barrier()
-    return measured
-
-
-def _validation_losses_on_main(model, prepared, hardware, publish) -> dict | None:
-    """Each validation example's loss under the final model (main process; the
-    others wait), for comparing runs example by example. Like the probe, a
-    measurement only: if it fails, the run goes on without it and says so."""
-    found = None
-    if ranks.is_main() and model is not None and prepared.validation:
-        publish(message="measuring each validation example's loss under the trained model")
-        try:
-            found = validation_losses.per_example_losses(model, prepared.validation, hardware.autocast_dtype)
-        except Exception as err:  # noqa: BLE001 -- never fail the run it measures
-            publish(message=f"the per-example validation losses are left out: {type(err).__name__}: {err}")
-    ranks.barrier()
-    return found
-def _benchmarks_on_main(config: TrainConfig, model, tokenizer, hardware, publish, side: str,
-                        failed: dict[str, str]) -> dict[str, bench.TaskScores] | None:
-    """The bundled standard benchmarks on the main process (the others wait at
-    the barrier). Like the probe, a diagnostic: a failure is reported (and noted
-    in `failed`), never fatal."""
-    if not config.benchmarks:
-        return None
-    measured = None
-    if ranks.is_main():
-        publish(message=f"scoring the standard benchmarks {side} training ({len(bench.TASKS)} tasks of 100 items)")
-        try:
-            measured = bench.run_benchmarks(model, tokenizer, autocast_dtype=hardware.autocast_dtype)
-        except Exception as err:  # noqa: BLE001 -- the benchmarks must never fail the run they measure
-            why = f"the standard benchmarks failed {side} training: {type(err).__name__}: {err}"
-            failed.setdefault("benchmarks", why)  # the first failure: the second often repeats it
-            publish(message=f"{why}; the run goes on without them")
-    ranks.barrier()
-    return measured
-
-
-def _judge_on_main(job: Job, token: str | None, prepared, before, after, hardware, publish,
-                   failed: dict[str, str]) -> dict | None:
-    """The judge compares the held-out answers on the main process, loading its
-    model for this and letting it go after. Never fails the run (a failure is noted in `failed`)."""
-    if job.judge is None:
-        return None
-    record = None
-    if ranks.is_main() and before is not None and after is not None and prepared.held_out:
-        is_base = judging.is_base(job.judge, job.source)
-        label = f"{job.source.label} (the base model)" if is_base else job.judge.label
-        publish(message=f"the judge {label} is comparing the trained and the base model's answers")
-        try:
-            record = _judge(job.judge, token, prepared.held_out, before, after, hardware, label, is_base, publish)
-        except Exception as err:  # noqa: BLE001 -- the judge must never fail the run it judges
-            failed["judge"] = f"the judge failed: {type(err).__name__}: {err}"
-            publish(message=f"{failed['judge']}; the run goes on without it")
-        finally:
-            device.release_memory()
-    ranks.barrier()
-    return record
-
-
-def _judge(source, token, held_out, before, after, hardware, label: str, is_base: bool, publish) -> dict:
-    # On a GPU the judge's weights are in the autocast dtype: an fp32 7B judge would take 28 GB.
-    dtype = hardware.autocast_dtype if hardware.torch_device.type == "cuda" else None
-    model, tokenizer = models.load(source, token=token, dtype=dtype, progress=lambda text: publish(message=text))
-    place(model, hardware)
-    result = judging.judge_answers(model, tokenizer, [h.question for h in held_out], [h.reference for h in held_out],
-                                   before, after, autocast_dtype=hardware.autocast_dtype)
-    return judging.judge_record(result, label, is_base)
-
-
 def _not_recorded(entry: dict) -> None:
     """A non-main process's metrics: the main process logs the same (gathered) values."""
 
@@ -259,21 +170,6 @@ def _load_model(job: Job, hardware: device.Hardware, token: str | None, publish)
                        dtype=levers.weights_dtype(config, hardware), quantization_config=quantization,
                        device_map={"": hardware.index} if quantization else None,
                        attn_implementation=levers.attention_implementation(hardware))
-
-
-def place(model, hardware: device.Hardware) -> None:
-    """Move the model to this process's device (a quantized model is placed when loaded)."""
-    if getattr(model, "hf_quantizer", None) is None:
-        model.to(hardware.torch_device)
-
-
-def _answers_on_main(model, tokenizer, prompts: list[str], config: TrainConfig, hardware) -> list[str] | None:
-    """Greedy answers from the main process; the others wait for them at a barrier."""
-    answers = None
-    if ranks.is_main():
-        answers = generate(model, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
-    ranks.barrier()
-    return answers
 
 
 def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resume_from: str | None, publish, record,
@@ -344,19 +240,6 @@ def _save_and_answer(job: Job, model, trainer, tokenizer, prompts, hardware, tok
     return final, answers
 
 
-def merged_over_full_base(peft_model, source: models.ModelSource, dtype, token: str | None):
-    """QLoRA's adapters merged into the base loaded in `dtype` (not into its 4-bit
-    copy, which would save a quantized model), on the CPU: a 7B base in bf16
-    takes 14 GB of RAM and none of the GPU's."""
-    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-
-    adapters = {k: v.detach().to("cpu", dtype) for k, v in get_peft_model_state_dict(peft_model).items()}
-    base, _ = models.load(source, token=token, dtype=dtype)
-    wrapped = get_peft_model(base, peft_model.peft_config["default"])
-    set_peft_model_state_dict(wrapped, adapters)
-    return wrapped.merge_and_unload()
-
-
 def _save_sharded(job: Job, model, trainer, tokenizer, prompts, hardware, dtype, token):
     """FSDP: every process hands its shard to the full state dict (a collective),
     the main process saves it, and answers with the saved model once the
@@ -387,91 +270,6 @@ def resolved_config(job: Job, prepared, hardware, run_plan: Plan) -> dict:
             "steps": run_plan.steps,
         },
     }
-
-
-def save_model(model, tokenizer, target: Path, dtype=None, state_dict=None) -> None:
-    """safetensors + tokenizer, written to a temporary folder then renamed,
-    so a reader never sees half a model. With `dtype` (the base model's), the
-    weights are written in it: the fp32 master copy would double the download."""
-    replace_folder(target, lambda folder: write_model(model, tokenizer, folder, dtype, state_dict))
-
-
-def save_adapter(peft_model, tokenizer, target: Path, dtype, base_name: str) -> None:
-    """A LoRA run's adapters alone (a few MB), in the base model's dtype, with
-    the tokenizer: PeftModel.from_pretrained(base, target) loads them."""
-    replace_folder(target, lambda folder: write_model(peft_model, tokenizer, folder, base_name=base_name,
-                                                      state_dict=trained_weights(peft_model, dtype)))
-
-
-def write_model(model, tokenizer, folder: Path, dtype=None, state_dict=None, base_name: str | None = None) -> None:
-    """The model (a PeftModel: its adapters) and tokenizer into `folder`; `state_dict`, when given, is what is saved.
-    `base_name`: what the adapters' config calls their base model (peft writes this machine's path)."""
-    # The engine never resizes the vocabulary, and peft's "auto" would ask the hub about the base model at every save.
-    adapters_only = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
-    with _cast(model, dtype if state_dict is None else None):
-        model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict, **adapters_only)
-    tokenizer.save_pretrained(folder)
-    if adapters_only:
-        (folder / "README.md").unlink(missing_ok=True)  # peft's empty template: the lab writes its own card
-        if base_name:
-            adapter_config = folder / "adapter_config.json"
-            settings = json.loads(adapter_config.read_text(encoding="utf-8"))
-            adapter_config.write_text(json.dumps({**settings, "base_model_name_or_path": base_name}, indent=2))
-
-
-def adapter_base_name(job: Job) -> str:
-    """The base model as an adapter names it: the hub id of the bundled default
-    (its converted copy lives in this machine's cache), else the spec as the run records it."""
-    return models.DEFAULT_HUB_ID if job.config.model == models.DEFAULT_SPEC else job.folder.portable(job.config.model)
-
-
-def best_keeper(job: Job, tokenizer, dtype, publish) -> BestCheckpoint:
-    """The callback that keeps the model at its lowest validation loss in best/,
-    saved as model/ is (the base model's dtype; a LoRA run's adapters only),
-    with best.json; each new best is published for the live plot."""
-    def save(model, folder: Path, found: dict) -> None:
-        write_model(model, tokenizer, folder, state_dict=trained_weights(model, dtype), base_name=adapter_base_name(job))
-        (folder / BEST_INFO).write_text(json.dumps(found))
-
-    kept = job.folder.best() if ranks.is_main() else None  # a resumed run's, to beat
-    kept = {"step": kept["step"], "eval_loss": kept["eval_loss"]} if kept else None
-    if kept:
-        publish(best_checkpoint=kept)
-    return BestCheckpoint(job.folder.best_dir, save, on_best=lambda found: publish(best_checkpoint=found), best=kept)
-
-
-def trained_weights(model, dtype) -> dict:
-    """A copy of what training changes (a PeftModel's adapters, else every
-    weight) in `dtype` on the CPU, to save while training goes on: casting the
-    model in place, as the final save does, would round the weights that the
-    next steps train. Tied weights stay one tensor."""
-    if hasattr(model, "peft_config"):
-        tensors = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    else:
-        tensors = model.state_dict()
-    copies, saved = {}, {}
-    for name, tensor in tensors.items():
-        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.stride())
-        if key not in copies:
-            copies[key] = tensor.detach().to("cpu", dtype if tensor.is_floating_point() and dtype else None)
-        saved[name] = copies[key]
-    return saved
-
-
-@contextmanager
-def _cast(model, dtype):
-    """The model in `dtype` while saved, then back in its own dtype. Casting tensor
-    by tensor in place never holds two copies; coming back, the weights are the
-    saved ones exactly, so the answers given after saving are the saved model's."""
-    own = next(model.parameters()).dtype
-    if dtype is None or dtype == own or not own.is_floating_point:
-        yield
-        return
-    model.to(dtype)
-    try:
-        yield
-    finally:
-        model.to(own)
 
 
 def explain_failure(err: BaseException, config: TrainConfig) -> str:

@@ -68,7 +68,7 @@ def test_qlora_adapters_are_merged_into_the_base_loaded_in_its_own_dtype(tiny_mo
     it trained over; the transfer is checked here with a plain LoRA model (4-bit needs CUDA)."""
     from peft import LoraConfig, get_peft_model
 
-    from finetune.runs.worker import merged_over_full_base
+    from finetune.runs.saving import merged_over_full_base
 
     source = models.resolve(str(tiny_model_dir))
     base, tokenizer = models.load(source)

@@ -2,7 +2,10 @@
 
     scheduler.py  one trainer and a first-in-first-out queue in front of it; who owns which run
     sweep.py      one setting, several values, one queued run each
-    compare.py    the settings that differ, a table of outcomes, overlaid curves, a verdict in words
+    labels.py     the settings that differ between runs, and each run's name from them
+    compare.py    a table of outcomes and a verdict in words
+    noise.py      whether a lead is bigger than the noise (validation losses, held-out answers)
+    figures.py    the runs' curves overlaid
     report.py     a comparison as one standalone HTML file
     lessons.py    the tutorial's exercises, answered from a student's own runs
 """

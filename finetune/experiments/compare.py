@@ -1,109 +1,36 @@
-"""Comparing runs: which settings differ, a table of outcomes, overlaid curves,
-and a verdict in plain words that answers the tutorial's exercise ("fine-tune
-with learning rates 1e-5, 2e-5 and 5e-5: which converges fastest without
-overfitting?") from the numbers the runs logged.
+"""Comparing runs: a table of outcomes and a verdict in plain words that
+answers the tutorial's exercise ("fine-tune with learning rates 1e-5, 2e-5 and
+5e-5: which converges fastest without overfitting?") from the numbers the runs
+logged.
 
 Everything here reads RunRecords (runs/records.py) and the curve facts of diagnose/curves.py,
-so "converged" and "overfit" mean the same as on every other screen.
+so "converged" and "overfit" mean the same as on every other screen. How runs
+are named is labels.py, whether a lead beats the noise noise.py, the overlaid
+curves figures.py.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import time
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from ..diagnose import curves
-from ..evaluate.metrics import HEADLINE, METRICS, aligned_after_scores
-from ..evaluate.significance import MIN_PAIRS, TOO_FEW, UNCHANGED, Difference, paired_difference
-from ..runs.outputs import read_validation_losses
 from ..runs.records import RunRecord, display_name
-from ..train.config import fields
+from .labels import (
+    FIXED_COLUMNS,
+    NOT_JUDGED,
+    differing_settings,
+    display_value,
+    quoted,
+    run_labels,
+    setting_value,
+)
+from .noise import held_out_comparison, held_out_sentence, loss_margin, margin_sentence, versus_best_cells
 
-# Legend names for the settings a sweep usually varies; other settings use their field name.
-SHORT_NAMES = {"learning_rate": "lr", "batch_size": "batch", "epochs": "epochs", "warmup_ratio": "warmup",
-               "weight_decay": "wd", "lora_r": "r"}
-# A legend entry naming more settings than this no longer reads; the table shows them all.
-LABEL_SETTINGS_MAX = 3
-# Shown in the table as their own columns, so not repeated among the differing settings.
-FIXED_COLUMNS = ("model", "data")
-# Runs that ended this way are not judged: their curves stop where something broke.
-NOT_JUDGED = ("failed", "cancelled", "unreadable")
-# Distinguishable on white and for the common colour-vision deficiencies (Okabe-Ito).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
-MARKERS_UP_TO = 60  # beyond this many points markers only clutter a line
 NOTE_CHARS = 200  # a table cell, not a traceback: the full error is on the run's own page
 METRIC_NAMES = {"eval_loss": "validation loss", "loss": "training loss"}
-DEFAULTS = {f.name: f.default for f in fields()}
 VERSUS_BEST = "held-out vs best (95% interval)"
-
-
-# --------------------------------------------------------------------------- settings and labels
-
-
-def _readable(records) -> list[RunRecord]:
-    return [r for r in records if not r.unreadable]
-
-
-def setting_value(record: RunRecord, name: str):
-    """A setting as the run used it; a field missing from an older config.json
-    reads as the current default, so it does not count as a difference."""
-    return record.config.get(name, DEFAULTS.get(name))
-
-
-def differing_settings(records) -> list[str]:
-    """TrainConfig field names (in field order) whose values differ between the readable runs."""
-    runs = _readable(records)
-    if len(runs) < 2:
-        return []
-    return [name for name in DEFAULTS
-            if len({json.dumps(setting_value(r, name), sort_keys=True, default=str) for r in runs}) > 1]
-
-
-def display_value(record: RunRecord, name: str) -> str:
-    """A setting for people: the dataset by its name (never a server path), numbers short."""
-    if name == "data":
-        return record.data_name or display_name(setting_value(record, name)) or "?"
-    if name == "model":
-        return display_name(setting_value(record, name)) or "?"
-    value = setting_value(record, name)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def setting_label(name: str, value) -> str:
-    """How a legend names one setting's value: lr=5e-05, batch=16."""
-    shown = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{SHORT_NAMES.get(name, name)}={shown}"
-
-
-def run_label(record: RunRecord, differing) -> str:
-    """The legend name: run.json's label, else the differing settings' values (lr=5e-05), else the id."""
-    if record.label or record.unreadable:  # an unreadable run's settings are unknown: its id names it
-        return record.label or record.id
-    named = [f"{SHORT_NAMES.get(n, n)}={display_value(record, n)}" for n in list(differing)[:LABEL_SETTINGS_MAX]]
-    return ", ".join(named) or record.id
-
-
-def run_labels(records) -> dict[str, str]:
-    """run id -> a legend name unique among these runs (the id is added to a repeated one).
-    A setting whose values read the same (two uploads of one file) names nothing."""
-    runs = _readable(records)
-    shown = [n for n in differing_settings(records) if len({display_value(r, n) for r in runs}) > 1]
-    shown.sort(key=lambda name: name in FIXED_COLUMNS)  # the swept setting leads; model and data follow
-    labels = {r.id: run_label(r, shown) for r in records}
-    counts = {label: list(labels.values()).count(label) for label in labels.values()}
-    return {rid: f"{label} ({rid})" if counts[label] > 1 else label for rid, label in labels.items()}
-
-
-def settings_diff(records) -> list[dict]:
-    """One row per differing setting: {"setting": name, <run label>: value, ...}."""
-    labels = run_labels(records)
-    runs = _readable(records)
-    return [{"setting": name, **{labels[r.id]: display_value(r, name) for r in runs}}
-            for name in differing_settings(records)]
 
 
 # --------------------------------------------------------------------------- the table
@@ -117,7 +44,7 @@ def runs_rows(records, versus_best: bool = False) -> list[dict]:
     labels = run_labels(records)
     rows = [_row(r, labels[r.id], differing) for r in records]
     if versus_best:
-        cells = _versus_best_cells(held_out_comparison(records))
+        cells = versus_best_cells(held_out_comparison(records))
         for record, row in zip(records, rows):
             row[VERSUS_BEST] = cells.get(record.id, "")
     return rows
@@ -224,7 +151,7 @@ def verdict(records) -> dict:
             facts[labels[record.id]] = found
     result = _decide(facts, metric if facts else None)
     by_label = {labels[r.id]: r for r in judged}
-    result["lowest_margin"] = _loss_margin(by_label, facts, result["lowest"]) if metric == "eval_loss" else None
+    result["lowest_margin"] = loss_margin(by_label, facts, result["lowest"]) if metric == "eval_loss" else None
     result["held_out"] = held_out_comparison(judged, labels=labels)
     result["left_out"] = left_out
     result["text"] = _verdict_text(result, facts, left_out, _steps_comparable(judged))
@@ -296,11 +223,11 @@ def _verdict_text(result: dict, facts: dict, left_out: dict, comparable: bool) -
         sentences.insert(0, "No run logged a validation loss, so this verdict uses training loss, which cannot "
                             "show overfitting (set a validation share to judge that).")
     low, fast = result["lowest"], result["fastest"]
-    sentences.append(f"Lowest {name}: {_quoted(low['label'])}, {low['value']:.4f} at step {low['step']}.")
+    sentences.append(f"Lowest {name}: {quoted(low['label'])}, {low['value']:.4f} at step {low['step']}.")
     if result.get("lowest_margin"):
-        sentences.append(_margin_sentence(result["lowest_margin"]))
+        sentences.append(margin_sentence(result["lowest_margin"]))
     sentences.append(f"Fastest to converge (within {curves.CONVERGED_WITHIN:.0%} of its own best {name}): "
-                     f"{_quoted(fast['label'])}, by step {fast['step']}.")
+                     f"{quoted(fast['label'])}, by step {fast['step']}.")
     if metric == "eval_loss":
         sentences.append(_overfit_sentence(result["overfit"]))
     sentences.append(_answer(result, len(facts)))
@@ -316,7 +243,7 @@ def _overfit_sentence(overfit: dict) -> str:
     if not overfit:
         return (f"No run overfit (none ended {curves.OVERFIT_MARGIN:.0%} or more above its lowest "
                 "validation loss while its training loss kept falling).")
-    named = ", ".join(f"{_quoted(label)} from step {step}" for label, step in overfit.items())
+    named = ", ".join(f"{quoted(label)} from step {step}" for label, step in overfit.items())
     return (f"Overfit: {named} (validation loss ended {curves.OVERFIT_MARGIN:.0%} or more above its minimum "
             "while training loss kept falling).")
 
@@ -325,191 +252,17 @@ def _answer(result: dict, judged: int) -> str:
     if judged < 2:
         return "Only one run to judge: compare two or more (for example learning rates 1e-5, 2e-5 and 5e-5)."
     if result["metric"] == "loss":
-        return f"By training loss alone, {_quoted(result['fastest']['label'])} converges fastest."
+        return f"By training loss alone, {quoted(result['fastest']['label'])} converges fastest."
     steady = result["fastest_without_overfitting"]
     if steady is None:
-        return (f"Every run overfit; {_quoted(result['lowest']['label'])} reached the lowest validation loss "
+        return (f"Every run overfit; {quoted(result['lowest']['label'])} reached the lowest validation loss "
                 "before it did.")
-    return f"Answer: {_quoted(steady['label'])} converges fastest without overfitting (by step {steady['step']})."
+    return f"Answer: {quoted(steady['label'])} converges fastest without overfitting (by step {steady['step']})."
 
 
 def _left_out_sentences(left_out: dict) -> list[str]:
     if not left_out:
         return []
-    return ["Not judged: " + ", ".join(f"{_quoted(label)} ({why})" for label, why in left_out.items()) + "."]
+    return ["Not judged: " + ", ".join(f"{quoted(label)} ({why})" for label, why in left_out.items()) + "."]
 
 
-def _quoted(label: str) -> str:
-    """A label naming several settings holds commas: quote it so the sentence still reads."""
-    return f'"{label}"' if "," in label else label
-
-
-# --------------------------------------------------------------------------- within the noise?
-# A winner is only a winner when its lead is bigger than the noise: with 30
-# validation examples or 20 held-out prompts, a small lead can be luck. Two
-# measures, each paired over the same items so that what the items have in
-# common (some are simply harder) cancels out:
-#
-# - The validation loss, which the verdict ranks by. Its noise comes from which
-#   examples landed in the validation set, so it is measured on the examples:
-#   each run stores every validation example's loss under its final model
-#   (runs/validation_losses.py), and the paired bootstrap of the per-example
-#   differences gives the spread of the gap. The verdict ranks by each run's
-#   lowest validation loss (its best step), which has no per-example losses; the
-#   spread of a gap over the same examples hardly moves between steps, so the
-#   interval takes its width from the final models and is centred on the gap
-#   between the lowest losses the verdict names. This is the fairest measure of
-#   the two: it is the ranked quantity itself, over the most items (every
-#   validation example, not 10-50 prompts), with per-example losses that vary
-#   smoothly rather than right/wrong.
-# - The held-out answers, paired by prompt (the runs of a sweep share data,
-#   split and seed, so they answered the same prompts): each run's score against
-#   the best run's, for what the runs were trained to do. Reported beside the
-#   loss verdict, never mixed into it: a lower loss need not mean better answers.
-
-
-def _loss_margin(records: dict[str, RunRecord], facts: dict, lowest: dict | None) -> dict | None:
-    """How far the lowest validation loss is below the runner-up's, with a 95%
-    interval for that gap; `tie` is True when the interval reaches zero, None
-    when the runs stored no per-example losses for the same examples."""
-    if lowest is None or len(facts) < 2:
-        return None
-    winner = lowest["label"]
-    runner = min((n for n in facts if n != winner), key=lambda n: (facts[n]["best_value"], facts[n]["best_step"]))
-    gap = facts[runner]["best_value"] - facts[winner]["best_value"]
-    found = {"winner": winner, "runner_up": runner, "runner_up_value": facts[runner]["best_value"], "gap": gap,
-             "examples": 0, "low": None, "high": None, "tie": None}
-    mine, theirs = read_validation_losses(records[winner].folder), read_validation_losses(records[runner].folder)
-    shared = [example for example in mine if example in theirs]
-    if len(shared) < MIN_PAIRS:
-        return found
-    final = paired_difference([mine[e] for e in shared], [theirs[e] for e in shared])
-    low, high = gap - (final.change - final.low), gap + (final.high - final.change)
-    return {**found, "examples": len(shared), "low": low, "high": high, "tie": low <= 0}
-
-
-def _margin_sentence(margin: dict) -> str:
-    runner, gap = _quoted(margin["runner_up"]), margin["gap"]
-    if margin["tie"] is None:
-        return (f"Whether that lead of {gap:.4f} over {runner} ({margin['runner_up_value']:.4f}) is bigger than the "
-                "noise cannot be told: the two runs stored no per-example validation losses for the same examples.")
-    interval = (f"95% interval {margin['low']:+.4f} to {margin['high']:+.4f}, from the losses of the "
-                f"{margin['examples']} validation examples both runs scored")
-    if margin["tie"]:
-        return (f"That is a tie with {runner} ({margin['runner_up_value']:.4f}): the gap of {gap:.4f} is within "
-                f"the noise ({interval}).")
-    return f"It beats the runner-up, {runner} ({margin['runner_up_value']:.4f}), by {gap:.4f}, more than the noise " \
-           f"({interval})."
-
-
-def held_out_comparison(records, name: str = HEADLINE, labels: dict[str, str] | None = None) -> dict | None:
-    """For the finished runs that answered the same held-out prompts (two or
-    more): each run's after-training score on metric `name` over the prompts
-    all of them answered, and its difference against the best run's, paired by
-    prompt, with a 95% interval. `tie` says the runner-up is within the noise of
-    the best (None: too few prompts to tell). None when fewer than two runs share prompts.
-    `labels`: run id -> name, when the caller names the runs among more of them."""
-    labels = labels or run_labels(records)
-    judged = [r for r in _readable(records) if r.status not in NOT_JUDGED]
-    aligned = aligned_after_scores({labels[r.id]: r.comparison for r in judged}, name)
-    if len(aligned) < 2:
-        return None
-    ids = {labels[r.id]: r.id for r in judged}
-    means = {label: sum(scores) / len(scores) for label, scores in aligned.items()}
-    order = sorted(aligned, key=lambda label: -means[label])  # stable: an equal score keeps the given order
-    best, runner = order[0], order[1]
-    runs = {}
-    for label in order:
-        runs[label] = {"run": ids[label], "score": means[label]}
-        if label != best:
-            against_best = paired_difference(aligned[best], aligned[label])  # change: this run's score - the best's
-            runs[label]["versus_best"] = against_best.to_dict("against the best run")
-    against = runs[runner]["versus_best"]["verdict"]
-    return {"metric": name, "prompts": len(aligned[best]), "best": best, "runner_up": runner,
-            "tie": None if against == TOO_FEW else against == UNCHANGED, "runs": runs}
-
-
-def held_out_sentence(found: dict) -> str:
-    """The held-out comparison in words: the best run, each other run against it, and whether it is a tie."""
-    metric = METRICS[found["metric"]].label if found["metric"] in METRICS else found["metric"]
-    parts = [f"best {_quoted(found['best'])} at {found['runs'][found['best']]['score']:.0%}"]
-    for label, entry in found["runs"].items():
-        if "versus_best" in entry:
-            diff = Difference.from_dict(entry["versus_best"])
-            where = "within the noise" if diff.verdict == UNCHANGED else \
-                "too few prompts to tell" if diff.verdict == TOO_FEW else "behind, by more than the noise"
-            parts.append(f"{_quoted(label)} {entry['score']:.0%} ({diff.numbers()}: {where})")
-    text = (f"Held-out answers after training ({metric} match, on the {found['prompts']} prompts every run "
-            f"answered): " + "; ".join(parts) + ".")
-    best, runner = _quoted(found["best"]), _quoted(found["runner_up"])
-    if found["tie"] is None:
-        return text + f" Too few shared prompts to tell {best} from {runner}."
-    if found["tie"]:
-        return text + f" On these answers {best} and {runner} are a tie: the difference is within the noise."
-    return text + f" On these answers {best} is ahead of every other run by more than the noise."
-
-
-def _versus_best_cells(found: dict | None) -> dict[str, str]:
-    """run id -> the table cell: "best" for the best run, else its difference and interval."""
-    if not found:
-        return {}
-    cells = {}
-    for entry in found["runs"].values():
-        if "versus_best" not in entry:
-            cells[entry["run"]] = f"best ({entry['score']:.0%})"
-        else:
-            diff = Difference.from_dict(entry["versus_best"])
-            cells[entry["run"]] = diff.numbers() + (", within the noise" if diff.verdict == UNCHANGED else "")
-    return cells
-
-
-# --------------------------------------------------------------------------- overlaid curves
-
-
-def overlay_figures(records) -> dict[str, go.Figure]:
-    """{"loss", "eval_loss", "learning_rate"}: each run's curve in its own colour,
-    the legend naming it by the setting that differs."""
-    labels = run_labels(records)
-    runs = _readable(records)
-    plots = {"loss": ("Training loss", "loss", "loss"), "eval_loss": ("Validation loss", "eval_loss", "loss"),
-             "learning_rate": ("Learning rate", "learning_rate", "learning rate")}
-    figures = {}
-    for name, (title, key, y_title) in plots.items():
-        fig = _figure(title, y_title)
-        for index, record in enumerate(runs):
-            points = curves.series(record.history, key)
-            if points:
-                fig.add_trace(_trace(points, labels[record.id], PALETTE[index % len(PALETTE)],
-                                     always_markers=key == "eval_loss"))
-        if not fig.data:
-            placeholder(fig, f"no run has logged a {title.lower()} yet")
-        elif key == "learning_rate":
-            fig.update_yaxes(exponentformat="e", rangemode="tozero")
-        figures[name] = fig
-    return figures
-
-
-def _figure(title: str, y_title: str) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(
-        title=dict(text=title, x=0.02, font=dict(size=15)), template="plotly_white", height=340,
-        margin=dict(l=55, r=15, t=45, b=45), xaxis_title="optimizer step", yaxis_title=y_title,
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), hovermode="x unified",
-    )
-    return fig
-
-
-def _trace(points, label: str, color: str, always_markers: bool) -> go.Scatter:
-    xs, ys = zip(*points)
-    mode = "lines+markers" if always_markers or len(xs) <= MARKERS_UP_TO else "lines"
-    # plotly renders a few HTML tags in names: escape, so a data name shows as typed.
-    return go.Scatter(x=list(xs), y=list(ys), name=html.escape(label), mode=mode,
-                      line=dict(color=color, width=2), marker=dict(size=7 if len(xs) <= 2 else 5))
-
-
-def placeholder(fig: go.Figure, text: str) -> go.Figure:
-    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                       font=dict(size=14, color="#64748b"))
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    return fig

@@ -13,7 +13,9 @@ from pathlib import Path
 from plotly.offline import get_plotlyjs
 
 from ..runs.records import RunRecord
-from .compare import overlay_figures, runs_rows, settings_diff, verdict
+from .compare import runs_rows, verdict
+from .figures import overlay_figures
+from .labels import settings_diff
 
 # plotly.js's default topojson address (used only by geographic maps, which this
 # report never draws) is the one CDN reference in its bundle: blank it, so the

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from ..train import config as cfg
-from .compare import setting_label
+from .labels import setting_label
 
 DEFAULT_SETTING = "learning_rate"
 DEFAULT_VALUES = (1e-5, 2e-5, 5e-5)

@@ -8,16 +8,9 @@ from html import escape
 import pytest
 from fake_runs import history_for, make_run
 
-from finetune.experiments.compare import (
-    differing_settings,
-    overlay_figures,
-    run_label,
-    run_labels,
-    runs_rows,
-    runs_table,
-    settings_diff,
-    verdict,
-)
+from finetune.experiments.compare import runs_rows, runs_table, verdict
+from finetune.experiments.figures import overlay_figures
+from finetune.experiments.labels import differing_settings, run_label, run_labels, settings_diff
 from finetune.experiments.report import write_report
 from finetune.runs.records import list_runs
 

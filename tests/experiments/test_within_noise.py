@@ -10,7 +10,8 @@ import pytest
 from finetune.cli.main import main as cli_main
 from finetune.data.dataset import HeldOutPrompt
 from finetune.evaluate.metrics import comparison_rows
-from finetune.experiments.compare import VERSUS_BEST, held_out_comparison, runs_rows, verdict
+from finetune.experiments.compare import VERSUS_BEST, runs_rows, verdict
+from finetune.experiments.noise import held_out_comparison
 from finetune.runs.outputs import VALIDATION_LOSSES_FILE, read_validation_losses
 from finetune.runs.records import list_runs, write_record
 from finetune.train.config import TrainConfig

@@ -14,6 +14,8 @@ import pandas as pd
 from finetune.data import dataset
 from finetune.experiments import compare as experiments
 from finetune.experiments import sweep
+from finetune.experiments.figures import overlay_figures
+from finetune.experiments.labels import run_labels, settings_diff
 from finetune.experiments.scheduler import QueueFull, Submission
 from finetune.runs.records import METRICS_FILE, NoSuchRun
 from finetune.sources.files import DataError
@@ -77,7 +79,7 @@ def build(lab: Lab) -> ExperimentsTab:
 
 
 def _choices(records) -> list[tuple[str, str]]:
-    labels = experiments.run_labels(records)
+    labels = run_labels(records)
     return [(f"{labels[r.id]} · {r.status}", r.id) for r in records if not r.unreadable]
 
 
@@ -95,14 +97,14 @@ def compare_runs(lab: Lab, owner: str, run_ids: list[str]) -> dict:
         chosen = [lab.scheduler.record(run_id, owner) for run_id in run_ids or []]
     except NoSuchRun as err:
         raise user_error(err) from None
-    figures = experiments.overlay_figures(chosen)
+    figures = overlay_figures(chosen)
     if len(chosen) < 2:
         text = "Choose two or more runs to compare them." if chosen else "You have no runs to compare yet."
     else:
         text = "#### Verdict\n" + experiments.verdict(chosen)["text"]
     return {"rows": experiments.runs_rows(chosen, versus_best=True), "loss": figures["loss"],
             "eval_loss": figures["eval_loss"], "learning_rate": figures["learning_rate"],
-            "diff": pd.DataFrame(experiments.settings_diff(chosen)), "verdict": text}
+            "diff": pd.DataFrame(settings_diff(chosen)), "verdict": text}
 
 
 def progress_key(records, chosen: list[str]) -> tuple:
@@ -195,7 +197,7 @@ def wire(lab: Lab, tab: ExperimentsTab, data, params, settings: dict, owner_key,
         found = compare_runs(lab, owner, run_ids)
         chosen = [lab.scheduler.record(run_id, owner) for run_id in run_ids]
         return {"rows": found["rows"], "verdict": experiments.verdict(chosen) if len(chosen) > 1 else None,
-                "settings_diff": experiments.settings_diff(chosen),
+                "settings_diff": settings_diff(chosen),
                 "figures": {name: found[name].to_plotly_json() for name in ("loss", "eval_loss", "learning_rate")}}
 
     def sweep_handler(setting, values, prepared, source, file=None, bundled_dataset=None, hub_dataset="",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from finetune.experiments.compare import placeholder
+from finetune.experiments.figures import placeholder
 
 TRAIN_COLOR, VALIDATION_COLOR, PLAN_COLOR, BEST_COLOR = "#f97316", "#2563eb", "#94a3b8", "#16a34a"
 MARKERS_UP_TO = 60  # beyond this many points markers only clutter the line

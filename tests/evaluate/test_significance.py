@@ -111,3 +111,12 @@ def test_a_difference_read_back_from_json_says_the_same_and_names_its_prompts():
                                      {"n": 20, "before": 0.1, "after": 0.2, "change": None, "low": 0, "high": 1}])
 def test_a_damaged_stored_difference_reads_as_unknown_never_a_crash(damaged):
     assert paired_difference([0, 1], [1, 1]).from_dict(damaged) is None
+
+
+def test_right_or_wrong_scores_need_the_interval_and_the_exact_test_to_agree():
+    # Seven lost, one gained of 100: Newcombe's interval is just clear of zero, the exact test is not (p = 0.07).
+    before = [1] * 7 + [0] * 1 + [1] * 40 + [0] * 52
+    after = [0] * 7 + [1] * 1 + [1] * 40 + [0] * 52
+    found = paired_difference(before, after)
+    assert found.high < 0 and found.p_value > 0.05
+    assert found.verdict == UNCHANGED and found.sentence().startswith("no measurable change on this task: -6 points")

@@ -51,6 +51,16 @@ def write(tmp_path):
     return _write
 
 
+@pytest.fixture
+def dates_jsonl(write):
+    """The date-conversion pairs as a JSONL file (tiny_runs.DATE_PAIRS)."""
+    import json
+
+    from tiny_runs import DATE_PAIRS
+
+    return write("dates.jsonl", "\n".join(json.dumps(r) for r in DATE_PAIRS))
+
+
 class KeepTrainedModel(TrainerCallback):
     """Hands a test the model the Trainer trained (runs keep no model once finished)."""
 

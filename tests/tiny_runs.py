@@ -10,6 +10,10 @@ RECORDS = [
 ]
 
 
+# The same dates as prompt/completion pairs in JSONL (the `dates_jsonl` fixture writes them).
+DATE_PAIRS = [{"prompt": f"Convert to ISO 8601: March {d}, 2021", "completion": f"2021-03-{d:02d}"}
+              for d in range(1, 29)]
+
 
 def tiny_config(model_dir, data, **changes):
     values = dict(model=str(model_dir), data=str(data), learning_rate=3e-3, batch_size=4, grad_accum=1, epochs=2,

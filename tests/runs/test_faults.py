@@ -21,13 +21,6 @@ from finetune.runs.run import TrainingRun, active_run
 from finetune.train.config import TrainConfig
 from finetune.train.trainer import last_complete_checkpoint
 
-ROWS = [{"prompt": f"Convert to ISO 8601: March {d}, 2021", "completion": f"2021-03-{d:02d}"} for d in range(1, 29)]
-
-
-@pytest.fixture
-def data_file(write):
-    return write("dates.jsonl", "\n".join(json.dumps(r) for r in ROWS))
-
 
 def config(model_dir, data, **changes):
     values = dict(model=str(model_dir), data=str(data), learning_rate=3e-3, batch_size=4, grad_accum=1, epochs=2,
@@ -48,21 +41,21 @@ class RaiseAtStep(TrainerCallback):
             raise self.error
 
 
-def test_out_of_memory_says_what_to_lower_and_a_retry_works(tiny_model_dir, data_file, tmp_path):
+def test_out_of_memory_says_what_to_lower_and_a_retry_works(tiny_model_dir, dates_jsonl, tmp_path):
     oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    run = TrainingRun(config(tiny_model_dir, data_file, batch_size=8, max_length=256), tmp_path / "a",
+    run = TrainingRun(config(tiny_model_dir, dates_jsonl, batch_size=8, max_length=256), tmp_path / "a",
                       allow_out_of_range=True, callbacks=(RaiseAtStep(2, oom),)).start()
     snap = run.wait(timeout=300)
     assert snap.status == "failed"
     assert snap.error.startswith("out of memory: lower")
     assert "batch size (now 8" in snap.error and "max length (now 256)" in snap.error and "LoRA" in snap.error
     assert active_run() is None
-    retry = TrainingRun(config(tiny_model_dir, data_file, batch_size=4, max_steps=2), tmp_path / "b",
+    retry = TrainingRun(config(tiny_model_dir, dates_jsonl, batch_size=4, max_steps=2), tmp_path / "b",
                         allow_out_of_range=True).start()
     assert retry.wait(timeout=300).status == "completed"
 
 
-def test_disk_full_during_a_checkpoint_keeps_the_last_complete_one(tiny_model_dir, data_file, tmp_path,
+def test_disk_full_during_a_checkpoint_keeps_the_last_complete_one(tiny_model_dir, dates_jsonl, tmp_path,
                                                                       monkeypatch):
     original = Trainer._save_optimizer_and_scheduler
 
@@ -74,7 +67,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_complete_one(tiny_model_di
         return original(self, output_dir)
 
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", full_disk_at_step_4)
-    cfg = config(tiny_model_dir, data_file, save_steps=2, max_steps=8)
+    cfg = config(tiny_model_dir, dates_jsonl, save_steps=2, max_steps=8)
     snap = TrainingRun(cfg, tmp_path / "run", allow_out_of_range=True).start().wait(timeout=300)
     assert snap.status == "failed"
     assert "checkpoint at step 4" in snap.error and "No space left" in snap.error and "free disk space" in snap.error
@@ -103,8 +96,8 @@ SLOW_RUN = textwrap.dedent("""
 """)
 
 
-def test_killed_process_resumes_with_the_same_steps_and_loss_curve(tiny_model_dir, data_file, tmp_path):
-    cfg = config(tiny_model_dir, data_file, save_steps=3, max_steps=10)
+def test_killed_process_resumes_with_the_same_steps_and_loss_curve(tiny_model_dir, dates_jsonl, tmp_path):
+    cfg = config(tiny_model_dir, dates_jsonl, save_steps=3, max_steps=10)
     reference = TrainingRun(cfg, tmp_path / "whole", allow_out_of_range=True).start().wait(timeout=300)
     assert reference.status == "completed", reference.error
 
@@ -140,12 +133,12 @@ def test_killed_process_resumes_with_the_same_steps_and_loss_curve(tiny_model_di
     assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4, abs=1e-5)
 
 
-def test_hub_token_never_reaches_outputs_logs_or_errors(tiny_model_dir, data_file, tmp_path, capfd):
+def test_hub_token_never_reaches_outputs_logs_or_errors(tiny_model_dir, dates_jsonl, tmp_path, capfd):
     token = "hf_SECRETsecretSECRETsecret123456"
-    snap = TrainingRun(config(tiny_model_dir, data_file, max_steps=2), tmp_path / "ok", token=token,
+    snap = TrainingRun(config(tiny_model_dir, dates_jsonl, max_steps=2), tmp_path / "ok", token=token,
                        allow_out_of_range=True).start().wait(timeout=300)
     assert snap.status == "completed"
-    failed = TrainingRun(config(tiny_model_dir, data_file).replace(model="someone/private-model"), tmp_path / "bad",
+    failed = TrainingRun(config(tiny_model_dir, dates_jsonl).replace(model="someone/private-model"), tmp_path / "bad",
                          token=token, allow_out_of_range=True).start().wait(timeout=300)
     assert failed.status == "failed" and token not in failed.error
     for folder in (tmp_path / "ok", tmp_path / "bad"):

@@ -20,13 +20,6 @@ from finetune.runs.resume import CannotResume
 from finetune.runs.run import TrainingRun
 from finetune.train.config import TrainConfig
 
-ROWS = [{"prompt": f"Convert to ISO 8601: March {d}, 2021", "completion": f"2021-03-{d:02d}"} for d in range(1, 29)]
-
-
-@pytest.fixture
-def data_file(write):
-    return write("dates.jsonl", "\n".join(json.dumps(r) for r in ROWS))
-
 
 def config(model_dir, data, **changes):
     values = dict(model=str(model_dir), data=str(data), learning_rate=3e-3, batch_size=4, grad_accum=1, epochs=2,
@@ -60,8 +53,8 @@ def files_of(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_a_stopped_run_resumes_through_the_queue_into_one_curve(tiny_model_dir, data_file, tmp_path):
-    cfg = config(tiny_model_dir, data_file)
+def test_a_stopped_run_resumes_through_the_queue_into_one_curve(tiny_model_dir, dates_jsonl, tmp_path):
+    cfg = config(tiny_model_dir, dates_jsonl)
     whole = TrainingRun(cfg, tmp_path / "whole", allow_out_of_range=True).start().wait(timeout=300)
     assert whole.status == "completed", whole.error
 
@@ -99,12 +92,12 @@ def test_a_stopped_run_resumes_through_the_queue_into_one_curve(tiny_model_dir, 
     assert summary["duration_seconds"] == pytest.approx(first_session + second_session, abs=1.5)
 
 
-def test_the_command_line_resumes_a_stopped_run_from_its_config(tiny_model_dir, data_file, tmp_path, capsys):
+def test_the_command_line_resumes_a_stopped_run_from_its_config(tiny_model_dir, dates_jsonl, tmp_path, capsys):
     """As the README says: train --config runs/<id>/config.json --output runs/<id> --resume."""
     from finetune.cli.main import main
 
     folder = tmp_path / "runs" / "r1"
-    assert stopped_run(config(tiny_model_dir, data_file), folder, 2).status == "stopped"
+    assert stopped_run(config(tiny_model_dir, dates_jsonl), folder, 2).status == "stopped"
     assert main(["train", "--config", str(folder / "config.json"), "--output", str(folder), "--resume",
                  "--allow-out-of-range"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "completed"
@@ -124,11 +117,11 @@ def full_disk_at_step(step, original):
     return save
 
 
-def test_a_run_failed_keeping_its_checkpoint_resumes_one_curve_in_tensorboard_too(tiny_model_dir, data_file,
+def test_a_run_failed_keeping_its_checkpoint_resumes_one_curve_in_tensorboard_too(tiny_model_dir, dates_jsonl,
                                                                                     tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = config(tiny_model_dir, data_file, save_steps=2, report_to="tensorboard")
+    cfg = config(tiny_model_dir, dates_jsonl, save_steps=2, report_to="tensorboard")
     root = tmp_path / "runs"
     original = Trainer._save_optimizer_and_scheduler
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", full_disk_at_step(6, original))

@@ -3,7 +3,6 @@ and never fails because a diagnostic did."""
 
 import json
 
-import pytest
 import torch
 from transformers import TrainerCallback
 
@@ -15,13 +14,6 @@ from finetune.diagnose import findings
 from finetune.diagnose import modes as diagnose
 from finetune.runs.run import TrainingRun
 from finetune.train.config import TrainConfig
-
-ROWS = [{"prompt": f"Convert to ISO 8601: March {d}, 2021", "completion": f"2021-03-{d:02d}"} for d in range(1, 29)]
-
-
-@pytest.fixture
-def data_file(write):
-    return write("dates.jsonl", "\n".join(json.dumps(r) for r in ROWS))
 
 
 def config(model_dir, data, **changes):
@@ -45,9 +37,9 @@ def by_name(diagnoses):
     return {d["name"]: d for d in diagnoses}
 
 
-def test_a_normal_run_reports_findings_probe_and_memory(tiny_model_dir, data_file, tmp_path):
+def test_a_normal_run_reports_findings_probe_and_memory(tiny_model_dir, dates_jsonl, tmp_path):
     live = SeeLive()
-    run = TrainingRun(config(tiny_model_dir, data_file), tmp_path / "run", allow_out_of_range=True,
+    run = TrainingRun(config(tiny_model_dir, dates_jsonl), tmp_path / "run", allow_out_of_range=True,
                       callbacks=(live,))
     live.run = run
     snap = run.start().wait(timeout=300)
@@ -76,14 +68,14 @@ def test_a_normal_run_reports_findings_probe_and_memory(tiny_model_dir, data_fil
     assert "peak_kind" in memory and (memory["peak_bytes"] is None or memory["peak_bytes"] > 0)
 
 
-def test_a_failed_run_names_divergence_and_the_rest_say_not_enough_data(tiny_model_dir, data_file, tmp_path):
+def test_a_failed_run_names_divergence_and_the_rest_say_not_enough_data(tiny_model_dir, dates_jsonl, tmp_path):
     class Poison(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step == 3:
                 with torch.no_grad():
                     next(model.parameters()).fill_(float("nan"))
 
-    run = TrainingRun(config(tiny_model_dir, data_file, validation_fraction=0.0), tmp_path / "run",
+    run = TrainingRun(config(tiny_model_dir, dates_jsonl, validation_fraction=0.0), tmp_path / "run",
                       allow_out_of_range=True, callbacks=(Poison(),)).start()
     snap = run.wait(timeout=300)
     assert snap.status == "failed"
@@ -93,12 +85,12 @@ def test_a_failed_run_names_divergence_and_the_rest_say_not_enough_data(tiny_mod
     assert found["mode_collapse"]["evidence"].startswith("not enough data to judge")
 
 
-def test_probe_off_and_a_broken_detector_never_fail_the_run(tiny_model_dir, data_file, tmp_path, monkeypatch):
+def test_probe_off_and_a_broken_detector_never_fail_the_run(tiny_model_dir, dates_jsonl, tmp_path, monkeypatch):
     def broken(record):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setitem(diagnose.DETECTORS, "memorisation", broken)
-    run = TrainingRun(config(tiny_model_dir, data_file, general_probe=False, max_steps=3), tmp_path / "run",
+    run = TrainingRun(config(tiny_model_dir, dates_jsonl, general_probe=False, max_steps=3), tmp_path / "run",
                       allow_out_of_range=True).start()
     snap = run.wait(timeout=300)
     assert snap.status == "completed", snap.error
@@ -147,8 +139,8 @@ def test_the_model_card_lists_what_was_found_with_evidence_and_mitigation(tmp_pa
     assert "Checked and clear: Divergence." in card and "Not enough data to judge: Forgetting." in card
 
 
-def test_a_run_stopped_before_it_trained_says_not_enough_data(tiny_model_dir, data_file, tmp_path):
-    run = TrainingRun(config(tiny_model_dir, data_file, general_probe=False), tmp_path / "run",
+def test_a_run_stopped_before_it_trained_says_not_enough_data(tiny_model_dir, dates_jsonl, tmp_path):
+    run = TrainingRun(config(tiny_model_dir, dates_jsonl, general_probe=False), tmp_path / "run",
                       allow_out_of_range=True)
     run.stop()  # before the first step: nothing is logged
     snap = run.start().wait(timeout=300)

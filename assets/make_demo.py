@@ -22,12 +22,14 @@ behaviour it was not trained on.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # when imported from elsewhere, e.g. a test
+from generated_file import write_or_check  # noqa: E402
 
 OUTPUT = Path(__file__).parent / "demo" / "demo.jsonl"
 SEED = 2026
@@ -150,18 +152,7 @@ def render(records: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
-    args = parser.parse_args(argv)
-    text = render(generate())
-    if args.check:
-        same = OUTPUT.is_file() and OUTPUT.read_text(encoding="utf-8") == text
-        print("up to date" if same else f"{OUTPUT} differs from the generator's output")
-        return 0 if same else 1
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT} ({len(text.splitlines())} records)")
-    return 0
+    return write_or_check(OUTPUT, render(generate()), argv, __doc__.splitlines()[0], "records")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ with the project.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # assets/, for the shared writer
+from generated_file import write_or_check  # noqa: E402
 
 OUTPUT = Path(__file__).parent / "validation.jsonl"
 SEED = 2026
@@ -41,17 +43,7 @@ def render(records: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
-    args = parser.parse_args(argv)
-    text = render(generate())
-    if args.check:
-        same = OUTPUT.is_file() and OUTPUT.read_text(encoding="utf-8") == text
-        print("up to date" if same else f"{OUTPUT} differs from the generator's output")
-        return 0 if same else 1
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT} ({len(text.splitlines())} items)")
-    return 0
+    return write_or_check(OUTPUT, render(generate()), argv, __doc__.splitlines()[0], "items")
 
 
 if __name__ == "__main__":

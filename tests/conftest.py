@@ -68,3 +68,15 @@ class KeepTrainedModel(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.model = model
+
+
+@pytest.fixture(scope="module")
+def public_app(tiny_model_dir, tmp_path_factory):
+    """A public-mode app (as on a Space) with the tiny model as its default: (url, runs folder).
+
+    One per test module, so the runs one module makes never show up in another's."""
+    from app_server import running_app  # starts a server: imported only by the modules that use it
+
+    runs = tmp_path_factory.mktemp("runs")
+    with running_app(tiny_model_dir, runs, public=True) as url:
+        yield url, runs

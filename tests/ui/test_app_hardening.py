@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from app_server import BOUNDARY, multipart, raw_call, running_app
+from app_server import BOUNDARY, multipart, raw_call
 
 from finetune.runs.records import list_runs
 from ui.app import PUBLIC_MAX_FILE_MB, launch_options
@@ -21,16 +21,8 @@ TINY = dict(learning_rate=3e-3, batch_size=4, grad_accum=1, held_out=0, max_new_
 
 
 @pytest.fixture(scope="module")
-def app(tiny_model_dir, tmp_path_factory):
-    """A public-mode app (as on a Space), with the tiny model as its default."""
-    runs = tmp_path_factory.mktemp("runs")
-    with running_app(tiny_model_dir, runs, public=True) as url:
-        yield url, runs
-
-
-@pytest.fixture(scope="module")
-def url(app):
-    return app[0]
+def url(public_app):
+    return public_app[0]
 
 
 def client(url) -> Client:
@@ -40,9 +32,9 @@ def client(url) -> Client:
 
 
 @pytest.fixture
-def run_count(app):
+def run_count(public_app):
     """How many runs the app has recorded (a refused start records none)."""
-    return lambda: len(list_runs(app[1]))
+    return lambda: len(list_runs(public_app[1]))
 
 
 def wait_for(c: Client, predicate, timeout=240, key=None):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from app_server import raw_call, running_app, upload
+from app_server import raw_call, upload
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -22,13 +22,6 @@ SECRET = "SECRET-7f3a9c-only-for-alice"
 TINY = dict(source="upload", learning_rate=3e-3, batch_size=4, grad_accum=1, max_new_tokens=16,
             allow_out_of_range=True)
 ALICE, BOB = "alice-owner-key-0123456789abcdef", "bob-owner-key-0123456789abcdefgh"
-
-
-@pytest.fixture(scope="module")
-def app(tiny_model_dir, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    with running_app(tiny_model_dir, runs, public=True) as url:
-        yield url, runs
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +74,8 @@ def fetch(url: str) -> int:
         return err.code
 
 
-def test_two_people_see_and_touch_only_their_own_runs(app, secret_data, tmp_path):
-    url, runs = app
+def test_two_people_see_and_touch_only_their_own_runs(public_app, secret_data, tmp_path):
+    url, runs = public_app
     alice, bob = Recorder(url, ALICE), Recorder(url, BOB)
     secret_file = handle_file(str(secret_data))
     loaded = alice(source="upload", file=secret_file, api_name="/load_dataset")
@@ -139,12 +132,12 @@ def test_two_people_see_and_touch_only_their_own_runs(app, secret_data, tmp_path
     assert not any(str(runs) in answer or str(tmp_path) in answer for answer in alice.answers + bob.answers)
 
 
-def test_a_fresh_browser_shows_nothing_of_anyone_elses(app, secret_data):
+def test_a_fresh_browser_shows_nothing_of_anyone_elses(public_app, secret_data):
     sync_api = pytest.importorskip("playwright.sync_api")
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         pytest.skip("Debian's chromium is not installed")
-    url, _ = app
+    url, _ = public_app
     alice = Recorder(url, ALICE)
     started = alice(file=handle_file(str(secret_data)), max_steps=2, **TINY, api_name="/start_training")
     wait_finished(alice, started["run_id"])

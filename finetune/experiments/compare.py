@@ -16,7 +16,8 @@ import time
 import pandas as pd
 
 from ..diagnose import curves
-from ..runs.records import RunRecord, display_name
+from ..runs.portable import display_name
+from ..runs.records import RunRecord
 from .labels import (
     FIXED_COLUMNS,
     NOT_JUDGED,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from ..runs.records import RunRecord, display_name
+from ..runs.portable import display_name
+from ..runs.records import RunRecord
 from ..train.config import fields
 
 # Legend names for the settings a sweep usually varies; other settings use their field name.

@@ -15,7 +15,7 @@
     logs/             TensorBoard event files, when the run reports to TensorBoard
 
 No file written here holds an absolute path: a local data file or model folder is
-recorded relative to the run folder (portable()), so a run folder copied to
+recorded relative to the run folder (portable.py), so a run folder copied to
 another machine reads the same there.
 """
 
@@ -32,8 +32,7 @@ import threading
 from pathlib import Path
 
 from ..evaluate.metrics import metric_changes, score_changes
-from ..sources.files import looks_like_path
-from ..sources.models import DEFAULT_SPEC
+from .portable import to_run_folder
 
 ADAPTER_DIR = "adapter"  # a LoRA or QLoRA run's trained adapters alone (peft's save_pretrained)
 BEST_DIR, BEST_INFO = "best", "best.json"  # best.json sits inside best/, so both are replaced at once
@@ -90,16 +89,8 @@ class RunFolder:
             for name in (BEST_DIR, f".{BEST_DIR}-replaced"):
                 shutil.rmtree(self.root / name, ignore_errors=True)
     def portable(self, spec: str) -> str:
-        """A data or model setting as the run's files record it: a local path
-        relative to this folder (never a server's absolute path; the folder may
-        move together with its data), anything else (a hub id, 'default') as it is."""
-        if not isinstance(spec, str) or not spec or spec == DEFAULT_SPEC or not looks_like_path(spec):
-            return spec
-        try:
-            relative = os.path.relpath(os.path.abspath(os.path.expanduser(spec)), os.path.abspath(self.root))
-        except ValueError:  # another drive (Windows): no relative path exists
-            return Path(spec).name
-        return Path(relative).as_posix()
+        """A data or model setting as this run's files record it (portable.to_run_folder)."""
+        return to_run_folder(self.root, spec)
 
     def prepare(self, keep_metrics_until: int | None = None) -> None:
         """Create the folder; on resume keep the metrics logged up to the

@@ -16,7 +16,7 @@ No file of a run holds an absolute path, so a folder copied to another machine
 reads the same there: `data_name` (and config.json's `data`) is the dataset's
 name for people; `data_path`, the data file relative to the run folder (for
 resuming; None for a hub dataset), and config.json's `model`, a local model
-folder relative to the run folder. read_config() turns them back into paths. `owner` is owner_hash(key) or "local", never a key.
+folder relative to the run folder (portable.py). read_config() turns them back into paths. `owner` is owner_hash(key) or "local", never a key.
 `pid`, `pid_start` and `host` name the process that holds the run (the server
 that queued it, then the one training it), so a reader can tell a live run
 from one whose process died (status.py). A sweep folder
@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..train.config import load_json
+from .portable import display_name, usable_paths
 from .status import ACTIVE, FINAL, ORPHAN_MESSAGES, STATUSES, orphan_status, orphaned, this_process
 
 RUN_FILE, SWEEP_FILE = "run.json", "sweep.json"
@@ -221,7 +222,7 @@ def load_record(folder: str | Path) -> RunRecord:
     problem = _problem(record, config)
     record = record if isinstance(record, dict) else {}
     # The model as one path from here: one local model reads as one, whichever folder its runs live in.
-    config = _usable_paths(config, {}, folder) if isinstance(config, dict) else {}
+    config = usable_paths(config, {}, folder) if isinstance(config, dict) else {}
     status = UNREADABLE if problem else _effective_status(record, summary)
     return RunRecord(
         id=folder.name, folder=folder, status=status, owner=_owner(record, problem),
@@ -281,20 +282,6 @@ def _summary_error(summary: dict | None) -> str | None:
     return _text(summary.get("error")) if summary else None
 
 
-# Suffixes of the data files the loader reads: such a value is a file, not a hub id.
-DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt", ".gz")
-
-
-def display_name(value) -> str | None:
-    """A name for people from a data or model setting: a file or folder's own name,
-    never its server path; a hub id ("owner/name") as it is."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.replace("\\", "/")
-    is_path = text.startswith(("/", ".", "~")) or text.count("/") > 1 or text.lower().endswith(DATA_SUFFIXES)
-    return (Path(text).name or text) if is_path else text
-
-
 def _data_name(config: dict) -> str | None:
     return display_name(config.get("data"))
 
@@ -307,7 +294,7 @@ def read_config(folder: str | Path) -> dict:
     config, record = _read_json(folder / CONFIG_FILE), _read_json(folder / RUN_FILE)
     if not isinstance(config, dict):
         return {}
-    return _usable_paths(config, record if isinstance(record, dict) else {}, folder)
+    return usable_paths(config, record if isinstance(record, dict) else {}, folder)
 
 
 def load_settings(path: str | Path) -> dict:
@@ -316,29 +303,7 @@ def load_settings(path: str | Path) -> dict:
     so `train --config runs/<id>/config.json` starts the same run again."""
     values, folder = load_json(path), Path(path).parent
     record = _read_json(folder / RUN_FILE) if Path(path).name == CONFIG_FILE else None
-    return _usable_paths(values, record, folder) if isinstance(record, dict) else values
-
-
-def _usable_paths(config: dict, record: dict, folder: Path) -> dict:
-    """config.json's `model` (a local folder relative to the run folder) and run.json's
-    `data_path` (in place of config.json's `data`, a name) as paths from here.
-    What does not resolve from the folder is left as config.json has it (an
-    older run's config.json holds its paths as they were given)."""
-    found = dict(config)
-    for name, spec in (("model", config.get("model")), ("data", record.get("data_path"))):
-        path = from_run_folder(folder, spec)
-        if path is not None:
-            found[name] = str(path)
-    return found
-
-
-def from_run_folder(folder: Path, spec) -> Path | None:
-    """A path a run's files hold relative to its folder, as a path from here; None
-    when `spec` is not such a path (a hub id, 'default') or nothing is there."""
-    if not isinstance(spec, str) or not spec or Path(spec).expanduser().is_absolute():
-        return None
-    candidate = Path(os.path.normpath(Path(folder).absolute() / spec))
-    return candidate if candidate.exists() else None
+    return usable_paths(values, record, folder) if isinstance(record, dict) else values
 
 
 _CORRUPT = object()  # a file that exists but is not valid JSON

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..train import config as cfg
 from . import records
 from .outputs import RunFolder
+from .portable import from_run_folder
 
 RESUMABLE = ("stopped", "interrupted")
 # The words of a failure that leaves a run resumable (worker.explain_failure: a full disk during a save).
@@ -58,7 +59,7 @@ def settings(record: records.RunRecord) -> cfg.Checked:
     config = records.read_config(record.folder)
     if not config:
         raise CannotResume(f"run {record.id}: its config.json cannot be read")
-    if record.data_path and records.from_run_folder(record.folder, record.data_path) is None:
+    if record.data_path and from_run_folder(record.folder, record.data_path) is None:
         raise CannotResume(f"the data file {record.data_name or record.data_path} is gone (it was at "
                            f"{record.data_path} from the run folder; was the folder moved?): put it back to resume")
     model = config.get("model")

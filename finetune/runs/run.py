@@ -24,6 +24,7 @@ from ..train.plan import Plan, plan
 from . import records
 from . import status as run_status
 from .job import Job
+from .portable import display_name
 from .outputs import RunFolder
 
 _SLOT_LOCK = threading.Lock()
@@ -176,7 +177,7 @@ class TrainingRun:
         source = source or resolve(config.model, allowed_model_roots)
         self._job = Job(config=config, folder=RunFolder(Path(output_dir)), source=source, prepared=prepared,
                         resume=resume, callbacks=callbacks,
-                        data_name=identity.data_name or records.display_name(config.data) or config.data,
+                        data_name=identity.data_name or display_name(config.data) or config.data,
                         plan=run_plan, judge=judge_source(config.judge, source, allowed_model_roots))
         self.identity = identity
         self._token = token  # used for downloads only; never stored in snapshots, configs or logs

@@ -11,8 +11,14 @@ run's files and saves the model, while the others wait at a barrier. A plain
 from __future__ import annotations
 
 import os
+import threading
 
 import torch
+
+# accelerate builds its shared state attribute by attribute: a second thread that asks
+# half-way (the CLI's main thread while the run's thread starts training) finds it
+# "initialised" without is_main_process. One thread at a time builds or reads it.
+_STATE_LOCK = threading.Lock()
 
 
 def _state():
@@ -21,7 +27,8 @@ def _state():
     # Without cpu=True on a machine with no GPU, accelerate would treat a
     # torchrun launch as one process (and the Trainer, which finds this state
     # already made, would train without DDP). gloo is then the backend.
-    return PartialState(cpu=not torch.cuda.is_available())
+    with _STATE_LOCK:
+        return PartialState(cpu=not torch.cuda.is_available())
 
 
 def launched() -> bool:

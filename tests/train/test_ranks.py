@@ -5,9 +5,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from conftest import DEMO_DATA, ROOT
+
+from finetune.train import ranks
 
 # Measured: the two curves agree to ~1e-5 (the processes sum their losses in a
 # different order, and under DDP the loss goes through the model's own logits).
@@ -70,3 +74,42 @@ def test_a_runs_config_starts_the_next_run_as_it_is(two_process_run, tmp_path):
     _run([sys.executable, "-m", "finetune", "train", "--config", out / "config.json", "--max-steps", 1,
           "--allow-out-of-range", "--output", again])
     assert json.loads((again / "config.json").read_text())["learning_rate"] == 1e-3
+
+
+def test_two_threads_asking_which_process_this_is_both_get_an_answer(monkeypatch):
+    """Under torchrun the CLI's main thread asks while the run's thread starts training.
+    accelerate builds its shared state attribute by attribute; a thread that came in
+    half-way read 'no attribute is_main_process' and failed the run (2 of 3 launches here)."""
+    import accelerate
+
+    class SharedStateBuiltSlowly:  # the shape of accelerate's PartialState
+        _shared_state: dict = {}
+
+        def __init__(self, cpu=False):
+            self.__dict__ = self._shared_state
+            if not self._shared_state:
+                self.backend = "gloo"
+                time.sleep(0.2)  # init_process_group waits for the other processes
+                self.process_index = 0
+
+        @property
+        def is_main_process(self):
+            return self.process_index == 0
+
+    monkeypatch.setattr(accelerate, "PartialState", SharedStateBuiltSlowly)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    answers, errors = [], []
+
+    def ask():
+        try:
+            answers.append(ranks.is_main())
+        except AttributeError as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    assert not errors and answers == [True, True]

@@ -9,6 +9,7 @@ snapshots, and kept on disk as a record the app, the CLI and the API read.
     validation_losses.py  each validation example's loss under the final model, to compare runs by example
     outputs.py            the files a run folder holds, written the same way by every caller
     status.py             a run's status, and whether the process holding it still lives
+    folders.py            where runs and sweeps live under a root; their JSON files read and written safely
     records.py            run folders read back as RunRecords; owners
     portable.py           why a run folder can move: paths recorded relative to it, names without paths
     resume.py             what can be resumed, from which checkpoint, with which settings

@@ -32,6 +32,7 @@ import threading
 from pathlib import Path
 
 from ..evaluate.metrics import metric_changes, score_changes
+from .folders import read_metrics
 from .portable import to_run_folder
 
 ADAPTER_DIR = "adapter"  # a LoRA or QLoRA run's trained adapters alone (peft's save_pretrained)
@@ -107,15 +108,7 @@ class RunFolder:
         self._atomic_write(self.metrics_path, "".join(json.dumps(e) + "\n" for e in kept))
 
     def read_metrics(self) -> list[dict]:
-        if not self.metrics_path.is_file():
-            return []
-        entries = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-        return entries
+        return read_metrics(self.root)
 
     def append_metrics(self, entry: dict) -> None:
         with self._metrics_lock:

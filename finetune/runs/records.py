@@ -30,10 +30,6 @@ with status "unreadable" and the reason.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,15 +37,33 @@ from pathlib import Path
 from typing import Any
 
 from ..train.config import load_json
+from .folders import (
+    COMPARISON_FILE,
+    CONFIG_FILE,
+    CORRUPT,
+    RUN_FILE,
+    SUMMARY_FILE,
+    find_run,
+    mtime,
+    newest_first,
+    number,
+    read_json,
+    read_metrics,
+    run_folders,
+    text,
+    visible,
+    write_json,
+)
 from .portable import display_name, usable_paths
-from .status import ACTIVE, FINAL, ORPHAN_MESSAGES, STATUSES, orphan_status, orphaned, this_process
-
-RUN_FILE, SWEEP_FILE = "run.json", "sweep.json"
-CONFIG_FILE, SUMMARY_FILE = "config.json", "summary.json"
-METRICS_FILE, COMPARISON_FILE = "metrics.jsonl", "comparison.json"
-# Any of these makes a folder a run folder (a half-written one if config.json is
-# missing); a folder with none of them is something else and is not listed.
-RUN_MARKERS = (RUN_FILE, CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, COMPARISON_FILE, "model")
+from .status import (
+    ACTIVE,
+    FINAL,
+    ORPHAN_MESSAGES,
+    STATUSES,
+    orphan_status,
+    orphaned,
+    this_process,
+)
 
 UNREADABLE = "unreadable"  # listed status of a folder whose files cannot be read
 LOCAL_OWNER = "local"  # the one owner of a single-user install
@@ -57,9 +71,6 @@ LOCAL_OWNER = "local"  # the one owner of a single-user install
 RECORD_FIELDS = ("id", "status", "owner", "created_at", "started_at", "finished_at", "pid", "pid_start",
                  "host", "sweep", "label", "message", "error", "data_name", "data_path", "earlier_seconds")
 
-# A run id is a name, never a path: letters, digits, '.', '_', '-', starting with
-# a letter or digit (so never '.', '..' or a hidden folder), no separators.
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 NO_SUCH_RUN = "no such run"
 
 
@@ -81,7 +92,7 @@ def write_record(folder: str | Path, **fields: Any) -> dict:
     name, status "queued", owner "local", created now by this process on this host."""
     folder = Path(folder)
     record = _new_record(folder) | _checked(fields)
-    _write_json(folder / RUN_FILE, record)
+    write_json(folder / RUN_FILE, record)
     return record
 
 
@@ -93,12 +104,12 @@ def update_record(folder: str | Path, **changes: Any) -> dict:
     object, under its lock; a sweep's scheduler), so no change is lost."""
     folder = Path(folder)
     changes = _checked(changes)
-    record = _read_json(folder / RUN_FILE)
+    record = read_json(folder / RUN_FILE)
     if not isinstance(record, dict):  # missing or corrupt: start over from the defaults
         record = _new_record(folder)
     record.update(_timestamps(record, changes))
     record.update(changes)
-    _write_json(folder / RUN_FILE, record)
+    write_json(folder / RUN_FILE, record)
     return record
 
 
@@ -125,30 +136,17 @@ def _timestamps(record: dict, changes: dict) -> dict:
     return filled
 
 
-def _write_json(path: Path, data) -> None:
-    """Temp file + os.replace: a reader sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def mark_orphans(root: str | Path) -> list[str]:
     """Rewrite the run.json of every run whose process is gone (call at server start).
     Returns the ids changed."""
     changed = []
-    for folder in _run_folders(Path(root)):
-        record = _read_json(folder / RUN_FILE)
+    for folder in run_folders(Path(root)):
+        record = read_json(folder / RUN_FILE)
         if not isinstance(record, dict) or not orphaned(record):
             continue
         status = orphan_status(record["status"])
         record.update(status=status, message=ORPHAN_MESSAGES[status])
-        _write_json(folder / RUN_FILE, record)
+        write_json(folder / RUN_FILE, record)
         changed.append(folder.name)
     return changed
 
@@ -188,36 +186,19 @@ class RunRecord:
 
     @cached_property
     def history(self) -> list[dict]:
-        return read_history(self.folder)
+        return read_metrics(self.folder)
 
     @cached_property
     def comparison(self) -> list | None:
-        rows = _read_json(self.folder / COMPARISON_FILE)
+        rows = read_json(self.folder / COMPARISON_FILE)
         return rows if isinstance(rows, list) else None
-
-
-def read_history(folder: str | Path) -> list[dict]:
-    """metrics.jsonl as dicts, skipping a line cut short by a kill (or any bad line)."""
-    try:
-        lines = (Path(folder) / METRICS_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    entries = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("step"), (int, float)):
-            entries.append(entry)
-    return entries
 
 
 def load_record(folder: str | Path) -> RunRecord:
     """Read one run folder; never raises for bad files."""
     folder = Path(folder)
-    record, config = _read_json(folder / RUN_FILE), _read_json(folder / CONFIG_FILE)
-    summary = _read_json(folder / SUMMARY_FILE)
+    record, config = read_json(folder / RUN_FILE), read_json(folder / CONFIG_FILE)
+    summary = read_json(folder / SUMMARY_FILE)
     summary = summary if isinstance(summary, dict) else None
     problem = _problem(record, config)
     record = record if isinstance(record, dict) else {}
@@ -226,14 +207,14 @@ def load_record(folder: str | Path) -> RunRecord:
     status = UNREADABLE if problem else _effective_status(record, summary)
     return RunRecord(
         id=folder.name, folder=folder, status=status, owner=_owner(record, problem),
-        created_at=_number(record.get("created_at")) or _mtime(folder),
-        started_at=_number(record.get("started_at")), finished_at=_number(record.get("finished_at")),
-        sweep=_text(record.get("sweep")), label=_text(record.get("label")),
+        created_at=number(record.get("created_at")) or mtime(folder),
+        started_at=number(record.get("started_at")), finished_at=number(record.get("finished_at")),
+        sweep=text(record.get("sweep")), label=text(record.get("label")),
         data_name=display_name(record.get("data_name")) or _data_name(config),
         message=problem or _message(record, summary, status),
-        error=_text(record.get("error")) or _summary_error(summary),
-        pid=record.get("pid") if isinstance(record.get("pid"), int) else None, host=_text(record.get("host")),
-        data_path=_text(record.get("data_path")), earlier_seconds=_number(record.get("earlier_seconds")) or 0.0,
+        error=text(record.get("error")) or _summary_error(summary),
+        pid=record.get("pid") if isinstance(record.get("pid"), int) else None, host=text(record.get("host")),
+        data_path=text(record.get("data_path")), earlier_seconds=number(record.get("earlier_seconds")) or 0.0,
         config=config, summary=summary, unreadable=problem,
     )
 
@@ -242,19 +223,19 @@ def _owner(record: dict, problem: str | None) -> str | None:
     """A folder without run.json was written by the command line: the local owner's.
     One whose run.json cannot be read belongs to nobody we can name."""
     if record:
-        return _text(record.get("owner")) or LOCAL_OWNER
+        return text(record.get("owner")) or LOCAL_OWNER
     return None if problem and problem.startswith(RUN_FILE) else LOCAL_OWNER
 
 
 def _problem(record, config) -> str | None:
     """Why the folder cannot be read as a run, or None."""
-    if record is _CORRUPT:
+    if record is CORRUPT:
         return f"{RUN_FILE} is not valid JSON"
     if record is not None and not isinstance(record, dict):
         return f"{RUN_FILE} is not a JSON object"
     if isinstance(record, dict) and record.get("status") not in STATUSES:
         return f"{RUN_FILE} has an unknown status {str(record.get('status'))[:40]!r}"
-    if config is _CORRUPT:
+    if config is CORRUPT:
         return f"{CONFIG_FILE} is not valid JSON"
     if config is None:
         return f"{CONFIG_FILE} is missing (the run was never fully written)"
@@ -275,11 +256,11 @@ def _message(record: dict, summary: dict | None, status: str) -> str:
         return ORPHAN_MESSAGES[status]
     if not record and not summary:
         return "no summary: the run ended before it finished"
-    return _text(record.get("message")) or ""
+    return text(record.get("message")) or ""
 
 
 def _summary_error(summary: dict | None) -> str | None:
-    return _text(summary.get("error")) if summary else None
+    return text(summary.get("error")) if summary else None
 
 
 def _data_name(config: dict) -> str | None:
@@ -291,7 +272,7 @@ def read_config(folder: str | Path) -> dict:
     here ({} when missing or unreadable): what resuming it, or asking its base model
     a question, needs."""
     folder = Path(folder)
-    config, record = _read_json(folder / CONFIG_FILE), _read_json(folder / RUN_FILE)
+    config, record = read_json(folder / CONFIG_FILE), read_json(folder / RUN_FILE)
     if not isinstance(config, dict):
         return {}
     return usable_paths(config, record if isinstance(record, dict) else {}, folder)
@@ -302,103 +283,24 @@ def load_settings(path: str | Path) -> dict:
     (run.json beside it) gives its data file and model folder as paths from here,
     so `train --config runs/<id>/config.json` starts the same run again."""
     values, folder = load_json(path), Path(path).parent
-    record = _read_json(folder / RUN_FILE) if Path(path).name == CONFIG_FILE else None
+    record = read_json(folder / RUN_FILE) if Path(path).name == CONFIG_FILE else None
     return usable_paths(values, record, folder) if isinstance(record, dict) else values
-
-
-_CORRUPT = object()  # a file that exists but is not valid JSON
-
-
-def _read_json(path: Path):
-    """The parsed file, None when missing, _CORRUPT when unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return _CORRUPT
-
-
-def _text(value) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _mtime(folder: Path) -> float | None:
-    """When a run without run.json began: its config.json was written at the start."""
-    for path in (folder / CONFIG_FILE, folder):
-        try:
-            return path.stat().st_mtime
-        except OSError:
-            continue
-    return None
 
 
 # --------------------------------------------------------------------------- listing
 
 
-def valid_id(name) -> bool:
-    return isinstance(name, str) and RUN_ID_PATTERN.fullmatch(name) is not None
-
-
-def _children(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if valid_id(p.name) and p.is_dir())
-    except OSError:
-        return []
-
-
-def _is_sweep(folder: Path) -> bool:
-    return (folder / SWEEP_FILE).is_file()
-
-
-def _is_run(folder: Path) -> bool:
-    return not _is_sweep(folder) and any((folder / marker).exists() for marker in RUN_MARKERS)
-
-
-def _run_folders(root: Path) -> list[Path]:
-    """Run folders in root and, one level down, inside sweep folders (only there:
-    a run's own model/ folder holds a config.json too)."""
-    found = []
-    for child in _children(root):
-        if _is_sweep(child):
-            found.extend(p for p in _children(child) if _is_run(p))
-        elif _is_run(child):
-            found.append(child)
-    return found
-
-
-def _visible(record: RunRecord, owner: str | None) -> bool:
-    return owner is None or record.owner == owner
-
-
-def _newest_first(records: list[RunRecord]) -> list[RunRecord]:
-    return sorted(records, key=lambda r: (r.created_at or 0.0, r.id), reverse=True)
-
-
 def list_runs(root: str | Path, owner: str | None = None) -> list[RunRecord]:
     """Every run under root, newest first; with an owner hash, only that owner's."""
-    records = [load_record(folder) for folder in _run_folders(Path(root))]
-    return _newest_first([r for r in records if _visible(r, owner)])
+    records = [load_record(folder) for folder in run_folders(Path(root))]
+    return newest_first([r for r in records if visible(r, owner)])
 
 
 def read_run(root: str | Path, run_id: str, owner: str | None = None) -> RunRecord:
     """One run by id, or NoSuchRun: the same for an unknown id, another owner's run
     and an id that is not a name."""
-    folder = _find_run(Path(root), run_id)
+    folder = find_run(Path(root), run_id)
     record = load_record(folder) if folder else None
-    if record is None or not _visible(record, owner):
+    if record is None or not visible(record, owner):
         raise NoSuchRun(NO_SUCH_RUN)
     return record
-
-
-def _find_run(root: Path, run_id) -> Path | None:
-    if not valid_id(run_id):
-        return None
-    for folder in [root / run_id] + [sweep / run_id for sweep in _children(root) if _is_sweep(sweep)]:
-        if folder.is_dir() and _is_run(folder):
-            return folder
-    return None

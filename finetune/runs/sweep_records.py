@@ -12,24 +12,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .records import (
-    LOCAL_OWNER,
+from .folders import (
     SWEEP_FILE,
-    NoSuchRun,
-    RunRecord,
-    _children,
-    _find_run,
-    _is_sweep,
-    _mtime,
-    _newest_first,
-    _number,
-    _read_json,
-    _text,
-    _visible,
-    _write_json,
-    load_record,
+    children,
+    find_run,
+    is_sweep,
+    mtime,
+    newest_first,
+    number,
+    read_json,
+    text,
     valid_id,
+    visible,
+    write_json,
 )
+from .records import LOCAL_OWNER, NoSuchRun, RunRecord, load_record
 
 SWEEP_FIELDS = ("id", "kind", "setting", "values", "runs", "created_at", "owner", "verdict")
 NO_SUCH_SWEEP = "no such sweep"
@@ -41,13 +38,13 @@ def write_sweep(folder: str | Path, **fields: Any) -> dict:
     unknown = sorted(set(fields) - set(SWEEP_FIELDS))
     if unknown:
         raise ValueError(f"unknown sweep fields: {', '.join(unknown)}")
-    sweep = _read_json(folder / SWEEP_FILE)
+    sweep = read_json(folder / SWEEP_FILE)
     if not isinstance(sweep, dict):
         sweep = {name: None for name in SWEEP_FIELDS} | {
             "id": folder.name, "kind": "sweep", "runs": [], "values": [], "created_at": time.time(),
             "owner": LOCAL_OWNER}
     sweep.update(fields)
-    _write_json(folder / SWEEP_FILE, sweep)
+    write_json(folder / SWEEP_FILE, sweep)
     return sweep
 
 
@@ -68,15 +65,15 @@ class Sweep:
 
 
 def load_sweep(root: Path, folder: Path) -> Sweep:
-    data = _read_json(folder / SWEEP_FILE)
+    data = read_json(folder / SWEEP_FILE)
     problem = None if isinstance(data, dict) else f"{SWEEP_FILE} is not a valid JSON object"
     data = data if isinstance(data, dict) else {}
     run_ids = [r for r in data.get("runs") or [] if valid_id(r)] if isinstance(data.get("runs"), list) else []
-    runs = [load_record(path) for path in (_find_run(root, r) for r in run_ids) if path is not None]
-    return Sweep(id=folder.name, folder=folder, setting=_text(data.get("setting")),
+    runs = [load_record(path) for path in (find_run(root, r) for r in run_ids) if path is not None]
+    return Sweep(id=folder.name, folder=folder, setting=text(data.get("setting")),
                  values=data.get("values") if isinstance(data.get("values"), list) else [], run_ids=run_ids,
-                 runs=_newest_first(runs), created_at=_number(data.get("created_at")) or _mtime(folder),
-                 owner=_text(data.get("owner")), verdict=data.get("verdict") if isinstance(data.get("verdict"), dict)
+                 runs=newest_first(runs), created_at=number(data.get("created_at")) or mtime(folder),
+                 owner=text(data.get("owner")), verdict=data.get("verdict") if isinstance(data.get("verdict"), dict)
                  else None, unreadable=problem)
 
 
@@ -84,17 +81,17 @@ def read_sweep(root: str | Path, sweep_id: str, owner: str | None = None) -> Swe
     """One sweep by id, or NoSuchRun("no such sweep") on the same terms as read_run."""
     root = Path(root)
     folder = root / sweep_id if valid_id(sweep_id) else None
-    sweep = load_sweep(root, folder) if folder is not None and _is_sweep(folder) else None
+    sweep = load_sweep(root, folder) if folder is not None and is_sweep(folder) else None
     if sweep is None or (owner is not None and sweep.owner != owner):
         raise NoSuchRun(NO_SUCH_SWEEP)
     if owner is not None:  # a member run of someone else never shows, even if listed
-        sweep = replace(sweep, runs=[r for r in sweep.runs if _visible(r, owner)])
+        sweep = replace(sweep, runs=[r for r in sweep.runs if visible(r, owner)])
     return sweep
 
 
 def list_sweeps(root: str | Path, owner: str | None = None) -> list[Sweep]:
     """Every sweep under root, newest first; with an owner hash, only that owner's."""
     root = Path(root)
-    sweeps = [load_sweep(root, folder) for folder in _children(root) if _is_sweep(folder)]
+    sweeps = [load_sweep(root, folder) for folder in children(root) if is_sweep(folder)]
     sweeps = [s for s in sweeps if owner is None or s.owner == owner]
     return sorted(sweeps, key=lambda s: (s.created_at or 0.0, s.id), reverse=True)

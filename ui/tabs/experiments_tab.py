@@ -17,7 +17,8 @@ from finetune.experiments import sweep
 from finetune.experiments.figures import overlay_figures
 from finetune.experiments.labels import run_labels, settings_diff
 from finetune.experiments.scheduler import QueueFull, Submission
-from finetune.runs.records import METRICS_FILE, NoSuchRun
+from finetune.runs.folders import METRICS_FILE
+from finetune.runs.records import NoSuchRun
 from finetune.sources.files import DataError
 from finetune.sources.models import ModelError
 from finetune.train import config as cfg

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +79,8 @@ def prepare_upload(folder: str | Path, adapter_only: bool = False, gguf: str | N
         with format_files(folder, which, "adapter" if adapter_only else "merged", progress) as weights:
             copy_files(weights, staging, link=True)
             files = []
-            if gguf:
-                with model_folder(folder, which, progress) as model_dir:
+            if gguf:  # from the merged weights already at hand; adapters alone need them merged first
+                with (model_folder(folder, which, progress) if adapter_only else nullcontext(weights)) as model_dir:
                     files = gguf_files(folder, model_dir, staging, gguf, progress)
         (staging / BEST_INFO).unlink(missing_ok=True)  # summary.json under training/ says which checkpoint
         image = loss_curve_png(folder, staging / "loss_curve.png")

@@ -144,14 +144,15 @@ def run_train(args: argparse.Namespace) -> int:
 
     checked = _checked_settings(args)
     output = Path(args.output or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    main = ranks.is_main()  # asked before the run's thread starts, so one thread sets up the process group
     run = TrainingRun(checked, output, token=_token(), resume=args.resume).start()
-    snapshot = _follow(run, quiet=not ranks.is_main())
-    if ranks.is_main():
+    snapshot = _follow(run, quiet=not main)
+    if main:
         cli_runs.print_findings(snapshot.diagnoses)  # a failed run's divergence is named too
     if snapshot.status == "failed":
         print(f"error: {snapshot.error}", file=sys.stderr)
         return 1
-    if not ranks.is_main():
+    if not main:
         return 0  # under torchrun or accelerate launch, the main process reports
     changes = print_changes(output)
     print_evidence(snapshot.scores)

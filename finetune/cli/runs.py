@@ -76,11 +76,12 @@ def print_findings(diagnoses, label: str = "") -> None:
 
 def print_comparison(chosen) -> None:
     """The runs' table (with each run's held-out score against the best run's) and the verdict."""
-    table = experiments.runs_table(chosen, versus_best=True)
+    found = experiments.verdict(chosen) if len(chosen) > 1 else None
+    table = experiments.runs_table(chosen, versus_best=True, held_out=found["held_out"] if found else None)
     print(table.to_string(index=False))
-    if len(chosen) > 1:
+    if found:
         print()
-        print(experiments.verdict(chosen)["text"])
+        print(found["text"])
 
 
 def run_runs(args: argparse.Namespace) -> int:

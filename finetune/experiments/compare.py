@@ -37,22 +37,23 @@ VERSUS_BEST = "held-out vs best (95% interval)"
 # --------------------------------------------------------------------------- the table
 
 
-def runs_rows(records, versus_best: bool = False) -> list[dict]:
+def runs_rows(records, versus_best: bool = False, held_out: dict | None = None) -> list[dict]:
     """The comparison table as JSON-ready rows, one per run, in the order given.
     `versus_best` (runs chosen to be compared, not a listing of everything) adds
-    each run's held-out score against the best run's, with its interval."""
+    each run's held-out score against the best run's, with its interval; pass the
+    verdict's `held_out` when there is one, so the intervals are not worked out twice."""
     differing = [n for n in differing_settings(records) if n not in FIXED_COLUMNS]
     labels = run_labels(records)
     rows = [_row(r, labels[r.id], differing) for r in records]
-    if versus_best:
-        cells = versus_best_cells(held_out_comparison(records))
+    if versus_best or held_out is not None:
+        cells = versus_best_cells(held_out if held_out is not None else held_out_comparison(records))
         for record, row in zip(records, rows):
             row[VERSUS_BEST] = cells.get(record.id, "")
     return rows
 
 
-def runs_table(records, versus_best: bool = False) -> pd.DataFrame:
-    rows = runs_rows(records, versus_best)
+def runs_table(records, versus_best: bool = False, held_out: dict | None = None) -> pd.DataFrame:
+    rows = runs_rows(records, versus_best, held_out)
     return pd.DataFrame(rows, columns=list(rows[0]) if rows else ["run", "status"])
 
 

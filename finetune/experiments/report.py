@@ -50,7 +50,7 @@ def render_report(records: list[RunRecord]) -> str:
         f'<p class="muted">{len(records)} runs, written {html.escape(time.strftime("%Y-%m-%d %H:%M"))}</p>',
         "<h2>Verdict</h2>",
         f'<p class="verdict">{html.escape(found["text"])}</p>',
-        "<h2>Runs</h2>", _table(runs_rows(records, versus_best=True)),
+        "<h2>Runs</h2>", _table(runs_rows(records, versus_best=True, held_out=found["held_out"])),
         "<h2>Settings that differ</h2>",
         _table(settings_diff(records)) or '<p class="muted">The runs share every setting.</p>',
         "<h2>Curves</h2>",

@@ -99,13 +99,15 @@ def compare_runs(lab: Lab, owner: str, run_ids: list[str]) -> dict:
     except NoSuchRun as err:
         raise user_error(err) from None
     figures = overlay_figures(chosen)
-    if len(chosen) < 2:
+    found = experiments.verdict(chosen) if len(chosen) > 1 else None
+    if found is None:
         text = "Choose two or more runs to compare them." if chosen else "You have no runs to compare yet."
     else:
-        text = "#### Verdict\n" + experiments.verdict(chosen)["text"]
-    return {"rows": experiments.runs_rows(chosen, versus_best=True), "loss": figures["loss"],
-            "eval_loss": figures["eval_loss"], "learning_rate": figures["learning_rate"],
-            "diff": pd.DataFrame(settings_diff(chosen)), "verdict": text}
+        text = "#### Verdict\n" + found["text"]
+    diff = settings_diff(chosen)
+    return {"rows": experiments.runs_rows(chosen, versus_best=True, held_out=found["held_out"] if found else None),
+            "loss": figures["loss"], "eval_loss": figures["eval_loss"], "learning_rate": figures["learning_rate"],
+            "diff": pd.DataFrame(diff), "verdict": text, "found": found, "settings_diff": diff}
 
 
 def progress_key(records, chosen: list[str]) -> tuple:
@@ -194,11 +196,8 @@ def wire(lab: Lab, tab: ExperimentsTab, data, params, settings: dict, owner_key,
     def compare_runs_api(run_ids: list[str], owner_key: str | None = None, request: gr.Request = None) -> dict:
         """Your runs compared: the table rows, the verdict (text and structured), the
         settings that differ, and the overlaid figures as plotly JSON."""
-        owner = lab.owner(owner_key, request)
-        found = compare_runs(lab, owner, run_ids)
-        chosen = [lab.scheduler.record(run_id, owner) for run_id in run_ids]
-        return {"rows": found["rows"], "verdict": experiments.verdict(chosen) if len(chosen) > 1 else None,
-                "settings_diff": settings_diff(chosen),
+        found = compare_runs(lab, lab.owner(owner_key, request), run_ids)
+        return {"rows": found["rows"], "verdict": found["found"], "settings_diff": found["settings_diff"],
                 "figures": {name: found[name].to_plotly_json() for name in ("loss", "eval_loss", "learning_rate")}}
 
     def sweep_handler(setting, values, prepared, source, file=None, bundled_dataset=None, hub_dataset="",

@@ -138,8 +138,8 @@ def benchmarks_record(before: dict[str, TaskScores] | None, after: dict[str, Tas
         entry = {"label": about.label, "mirrors": about.mirrors, "items": len((b or a).correct),
                  "before": round(b.accuracy, 4) if b else None, "after": round(a.accuracy, 4) if a else None}
         if b and a:
-            difference = paired_difference(b.correct, a.correct)
-            entry.update(difference=difference.to_dict(), sentence=difference.sentence(where=f"on {about.label}"))
+            difference = paired_difference(b.correct, a.correct).to_dict(where=f"on {about.label}")
+            entry.update(difference=difference, sentence=difference["sentence"])
         record[task] = entry
     return record
 

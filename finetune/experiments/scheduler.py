@@ -121,9 +121,9 @@ class Scheduler:
         record; the same queue and limits as a start. CannotResume (one line, nothing
         changed) when it cannot, NoSuchRun when it is not the owner's."""
         record = self.record(run_id, owner)
-        live = self._live.get(record.id)
-        if live is not None and not live.snapshot().finished:
-            raise CannotResume(f"run {record.id} is already {live.snapshot().status}")
+        live = self._live[record.id].snapshot() if record.id in self._live else None
+        if live is not None and not live.finished:
+            raise CannotResume(f"run {record.id} is already {live.status}")
         refused = resuming.refusal(record)
         if refused:
             raise CannotResume(refused)
@@ -139,6 +139,7 @@ class Scheduler:
             run = TrainingRun(settings, record.folder, token=token, allowed_model_roots=allowed_model_roots,
                               resume=True, source=source, identity=identity, on_finished=self._finished)
             self._queue.append(run)
+            self._forget_old_runs()  # as a start does: a server that resumes often keeps no more finished runs
             self._live.pop(run.run_id, None)  # the latest entry: what the owner's page shows next
             self._live[run.run_id] = run
         self._advance()

@@ -36,10 +36,10 @@ def offered(status: str, error: str | None) -> bool:
 
 def checkpoint_step(folder: str | Path) -> int | None:
     """The step of the run's last complete checkpoint, or None."""
-    from ..train.trainer import last_complete_checkpoint  # transformers: imported when a run is looked at
+    from ..train.trainer import checkpoint_step, last_complete_checkpoint  # transformers: imported when a run is looked at
 
     found = last_complete_checkpoint(RunFolder(Path(folder)).checkpoints_dir)
-    return int(Path(found).name.rsplit("-", 1)[1]) if found else None
+    return checkpoint_step(found) if found else None
 
 
 def refusal(record: records.RunRecord) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -36,6 +35,7 @@ from ..train.trainer import (
     NonFiniteLossError,
     RunCallback,
     build_trainer,
+    checkpoint_step,
     keeps_best,
     last_complete_checkpoint,
     with_lora,
@@ -86,17 +86,16 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     run_plan = job.plan if job.plan and ranks.num_processes() == 1 else \
         plan(config, len(prepared.train), prepared.train_tokens, processes=ranks.num_processes())
     resume_from = last_complete_checkpoint(folder.checkpoints_dir) if job.resume else None
-    resumed_step = int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else None
+    resumed_step = checkpoint_step(resume_from) if resume_from else None
     if ranks.is_main():
         folder.prepare(keep_metrics_until=resumed_step)
         folder.write_json("config.json", resolved_config(job, prepared, hardware, run_plan))
-        record = findings.LiveDiagnoses(record, publish, config, folder.read_metrics())
-    else:
-        record = _not_recorded
+    history = tuple(folder.read_metrics())  # a resumed run's curve up to its checkpoint; else empty
+    record = findings.LiveDiagnoses(record, publish, config, history) if ranks.is_main() else _not_recorded
     publish(status="baseline", message="answering the held-out prompts with the base model", plan=run_plan,
             max_steps=run_plan.steps, hardware=hardware.describe(), model=job.source.label,
             train_examples=len(prepared.train), train_tokens=prepared.train_tokens,
-            history=tuple(folder.read_metrics()), step=resumed_step or 0,
+            history=history, step=resumed_step or 0,
             comparison=tuple(comparison_rows(prepared.held_out, None, None)))
     place(model, hardware)
     prompts = [item.prompt for item in prepared.held_out]

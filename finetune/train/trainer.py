@@ -126,7 +126,12 @@ def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
     if not folder.is_dir():
         return None
     done = [p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (p / COMPLETE_MARKER).is_file()]
-    return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
+    return str(max(done, key=checkpoint_step)) if done else None
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The step a Trainer checkpoint folder (checkpoint-<step>) was saved at."""
+    return int(Path(path).name.rsplit("-", 1)[1])
 
 
 class RunCallback(TrainerCallback):

@@ -12,12 +12,12 @@ validation loss, export/checkpoint.py); the card says which.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
 from ..evaluate.metrics import HEADLINE, METRICS, change_lines
 from ..evaluate.significance import Difference
+from ..runs.folders import read_json, read_json_object
 from ..runs.outputs import BEST_INFO
 from ..sources.files import looks_like_path
 from ..sources.models import DEFAULT_HUB_ID, DEFAULT_SPEC
@@ -28,13 +28,6 @@ RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json")
 CARD_EXAMPLES = 5
 # Weights barely compress and deflating hundreds of MB is slow: store them.
 STORED_SUFFIXES = (".safetensors", ".bin", ".gguf")
-
-
-def _read_json(path: Path, default):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return default
 
 
 def _base_model_id(spec: str) -> str | None:
@@ -62,9 +55,10 @@ def _fence(text) -> str:
 def model_card(folder: str | Path, which: str = "final") -> str:
     """The card of the run's final model, or of its best checkpoint (`which="best"`)."""
     folder = Path(folder)
-    config = _read_json(folder / "config.json", {})
-    summary = _read_json(folder / "summary.json", {})
-    rows = _read_json(folder / "comparison.json", [])
+    config = read_json_object(folder / "config.json")
+    summary = read_json_object(folder / "summary.json")
+    rows = read_json(folder / "comparison.json")
+    rows = rows if isinstance(rows, list) else []
     resolved = config.get("resolved", {})
     base_id = _base_model_id(config.get("model", ""))
     base_label = resolved.get("model") or config.get("model", "unknown")
@@ -199,7 +193,7 @@ def export_run(folder: str | Path, target: str | Path | None = None, card: str |
     folder = Path(folder)
     check_format(fmt)
     if which == "final" and fmt != "adapter" and not has_final_model(folder):
-        summary = _read_json(folder / "summary.json", {})
+        summary = read_json_object(folder / "summary.json")
         reason = f" (the run {summary['status']})" if summary.get("status") else ""
         raise ExportError(f"{folder.name} has no trained model to export{reason}")
     suffix = ("-best" if which == "best" else "") + ("" if fmt == "merged" else f"-{fmt}")

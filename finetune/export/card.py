@@ -7,9 +7,9 @@ examples), with the loss curve as an image and how to load this repo's format.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..runs.folders import read_json_object, read_metrics
 from ..sources.files import looks_like_path
 from ..sources.models import DEFAULT_HUB_ID, DEFAULT_SPEC
 from .bundle import model_card
@@ -24,7 +24,7 @@ def hub_card(folder: str | Path, adapter_only: bool = False, license: str | None
     from huggingface_hub import ModelCard, ModelCardData
 
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
+    config = read_json_object(Path(folder) / "config.json")
     base = _base_id(config.get("model", ""))
     data = config.get("data", "")
     tags = TAGS + (["lora"] if config.get("method") in ("lora", "qlora") else []) + (["gguf"] if gguf_files else [])
@@ -48,7 +48,7 @@ def loss_curve_png(folder: str | Path, target: str | Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = _history(Path(folder) / "metrics.jsonl")
+    history = read_metrics(folder)
     train = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
     evals = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e and "step" in e]
     if not train and not evals:
@@ -98,24 +98,3 @@ def _without_front_matter(card: str) -> str:
         if end != -1:
             return card[end + 5:].lstrip("\n")
     return card
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _history(path: Path) -> list[dict]:
-    entries = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return entries
-    for line in lines:
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut short by a kill
-    return entries

@@ -57,13 +57,24 @@ def read_metrics(folder: str | Path) -> list[dict]:
     return entries
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON object file; {} when missing, unreadable or not an object."""
+    data = read_json(path)
+    return data if isinstance(data, dict) else {}
+
+
 def write_json(path: Path, data) -> None:
+    """A JSON file written atomically (write_atomically)."""
+    write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def write_atomically(path: Path, text: str) -> None:
     """Temp file + os.replace: a reader sees the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -25,14 +25,12 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
 from ..evaluate.metrics import metric_changes, score_changes
-from .folders import read_metrics
+from .folders import read_json_object, read_metrics, write_atomically
 from .portable import to_run_folder
 
 ADAPTER_DIR = "adapter"  # a LoRA or QLoRA run's trained adapters alone (peft's save_pretrained)
@@ -105,7 +103,7 @@ class RunFolder:
             self.metrics_path.unlink(missing_ok=True)
             return
         kept = [e for e in self.read_metrics() if e.get("step", 0) <= keep_metrics_until]
-        self._atomic_write(self.metrics_path, "".join(json.dumps(e) + "\n" for e in kept))
+        write_atomically(self.metrics_path, "".join(json.dumps(e) + "\n" for e in kept))
 
     def read_metrics(self) -> list[dict]:
         return read_metrics(self.root)
@@ -119,7 +117,7 @@ class RunFolder:
     def write_json(self, name: str, data) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / name
-        self._atomic_write(path, json.dumps(_finite(data), indent=2, ensure_ascii=False))
+        write_atomically(path, json.dumps(_finite(data), indent=2, ensure_ascii=False))
         return path
 
     def write_summary(self, snapshot, config, data_name: str) -> Path:
@@ -166,11 +164,7 @@ class RunFolder:
 
     def read_json(self, name: str) -> dict:
         """A JSON object file of this folder; {} when missing or not an object."""
-        try:
-            data = json.loads((self.root / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_json_object(self.root / name)
 
     def write_csv(self, name: str, rows: list[dict], columns: list[str]) -> Path:
         """A CSV for spreadsheets, with formula-looking cells escaped."""
@@ -181,19 +175,9 @@ class RunFolder:
             writer.writerow([escape_csv_cell(row.get(c)) for c in columns])
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / name
-        self._atomic_write(path, buffer.getvalue())
+        write_atomically(path, buffer.getvalue())
         return path
 
-    @staticmethod
-    def _atomic_write(path: Path, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def read_validation_losses(folder: str | Path) -> dict[str, float]:

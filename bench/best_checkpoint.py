@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from bench import folder_bytes
 from finetune.export.checkpoint import merge_adapters
 from finetune.runs.saving import trained_weights, write_model
 from finetune.sources import models
@@ -37,7 +38,7 @@ def timed_saves(model, tokenizer, dtype, folder: Path, repeat: int) -> tuple[lis
         start = time.perf_counter()
         replace_folder(folder, lambda tmp: write_model(model, tokenizer, tmp, state_dict=trained_weights(model, dtype)))
         seconds.append(time.perf_counter() - start)
-    return seconds[1:], sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return seconds[1:], folder_bytes(folder)
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import folder_bytes
 from finetune.sources import models
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +43,7 @@ def main() -> int:
     wheels.mkdir(exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
                     "--python-version", GPU_PYTHON, "--dest", str(wheels), *WHEELS], check=True)
-    size = sum(p.stat().st_size for p in CARRY.rglob("*") if p.is_file())
+    size = folder_bytes(CARRY)
     print(f"{CARRY}: {size / 2**20:.1f} MiB; carry it as bench/carry")
     return 0
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from bench import folder_bytes
 from finetune.data import dataset
 from finetune.sources import models
 from finetune.train import config as cfg
@@ -45,10 +46,6 @@ class Clock(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         self.saves.append(time.perf_counter() - self._mark)
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def main(argv=None) -> int:

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import folder_bytes
 from finetune.export.bundle import export_run
 from finetune.export.hub import prepare_upload
 from finetune.sources import models
@@ -56,7 +57,7 @@ def measure(folder: Path) -> dict:
         seconds, path = timed(lambda: export_run(folder, which="final", fmt=fmt))
         results[f"zip {fmt}"] = {"seconds": round(seconds, 1), "mib": round(path.stat().st_size / 2**20, 1)}
     seconds, upload = timed(lambda: prepare_upload(folder, gguf="q8_0"))
-    size = sum(p.stat().st_size for p in upload.rglob("*") if p.is_file())
+    size = folder_bytes(upload)
     results["hub layout (merged + q8_0 GGUF + card)"] = {"seconds": round(seconds, 1), "mib": round(size / 2**20, 1)}
     return results
 

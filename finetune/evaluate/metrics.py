@@ -175,16 +175,23 @@ def score_changes(rows: list[dict], names=None) -> dict[str, dict]:
             if any(m.get("before_score") is not None and m.get("after_score") is not None for m in members)}
 
 
+def headline_differences(changes, name: str = HEADLINE) -> dict[str, Difference]:
+    """Each category's Difference on metric `name`, read from score_changes()'s dict
+    (summary.json's "changes"); categories with none, or a damaged one, are left out."""
+    if not isinstance(changes, dict):
+        return {}
+    found = {category: Difference.from_dict(per_metric.get(name) if isinstance(per_metric, dict) else None)
+             for category, per_metric in changes.items()}
+    return {category: diff for category, diff in found.items() if diff is not None}
+
+
 def change_lines(changes: dict, scores: dict | None = None, name: str = HEADLINE) -> list[str]:
     """One line per category for people, on metric `name`: "task (20 prompts), normalised
     10% -> 60%: better on the task prompts: +50 points, 95% interval +28 to +66 ...".
     `changes` as score_changes() gives it (summary.json's "changes"); `scores`
     (summary.json's "scores") adds the prompt counts."""
     lines = []
-    for category, per_metric in changes.items():
-        diff = Difference.from_dict(per_metric.get(name) if isinstance(per_metric, dict) else None)
-        if diff is None:
-            continue
+    for category, diff in headline_differences(changes, name).items():
         entry = (scores or {}).get(category)
         count = entry.get("prompts", diff.n) if isinstance(entry, dict) else diff.n
         shares = f"{diff.before:.0%} → {diff.after:.0%}: " if diff.n else ""

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import ASSETS
-from ..evaluate.metrics import HEADLINE, METRICS, score_changes, where
-from ..evaluate.significance import BETTER, WORSE, Difference
+from ..evaluate.metrics import HEADLINE, METRICS, headline_differences, score_changes, where
+from ..evaluate.significance import BETTER, WORSE
 from ..runs.records import RunRecord
 
 LESSONS_DIR = ASSETS / "lessons"
@@ -208,9 +208,7 @@ def _noise_answer(record: RunRecord) -> str:
     changes = (record.summary or {}).get("changes")
     if not isinstance(changes, dict):
         changes = score_changes(record.comparison or [], names=(HEADLINE,))
-    found = {category: Difference.from_dict((changes.get(category) or {}).get(HEADLINE))
-             for category in ("all", "task") if isinstance(changes.get(category), dict)}
-    found = {category: diff for category, diff in found.items() if diff is not None}
+    found = {category: diff for category, diff in headline_differences(changes).items() if category in ("all", "task")}
     if not found:
         return " (This run has no per-prompt scores to measure the noise with.)"
     label = METRICS[HEADLINE].label

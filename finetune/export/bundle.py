@@ -15,8 +15,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from ..evaluate.metrics import HEADLINE, METRICS, change_lines
-from ..evaluate.significance import Difference
+from ..evaluate.metrics import HEADLINE, METRICS, change_lines, headline_differences
 from ..runs.folders import read_json, read_json_object
 from ..runs.outputs import BEST_INFO
 from ..sources.files import looks_like_path
@@ -116,6 +115,7 @@ def _score_lines(scores: dict, changes: dict | None = None) -> list[str]:
     if not scores:
         return []
     changes = changes if isinstance(changes, dict) else {}
+    differences = headline_differences(changes)
     lines = ["Held-out answers scored against the reference, before and after training (general_probe: the "
              "lab's general-knowledge questions, asked of every run to show forgetting):", ""]
     lines += [f"- *{m.label}*: {m.help}" for m in METRICS.values()]
@@ -127,8 +127,7 @@ def _score_lines(scores: dict, changes: dict | None = None) -> list[str]:
             continue  # not rows of answer scores: evaluate.benchmarks' and evaluate.judge's records
         cells = [f"{entry[k]:.0%}" if isinstance(entry.get(k), (int, float)) else "n/a"
                  for k in (f"{side}_{m}" for m in METRICS for side in ("before", "after"))]
-        per_metric = changes.get(name)
-        found = Difference.from_dict(per_metric.get(HEADLINE) if isinstance(per_metric, dict) else None)
+        found = differences.get(name)
         cells.append(found.numbers() if found else "n/a")
         lines.append(f"| {name} | {entry.get('prompts', 0)} | " + " | ".join(cells) + " |")
     said = change_lines({name: changes[name] for name in scores if isinstance(changes.get(name), dict)}, scores)

@@ -5,7 +5,7 @@ plain values."""
 
 from __future__ import annotations
 
-from finetune.evaluate.metrics import HEADLINE, METRICS, where
+from finetune.evaluate.metrics import HEADLINE, METRICS, headline_differences, where
 from finetune.evaluate.significance import Difference
 
 WAITING = "…"
@@ -20,11 +20,8 @@ def change_cell(found: dict | None) -> str:
 def change_sentences(changes: dict, name: str = HEADLINE) -> str:
     """A Markdown list: each category's change in words ("better on the task prompts:
     +50 points, 95% interval +25 to +66 (exact test p = 0.002)"), then what the interval means."""
-    lines = []
-    for category, per_metric in changes.items():
-        diff = Difference.from_dict(per_metric.get(name) if isinstance(per_metric, dict) else None)
-        if diff:
-            lines.append(f"- **{category}**: {diff.sentence(where(category))}")
+    lines = [f"- **{category}**: {diff.sentence(where(category))}"
+             for category, diff in headline_differences(changes, name).items()]
     if not lines:
         return ""
     label = METRICS[name].label if name in METRICS else name

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from finetune.evaluate.significance import points
+from finetune.evaluate.significance import Difference, points
 from finetune.runs.status import ACTIVE
 
 TITLE = "### Standard benchmarks and judge"
@@ -59,12 +59,10 @@ def benchmarks_lines(benchmarks: dict) -> list[str]:
               "| benchmark | items | before | after | change, points (95% interval) | verdict |",
               "|---|---|---|---|---|---|"]
     for task, entry in tasks.items():
-        difference = entry.get("difference") or {}
-        change = "n/a"
-        if all(isinstance(difference.get(k), (int, float)) for k in ("change", "low", "high")):
-            change = f"{points(difference['change'])} ({points(difference['low'])} to {points(difference['high'])})"
+        diff = Difference.from_dict(entry.get("difference"))  # None when missing or damaged
+        change = f"{points(diff.change)} ({points(diff.low)} to {points(diff.high)})" if diff else "n/a"
         cells = [_cell(entry.get("label") or task), str(entry.get("items", "")), _share(entry.get("before")),
-                 _share(entry.get("after")), change, _cell(difference.get("verdict") or "n/a")]
+                 _share(entry.get("after")), change, _cell(diff.verdict if diff else "n/a")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -7,6 +7,8 @@ the run goes on without it.
 
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 from ..data.render import Renderer
 from ..evaluate import benchmarks as bench
 from ..evaluate import judge as judging
@@ -17,6 +19,8 @@ from ..train import device, ranks
 from ..train.config import TrainConfig
 from . import validation_losses
 from .job import Job
+
+T = TypeVar("T")
 
 
 def general_probe(config: TrainConfig, publish) -> probe.Probe | None:
@@ -29,80 +33,83 @@ def general_probe(config: TrainConfig, publish) -> probe.Probe | None:
         return None
 
 
+def measured_on_main(publish, message: str, measure: Callable[[], T], left_out: Callable[[str], str],
+                     when: bool = True) -> T | None:
+    """`measure()` on the main process while the others wait at the barrier (every
+    process reaches it, whatever happens). A diagnostic: a failure is published as
+    left_out(its reason) and gives None; it never fails the run it measures."""
+    result = None
+    if when and ranks.is_main():
+        publish(message=message)
+        try:
+            result = measure()
+        except Exception as err:  # noqa: BLE001 -- a measurement must never fail the run it measures
+            publish(message=left_out(f"{type(err).__name__}: {err}"))
+    ranks.barrier()
+    return result
+
+
 def probe_on_main(general, model, tokenizer, prepared, config: TrainConfig, hardware, publish,
-                   side: str) -> probe.ProbeSide | None:
-    """The general probe on the main process (the others wait at the barrier).
-    A diagnostic only: if it fails, the run goes on without it and says so."""
+                  side: str) -> probe.ProbeSide | None:
+    """The general probe, before or after training."""
     if general is None:
         return None
-    measured = None
-    if ranks.is_main():
-        publish(message=f"answering the general-capability probe {side} training")
-        try:
-            renderer = Renderer(tokenizer, prepared.template, config.system_prompt)
-            measured = probe.measure(model, tokenizer, general, renderer, config.max_new_tokens,
-                                     hardware.autocast_dtype)
-        except Exception as err:  # noqa: BLE001 -- the probe must never fail the run it measures
-            publish(message=f"the general-capability probe failed and is left out: {type(err).__name__}: {err}")
-    ranks.barrier()
-    return measured
+
+    def measure():
+        renderer = Renderer(tokenizer, prepared.template, config.system_prompt)
+        return probe.measure(model, tokenizer, general, renderer, config.max_new_tokens, hardware.autocast_dtype)
+
+    return measured_on_main(publish, f"answering the general-capability probe {side} training", measure,
+                            lambda why: f"the general-capability probe failed and is left out: {why}")
 
 
 def validation_losses_on_main(model, prepared, hardware, publish) -> dict | None:
-    """Each validation example's loss under the final model (main process; the
-    others wait), for comparing runs example by example. Like the probe, a
-    measurement only: if it fails, the run goes on without it and says so."""
-    found = None
-    if ranks.is_main() and model is not None and prepared.validation:
-        publish(message="measuring each validation example's loss under the trained model")
-        try:
-            found = validation_losses.per_example_losses(model, prepared.validation, hardware.autocast_dtype)
-        except Exception as err:  # noqa: BLE001 -- never fail the run it measures
-            publish(message=f"the per-example validation losses are left out: {type(err).__name__}: {err}")
-    ranks.barrier()
-    return found
+    """Each validation example's loss under the final model, for comparing runs example by example."""
+    return measured_on_main(
+        publish, "measuring each validation example's loss under the trained model",
+        lambda: validation_losses.per_example_losses(model, prepared.validation, hardware.autocast_dtype),
+        lambda why: f"the per-example validation losses are left out: {why}",
+        when=model is not None and bool(prepared.validation))
 
 
 def benchmarks_on_main(config: TrainConfig, model, tokenizer, hardware, publish, side: str,
-                        failed: dict[str, str]) -> dict[str, bench.TaskScores] | None:
-    """The bundled standard benchmarks on the main process (the others wait at
-    the barrier). Like the probe, a diagnostic: a failure is reported (and noted
-    in `failed`), never fatal."""
+                       failed: dict[str, str]) -> dict[str, bench.TaskScores] | None:
+    """The bundled standard benchmarks, before or after training; a failure is also noted in `failed`."""
     if not config.benchmarks:
         return None
-    measured = None
-    if ranks.is_main():
-        publish(message=f"scoring the standard benchmarks {side} training ({len(bench.TASKS)} tasks of 100 items)")
-        try:
-            measured = bench.run_benchmarks(model, tokenizer, autocast_dtype=hardware.autocast_dtype)
-        except Exception as err:  # noqa: BLE001 -- the benchmarks must never fail the run they measure
-            why = f"the standard benchmarks failed {side} training: {type(err).__name__}: {err}"
-            failed.setdefault("benchmarks", why)  # the first failure: the second often repeats it
-            publish(message=f"{why}; the run goes on without them")
-    ranks.barrier()
-    return measured
+
+    def left_out(why: str) -> str:
+        why = f"the standard benchmarks failed {side} training: {why}"
+        failed.setdefault("benchmarks", why)  # the first failure: the second often repeats it
+        return f"{why}; the run goes on without them"
+
+    return measured_on_main(
+        publish, f"scoring the standard benchmarks {side} training ({len(bench.TASKS)} tasks of 100 items)",
+        lambda: bench.run_benchmarks(model, tokenizer, autocast_dtype=hardware.autocast_dtype), left_out)
 
 
 def judge_on_main(job: Job, token: str | None, prepared, before, after, hardware, publish,
-                   failed: dict[str, str]) -> dict | None:
-    """The judge compares the held-out answers on the main process, loading its
-    model for this and letting it go after. Never fails the run (a failure is noted in `failed`)."""
+                  failed: dict[str, str]) -> dict | None:
+    """The judge compares the held-out answers, loading its model for this and
+    letting it go after; a failure is also noted in `failed`."""
     if job.judge is None:
         return None
-    record = None
-    if ranks.is_main() and before is not None and after is not None and prepared.held_out:
-        is_base = judging.is_base(job.judge, job.source)
-        label = f"{job.source.label} (the base model)" if is_base else job.judge.label
-        publish(message=f"the judge {label} is comparing the trained and the base model's answers")
+    is_base = judging.is_base(job.judge, job.source)
+    label = f"{job.source.label} (the base model)" if is_base else job.judge.label
+
+    def measure() -> dict:
         try:
-            record = _judge(job.judge, token, prepared.held_out, before, after, hardware, label, is_base, publish)
-        except Exception as err:  # noqa: BLE001 -- the judge must never fail the run it judges
-            failed["judge"] = f"the judge failed: {type(err).__name__}: {err}"
-            publish(message=f"{failed['judge']}; the run goes on without it")
+            return _judge(job.judge, token, prepared.held_out, before, after, hardware, label, is_base, publish)
         finally:
             device.release_memory()
-    ranks.barrier()
-    return record
+
+    def left_out(why: str) -> str:
+        failed["judge"] = f"the judge failed: {why}"
+        return f"{failed['judge']}; the run goes on without it"
+
+    answered = before is not None and after is not None and bool(prepared.held_out)
+    return measured_on_main(publish, f"the judge {label} is comparing the trained and the base model's answers",
+                            measure, left_out, when=answered)
 
 
 def _judge(source, token, held_out, before, after, hardware, label: str, is_base: bool, publish) -> dict:

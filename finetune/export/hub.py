@@ -28,7 +28,12 @@ RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json", 
 
 
 class PushError(ValueError):
-    """A push that cannot go ahead or did not land; the message is one line for the user."""
+    """A push that cannot go ahead or did not land; the message is one line for the user.
+    `later`, when the upload was laid out but did not land: where it waits and how to push it."""
+
+    def __init__(self, reason: str, later: str | None = None):
+        super().__init__(f"{reason}; {later}" if later else reason)
+        self.reason, self.later = reason, later
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ def push(folder: str | Path, repo_id: str, token: str | None = None, private: bo
     except Exception as err:  # noqa: BLE001 -- every failure becomes one line, and the repo it made goes
         if created:
             _delete_quietly(api, repo_id)
-        raise PushError(f"{_explain(err, repo_id)}; {later}") from None
+        raise PushError(_explain(err, repo_id), later) from None
     files = tuple(sorted(str(p.relative_to(upload)) for p in upload.rglob("*") if p.is_file()))
     return Pushed(str(url), private, files)
 

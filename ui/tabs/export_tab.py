@@ -137,8 +137,8 @@ def push_run(lab: Lab, owner: str, run_id: str | None, which: str, repo: str, to
                       gguf=gguf or None, which=which)
     except PushError as err:
         message = str(err)
-        if lab.public:  # a visitor learns the upload is kept, not where the server keeps it
-            message = message.split("; the upload is ready", 1)[0] + "; nothing was lost: try again when it works"
+        if lab.public and err.later:  # a visitor learns the upload is kept, not where the server keeps it
+            message = f"{err.reason}; nothing was lost: try again when it works"
         raise user_error(message) from None
     kind = "private" if pushed.private else "public"
     return f"Pushed to [{pushed.url}]({pushed.url}) ({kind}, {len(pushed.files)} files)."

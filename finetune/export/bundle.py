@@ -21,7 +21,7 @@ from ..runs.outputs import BEST_INFO
 from ..sources.files import looks_like_path
 from ..sources.models import DEFAULT_HUB_ID, DEFAULT_SPEC
 from .checkpoint import ExportError, checkpoint_summary, has_final_model
-from .formats import check_format, format_files
+from .formats import check_format, format_files, gguf_name
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json")
 CARD_EXAMPLES = 5
@@ -29,10 +29,11 @@ CARD_EXAMPLES = 5
 STORED_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
 
-def _base_model_id(spec: str) -> str | None:
+def base_model_id(spec: str) -> str | None:
+    """The Hub id of a run's base model: the bundled default's id, a Hub id as it is; None for a local folder."""
     if spec == DEFAULT_SPEC:
         return DEFAULT_HUB_ID
-    return None if looks_like_path(spec) else spec
+    return None if not spec or looks_like_path(spec) else spec
 
 
 def _data_label(data: str) -> str:
@@ -51,15 +52,18 @@ def _fence(text) -> str:
     return f"````text\n{text}\n````"
 
 
-def model_card(folder: str | Path, which: str = "final") -> str:
-    """The card of the run's final model, or of its best checkpoint (`which="best"`)."""
+def model_card(folder: str | Path, which: str = "final", fmt: str = "merged", where: str = "path/to/this/folder",
+               gguf_files: tuple[str, ...] | list[str] = ()) -> str:
+    """The card of the run's final model, or of its best checkpoint (`which="best"`),
+    as exported in `fmt` to `where` (a folder, or a Hub repository); `gguf_files`,
+    a GGUF file (and Modelfile) that goes with the model."""
     folder = Path(folder)
     config = read_json_object(folder / "config.json")
     summary = read_json_object(folder / "summary.json")
     rows = read_json(folder / "comparison.json")
     rows = rows if isinstance(rows, list) else []
     resolved = config.get("resolved", {})
-    base_id = _base_model_id(config.get("model", ""))
+    base_id = base_model_id(config.get("model", ""))
     base_label = resolved.get("model") or config.get("model", "unknown")
     data = _data_label(config.get("data", ""))
     lines = ["---", "library_name: transformers", "tags:", "- fine-tuned", "- finetune-lab"]
@@ -67,8 +71,10 @@ def model_card(folder: str | Path, which: str = "final") -> str:
         lines.append(f"base_model: {base_id}")
     name = (base_id or base_label).split("/")[-1]
     lines += ["---", "", f"# {name}, fine-tuned on {data}", ""]
-    method = {"lora": "LoRA (adapters merged into the weights)",
-              "qlora": "QLoRA (adapters trained over a 4-bit base, merged into the full-precision weights)"
+    apart = "kept apart from the base model's weights" if fmt == "adapter" else None
+    method = {"lora": f"LoRA (adapters {apart or 'merged into the weights'})",
+              "qlora": "QLoRA (adapters trained over a 4-bit base, "
+                       f"{apart or 'merged into the full-precision weights'})"
               }.get(config.get("method"), "full fine-tuning")
     lines += [f"Fine-tuned from **{base_id or base_label}** on **{data}** ({resolved.get('format', '?')} format, "
               f"{resolved.get('template', '?')} template) with {method}, using the fine-tuning lab.", ""]
@@ -102,11 +108,30 @@ def model_card(folder: str | Path, which: str = "final") -> str:
     lines += _score_lines(summary.get("scores") or {}, summary.get("changes"))
     lines += _diagnosis_lines(summary.get("diagnoses") or [])
     lines += _example_lines(rows)
-    lines += ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
-              "", 'model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")',
-              'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")', "```", "",
-              "The run's settings, metrics and every held-out answer are in `training/`.", ""]
+    lines += usage_lines(fmt, where, base_id, gguf_files)
+    lines += ["The run's settings, metrics and every held-out answer are in `training/`.", ""]
     return "\n".join(lines)
+
+
+def usage_lines(fmt: str, where: str, base_id: str | None, gguf_files=()) -> list[str]:
+    """The card's one "## Use" section for what `where` holds in `fmt`."""
+    load = ["from transformers import AutoModelForCausalLM, AutoTokenizer", ""]
+    if fmt == "adapter":
+        code = ["from peft import PeftModel", *load,
+                f'base = AutoModelForCausalLM.from_pretrained("{base_id or "BASE_MODEL"}")',
+                f'model = PeftModel.from_pretrained(base, "{where}")']
+    else:
+        code = [*load, f'model = AutoModelForCausalLM.from_pretrained("{where}")']
+    lines = ["## Use", ""]
+    if not fmt.startswith("gguf-"):  # a GGUF export holds no transformers model
+        lines += ["```python", *code, f'tokenizer = AutoTokenizer.from_pretrained("{where}")', "```", ""]
+    gguf = [f for f in gguf_files if f.endswith(".gguf")] or ([gguf_name(fmt)] if fmt.startswith("gguf-") else [])
+    if gguf:
+        ollama = "Modelfile" in gguf_files or (fmt.startswith("gguf-") and not gguf_files)
+        lines += [f"`{gguf[0]}` runs in llama.cpp (`llama-cli -m {gguf[0]}`)"
+                  + (" and Ollama (`ollama create my-model -f Modelfile` beside it, then `ollama run my-model`)."
+                     if ollama else "."), ""]
+    return lines
 
 
 def _score_lines(scores: dict, changes: dict | None = None) -> list[str]:
@@ -202,8 +227,7 @@ def export_run(folder: str | Path, target: str | Path | None = None, card: str |
     try:
         with format_files(folder, which, fmt, progress) as model_dir, \
                 zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            text = card if card is not None else model_card(folder, which)
-            archive.writestr("README.md", text + ("" if fmt == "merged" else "\n" + format_note(fmt)))
+            archive.writestr("README.md", card if card is not None else model_card(folder, which, fmt))
             for path in sorted(model_dir.iterdir()):
                 if path.is_file() and path.name not in (BEST_INFO, "README.md"):  # the card says it
                     stored = path.suffix in STORED_SUFFIXES
@@ -222,14 +246,10 @@ def export_run(folder: str | Path, target: str | Path | None = None, card: str |
     return target
 
 
-def format_note(fmt: str) -> str:
-    """How to use a zip that is not a plain model folder."""
-    if fmt == "adapter":
-        return ("## This export: the LoRA adapters alone\n\n```python\nfrom peft import PeftModel\n"
-                "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-                'base = AutoModelForCausalLM.from_pretrained("BASE_MODEL")  # the base model named above\n'
-                'model = PeftModel.from_pretrained(base, "path/to/this/folder")\n'
-                'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")\n```\n')
-    name = f"model-{fmt.split('-', 1)[1]}.gguf"
-    return (f"## This export: {name}\n\nFor llama.cpp: `llama-cli -m {name}`. For Ollama: "
-            "`ollama create my-model -f Modelfile` in this folder, then `ollama run my-model`.\n")
+def without_front_matter(card: str) -> str:
+    """A card's text without its YAML front matter (for showing it, or putting new metadata on it)."""
+    if card.startswith("---\n"):
+        end = card.find("\n---\n", 4)
+        if end != -1:
+            return card[end + 5:].lstrip("\n")
+    return card

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from ..runs.folders import read_json_object, read_metrics
 from ..sources.files import looks_like_path
-from ..sources.models import DEFAULT_HUB_ID, DEFAULT_SPEC
-from .bundle import model_card
+from .bundle import base_model_id, model_card, without_front_matter
 
 TAGS = ["fine-tuned", "finetune-lab"]
 
@@ -25,7 +24,7 @@ def hub_card(folder: str | Path, adapter_only: bool = False, license: str | None
 
     folder = Path(folder)
     config = read_json_object(Path(folder) / "config.json")
-    base = _base_id(config.get("model", ""))
+    base = base_model_id(config.get("model", ""))
     data = config.get("data", "")
     tags = TAGS + (["lora"] if config.get("method") in ("lora", "qlora") else []) + (["gguf"] if gguf_files else [])
     metadata = ModelCardData(
@@ -33,10 +32,10 @@ def hub_card(folder: str | Path, adapter_only: bool = False, license: str | None
         library_name="peft" if adapter_only else "transformers", license=license, tags=tags,
         pipeline_tag="text-generation",
     )
-    body = _without_front_matter(model_card(folder, which))
+    body = without_front_matter(model_card(folder, which, "adapter" if adapter_only else "merged",
+                                            where=repo_id or "USER/NAME", gguf_files=tuple(gguf_files)))
     if image:
         body = body.replace("## Results\n", f"## Results\n\n![Training and validation loss]({image})\n", 1)
-    body += "\n" + _usage(repo_id or "USER/NAME", base, adapter_only, gguf_files)
     return ModelCard(f"---\n{metadata.to_yaml()}\n---\n{body}")
 
 
@@ -65,36 +64,3 @@ def loss_curve_png(folder: str | Path, target: str | Path) -> Path | None:
     figure.savefig(target, format="png")
     plt.close(figure)
     return Path(target)
-
-
-def _usage(repo_id: str, base: str | None, adapter_only: bool, gguf_files) -> str:
-    if adapter_only:
-        lines = ["## Use (LoRA adapter)", "", "```python", "from peft import PeftModel",
-                 "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                 f'base = AutoModelForCausalLM.from_pretrained("{base or "BASE_MODEL"}")',
-                 f'model = PeftModel.from_pretrained(base, "{repo_id}")',
-                 f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```", ""]
-    else:
-        lines = ["## Use from this repository", "", "```python",
-                 "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                 f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
-                 f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```", ""]
-    gguf = [f for f in gguf_files if f.endswith(".gguf")]
-    if gguf:
-        lines += [f"`{gguf[0]}` runs in llama.cpp (`llama-cli -m {gguf[0]}`)"
-                  + (" and Ollama (`ollama create NAME -f Modelfile`)." if "Modelfile" in gguf_files else "."), ""]
-    return "\n".join(lines)
-
-
-def _base_id(spec: str) -> str | None:
-    if spec == DEFAULT_SPEC:
-        return DEFAULT_HUB_ID
-    return None if not spec or looks_like_path(spec) else spec
-
-
-def _without_front_matter(card: str) -> str:
-    if card.startswith("---\n"):
-        end = card.find("\n---\n", 4)
-        if end != -1:
-            return card[end + 5:].lstrip("\n")
-    return card

@@ -52,6 +52,11 @@ def format_files(folder: str | Path, which: str, fmt: str, progress=lambda text:
             yield Path(scratch)
 
 
+def gguf_name(fmt: str) -> str:
+    """The GGUF file's name for a format ("gguf-f16") or a type ("f16"): model-f16.gguf."""
+    return f"model-{fmt.removeprefix('gguf-')}.gguf"
+
+
 def adapter_folder(folder: str | Path, which: str) -> Path:
     """The adapters: adapter/ (the final ones) or best/ (a LoRA run's best holds its adapters)."""
     run = RunFolder(Path(folder))
@@ -75,7 +80,7 @@ def gguf_files(folder: str | Path, model_dir: Path, target: Path, outtype: str, 
     from .ollama import TemplateError, modelfile
 
     config = _run_config(Path(folder))
-    name = f"model-{outtype}.gguf"
+    name = gguf_name(outtype)
     progress(f"writing {name}")
     try:  # llama.cpp's converter names SmolLM2's pre-tokenizer "smollm"; others are read off tokenizer.json
         export_gguf(model_dir, target / name, outtype, name=Path(folder).name,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from finetune.export.bundle import ExportError, export_run, model_card
+from finetune.export.bundle import ExportError, export_run, model_card, without_front_matter
 from finetune.export.checkpoint import default_which, no_best_message
 from finetune.export.formats import FORMATS, check_format
 from finetune.export.hub import PushError, push
@@ -82,13 +82,6 @@ def build(lab: Lab) -> ExportTab:
     return ExportTab(which, fmt, button, file, card, repo, token, private, adapter_only, gguf, push_button, pushed)
 
 
-def _without_front_matter(card: str) -> str:
-    if card.startswith("---"):
-        end = card.find("\n---", 3)
-        return card[end + 4:].lstrip() if end >= 0 else card
-    return card
-
-
 def _finished_run(lab: Lab, owner: str, run_id: str | None, which: str):
     if which not in ("best", "final"):
         raise user_error(f"Choose the best or the final checkpoint, not {which!r}.")
@@ -118,12 +111,12 @@ def export(lab: Lab, owner: str, run_id: str | None = None, which: str = "best",
         which, note = "final", f"**{no_best_message(shown.folder)}: this is the final model.**\n\n"
     if snap.status == "failed" and which == "final":  # a crash keeps the best checkpoint saved before it
         raise user_error(f"The run failed, so there is no final model to export: {snap.error}")
-    card = model_card(shown.folder, which)
+    card = model_card(shown.folder, which, fmt)
     try:
         path = export_run(shown.folder, target=export_target(lab, shown.folder, fmt), card=card, which=which, fmt=fmt)
     except ExportError as err:
         raise user_error(err) from None
-    return str(path), note + _without_front_matter(card)
+    return str(path), note + without_front_matter(card)
 
 
 def push_run(lab: Lab, owner: str, run_id: str | None, which: str, repo: str, token: str, private: bool,

@@ -9,8 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..export.formats import FORMATS
-from ..export.gguf import OUTTYPES
+from ..export.formats import FORMATS, GGUF_TYPES
 
 
 def add_parsers(commands) -> None:
@@ -27,7 +26,7 @@ def add_parsers(commands) -> None:
                       help="a private repository (the default on a Hugging Face Space)")
     push.add_argument("--public", dest="private", action="store_false", help="a public repository")
     push.add_argument("--adapter-only", action="store_true", help="the LoRA adapters alone (LoRA and QLoRA runs)")
-    push.add_argument("--gguf", choices=tuple(t for t in OUTTYPES if t != "f32"), default=None,
+    push.add_argument("--gguf", choices=tuple(GGUF_TYPES), default=None,
                       help="also upload the model as one GGUF file of this type, with an Ollama Modelfile")
     push.add_argument("--token", default=None, help="a Hugging Face write token (default: HF_TOKEN, then the "
                                                      "cached `hf auth login`)")

@@ -220,8 +220,7 @@ def export_run(folder: str | Path, target: str | Path | None = None, card: str |
         summary = read_json_object(folder / "summary.json")
         reason = f" (the run {summary['status']})" if summary.get("status") else ""
         raise ExportError(f"{folder.name} has no trained model to export{reason}")
-    suffix = ("-best" if which == "best" else "") + ("" if fmt == "merged" else f"-{fmt}")
-    target = Path(target) if target else folder / "export" / f"finetuned-{folder.name}{suffix}.zip"
+    target = Path(target) if target else folder / "export" / zip_name(folder, which, fmt)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     try:
@@ -244,6 +243,12 @@ def export_run(folder: str | Path, target: str | Path | None = None, card: str |
         raise
     partial.replace(target)  # never hand out half a zip
     return target
+
+
+def zip_name(folder: Path, which: str, fmt: str) -> str:
+    """finetuned-<run>[-best][-<format>].zip: the name says which model, in which format."""
+    suffix = ("-best" if which == "best" else "") + ("" if fmt == "merged" else f"-{fmt}")
+    return f"finetuned-{Path(folder).name}{suffix}.zip"
 
 
 def without_front_matter(card: str) -> str:

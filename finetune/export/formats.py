@@ -20,12 +20,12 @@ from typing import Iterator
 from ..runs.outputs import RunFolder
 from .checkpoint import ADAPTER_CONFIG, ExportError, model_folder
 
+# The GGUF types a run is shared in (gguf.OUTTYPES also has f32, twice the size of f16 for nothing).
+GGUF_TYPES = {"f16": "in f16", "bf16": "in bf16", "q8_0": "quantised to 8 bits (about half the size)"}
 FORMATS = {
     "merged": "the whole model (safetensors) and tokenizer, loadable with from_pretrained",
     "adapter": "the LoRA adapters alone (a few MB) and the tokenizer, loadable with PeftModel.from_pretrained",
-    "gguf-f16": "one GGUF file in f16 for llama.cpp, with an Ollama Modelfile",
-    "gguf-bf16": "one GGUF file in bf16 for llama.cpp, with an Ollama Modelfile",
-    "gguf-q8_0": "one GGUF file quantised to 8 bits (about half the size) for llama.cpp, with an Ollama Modelfile",
+    **{f"gguf-{t}": f"one GGUF file {how} for llama.cpp, with an Ollama Modelfile" for t, how in GGUF_TYPES.items()},
 }
 
 

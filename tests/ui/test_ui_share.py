@@ -34,12 +34,21 @@ def lab(request, tmp_path, tiny_model_dir):
     return Lab(str(tiny_model_dir), tmp_path / "runs", None, Limits(), public=request.param)
 
 
+def visitors_run(lab, tiny_model_dir) -> str:
+    """A finished run of the caller's: locally the one owner's, in public mode a visitor's."""
+    folder = finished_run(lab, tiny_model_dir)
+    if not lab.public:
+        return lab.scheduler.owner("")
+    owner = lab.scheduler.owner("visitor")
+    write_record(folder, status="completed", created_at=1.0, owner=owner)
+    return owner
+
+
 def test_the_zip_comes_in_the_chosen_format(lab, tiny_model_dir):
-    finished_run(lab, tiny_model_dir)
-    owner = lab.scheduler.owner("someone" if lab.public else "")
-    if lab.public:
-        pytest.skip("a public visitor sees only their own runs; the local owner's run is the test's")
+    owner = visitors_run(lab, tiny_model_dir)
     path, card = export_tab.export(lab, owner, which="final", fmt="gguf-f16")
+    assert path.endswith("/finetuned-done-gguf-f16.zip")  # the same name locally and in public mode
+    assert "llama-cli -m model-f16.gguf" in card and "from_pretrained" not in card  # the card's Use fits a GGUF
     with zipfile.ZipFile(path) as archive:
         assert {"model-f16.gguf", "Modelfile", "README.md"} <= set(archive.namelist())
     with pytest.raises(gr.Error, match="only LoRA and QLoRA runs"):
@@ -49,22 +58,16 @@ def test_the_zip_comes_in_the_chosen_format(lab, tiny_model_dir):
 
 
 def test_a_push_says_where_it_went(lab, tiny_model_dir, monkeypatch):
-    if lab.public:
-        pytest.skip("ownership in public mode is the owners tests'")
-    finished_run(lab, tiny_model_dir)
+    owner = visitors_run(lab, tiny_model_dir)
     monkeypatch.setattr(HfApi, "repo_exists", lambda api, repo_id, **kw: False)
     monkeypatch.setattr(HfApi, "create_repo", lambda api, repo_id, **kw: f"https://huggingface.co/{repo_id}")
     monkeypatch.setattr(HfApi, "upload_folder", lambda api, **kw: None)
-    text = export_tab.push_run(lab, lab.scheduler.owner(""), None, "best", "me/model", "hf_x", True, False, "")
+    text = export_tab.push_run(lab, owner, None, "best", "me/model", "hf_x", True, False, "")
     assert text.startswith("Pushed to [https://huggingface.co/me/model]") and "(private," in text
 
 
 def test_a_push_that_cannot_go_is_one_line_that_names_no_server_path(lab, tiny_model_dir):
-    folder = finished_run(lab, tiny_model_dir)
-    owner = lab.scheduler.owner("")
-    if lab.public:  # the run must be the caller's: give it to this visitor
-        owner = lab.scheduler.owner("visitor")
-        write_record(folder, status="completed", created_at=1.0, owner=owner)
+    owner = visitors_run(lab, tiny_model_dir)
     with pytest.raises(gr.Error) as offline:  # tests run with the Hub off
         export_tab.push_run(lab, owner, None, "final", "me/model", "hf_x", True, False, "")
     message = str(offline.value)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from finetune.export.bundle import ExportError, export_run, model_card, without_front_matter
+from finetune.export.bundle import ExportError, export_run, model_card, without_front_matter, zip_name
 from finetune.export.checkpoint import default_which, no_best_message
 from finetune.export.formats import FORMATS, check_format
 from finetune.export.hub import PushError, push
@@ -113,7 +113,8 @@ def export(lab: Lab, owner: str, run_id: str | None = None, which: str = "best",
         raise user_error(f"The run failed, so there is no final model to export: {snap.error}")
     card = model_card(shown.folder, which, fmt)
     try:
-        path = export_run(shown.folder, target=export_target(lab, shown.folder, fmt), card=card, which=which, fmt=fmt)
+        target = export_target(lab, shown.folder, fmt, which)
+        path = export_run(shown.folder, target=target, card=card, which=which, fmt=fmt)
     except ExportError as err:
         raise user_error(err) from None
     return str(path), note + without_front_matter(card)
@@ -137,7 +138,7 @@ def push_run(lab: Lab, owner: str, run_id: str | None, which: str, repo: str, to
     return f"Pushed to [{pushed.url}]({pushed.url}) ({kind}, {len(pushed.files)} files)."
 
 
-def export_target(lab: Lab, folder: Path, fmt: str = "merged") -> Path | None:
+def export_target(lab: Lab, folder: Path, fmt: str = "merged", which: str = "final") -> Path | None:
     """Locally the zip goes beside the run (runs/<id>/export/). In public mode the
     runs folder is never served, so the zip goes to a folder of its own under the
     system's temp folder, from which Gradio hands it to the caller alone; zips
@@ -149,8 +150,7 @@ def export_target(lab: Lab, folder: Path, fmt: str = "merged") -> Path | None:
         if time.time() - old.stat().st_mtime > EXPORT_MAX_AGE:
             shutil.rmtree(old.parent, ignore_errors=True)
     exports.mkdir(parents=True, exist_ok=True)
-    suffix = "" if fmt == "merged" else f"-{fmt}"
-    return Path(tempfile.mkdtemp(dir=exports)) / f"finetuned-{folder.name}{suffix}.zip"
+    return Path(tempfile.mkdtemp(dir=exports)) / zip_name(folder, which, fmt)
 
 
 def wire(lab: Lab, tab: ExportTab, owner_key) -> None:

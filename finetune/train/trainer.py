@@ -94,30 +94,19 @@ class LabTrainer(Trainer):
 
 def _portable_checkpoint(folder: Path, args) -> None:
     """No absolute path of this machine in a checkpoint, so a run folder can be copied
-    elsewhere: trainer_state.json names the best checkpoint by its folder's name
-    (BestCheckpointFound finds it again on resume), and training_args.bin names the
-    output folder by its name."""
+    elsewhere: trainer_state.json keeps the best checkpoint's step but not its path
+    (the Trainer finds that folder again from best_global_step at its next save,
+    before it rotates checkpoints), and training_args.bin names the output folder
+    by its name."""
     state_file = folder / TRAINER_STATE_NAME
     state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
-    best = state.get("best_model_checkpoint")
-    if isinstance(best, str) and os.path.isabs(best):
-        state["best_model_checkpoint"] = Path(best).name
+    if state.get("best_model_checkpoint") is not None:
+        state["best_model_checkpoint"] = None
         state_file.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if (folder / TRAINING_ARGS_NAME).is_file():
         named = copy.copy(args)
         named.output_dir = Path(args.output_dir).name
         torch.save(named, folder / TRAINING_ARGS_NAME)
-
-
-class BestCheckpointFound(TrainerCallback):
-    """On resume, the Trainer drops a best checkpoint it cannot find by the name the
-    state holds: point it at that checkpoint's folder here again, so rotation keeps it."""
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        step = getattr(state, "best_global_step", None)
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
-        if state.best_model_checkpoint is None and step and folder.is_dir():
-            state.best_model_checkpoint = str(folder)
 
 
 def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
@@ -266,7 +255,7 @@ def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, che
                                          levers.free_memory(hardware, model))
     args = training_arguments(config, hardware, checkpoints_dir, plan, has_validation, checkpointing.on)
     # The loggers report_to asks for write beside the checkpoints, in the run folder.
-    callbacks = [*callbacks, *loggers.callbacks(config, Path(checkpoints_dir).parent), BestCheckpointFound()]
+    callbacks = [*callbacks, *loggers.callbacks(config, Path(checkpoints_dir).parent)]
     if config.early_stopping_patience and has_validation:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     compiled = _should_compile(config, plan, hardware) and compile_layers(model, hardware.device,

@@ -9,7 +9,6 @@ returns a RunResult; it never touches the run object itself.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -209,11 +208,9 @@ def memory_estimate(model, config: TrainConfig, hardware, prepared, checkpointin
     per_example = round(sum(lengths) / len(lengths)) if config.packing else max(lengths)
     targets = sum(sum(1 for t in e.labels if t != IGNORE) for e in prepared.train)
     fraction = min(max(targets / max(sum(lengths), 1), 0.01), 1.0)  # the estimator refuses 0
-    found = levers.run_estimate(model, config, hardware, checkpointing, per_example, fraction)
+    found = levers.run_estimate(model, config, hardware, checkpointing, per_example, fraction, name)
     if found is None:
         return {}
-    if name:
-        found = dataclasses.replace(found, shape=dataclasses.replace(found.shape, name=name))
     return {"estimate_bytes": int(found.peak_bytes), "estimate_text": memory.format_breakdown(found)}
 
 

@@ -84,16 +84,17 @@ def estimated_peak(model, config: TrainConfig, hardware: Hardware) -> int | None
 
 
 def run_estimate(model, config: TrainConfig, hardware: Hardware, gradient_checkpointing: bool,
-                 tokens_per_example: int | None = None, response_fraction: float = 1.0):
+                 tokens_per_example: int | None = None, response_fraction: float = 1.0, name: str | None = None):
     """The memory estimate (memory.Estimate) for this run's settings on this
     model: `tokens_per_example` defaults to max_length (the worst case); a
     packed run passes its mean example length, the tokens a micro-batch really
-    holds. None for a model whose shape the estimator cannot read."""
+    holds; `name`, the model as people know it (else its config's). None for a
+    model whose shape the estimator cannot read."""
     from ..memory import estimate as memory
     from ..memory import model_shape
 
     try:
-        shape = model_shape.shape_from_config(model.config)
+        shape = model_shape.shape_from_config(model.config, name)
         return memory.estimate(
             shape, method=config.method, weights=config.weights, autocast=hardware.precision,
             optimizer=config.optimizer, batch_size=config.batch_size,

@@ -81,7 +81,5 @@ class TrackioRun(TrackioCallback):
         self._initialized = True
 
     def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero and self._initialized:
-            with contextlib.redirect_stdout(sys.stderr):
-                self._trackio.finish()
-        self._initialized = False
+        with contextlib.redirect_stdout(sys.stderr):
+            super().on_train_end(args, state, control, **kwargs)

@@ -17,10 +17,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(default_model: Path, runs: Path, public: bool | None = None):
+def running_app(default_model: Path, runs: Path, public: bool | None = None, holds=None):
+    """`holds`: a tests/holds.py Holds every run of the app is given, to hold one at a known step."""
     from ui.app import build_app, launch_options
 
-    demo = build_app(default_model=str(default_model), output_root=runs, public=public)
+    demo = build_app(default_model=str(default_model), output_root=runs, public=public,
+                     run_callbacks=(holds,) if holds is not None else ())
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **launch_options(runs, public=public))

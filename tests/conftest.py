@@ -71,12 +71,21 @@ class KeepTrainedModel(TrainerCallback):
 
 
 @pytest.fixture(scope="module")
-def public_app(tiny_model_dir, tmp_path_factory):
+def holds():
+    """The holds (tests/holds.py) of the module's app: arm one to hold a run at a known step."""
+    from holds import Holds
+
+    return Holds()
+
+
+@pytest.fixture(scope="module")
+def public_app(tiny_model_dir, tmp_path_factory, holds):
     """A public-mode app (as on a Space) with the tiny model as its default: (url, runs folder).
+    Its runs can be held at a known step through the `holds` fixture.
 
     One per test module, so the runs one module makes never show up in another's."""
     from app_server import running_app  # starts a server: imported only by the modules that use it
 
     runs = tmp_path_factory.mktemp("runs")
-    with running_app(tiny_model_dir, runs, public=True) as url:
+    with running_app(tiny_model_dir, runs, public=True, holds=holds) as url:
         yield url, runs

@@ -93,14 +93,16 @@ def new_owner_key(key: str) -> str:
 
 def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path | None = None,
               allowed_model_roots: tuple[Path, ...] | None = None, preset: str = DEFAULT_PRESET,
-              limits: Limits | None = None, assets: Path = ASSETS, public: bool | None = None) -> gr.Blocks:
+              limits: Limits | None = None, assets: Path = ASSETS, public: bool | None = None,
+              run_callbacks: tuple = ()) -> gr.Blocks:
+    """`run_callbacks`: TrainerCallbacks given to every run (tests hold runs at a known step)."""
     public = is_public_deployment() if public is None else public
     for name, value in QUEUE_ANALYTICS.items():  # read when the queue is made, as the Blocks closes
         os.environ.setdefault(name, value)
     output_root = Path(output_root or default_output_root())
     roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, public)
     lab = Lab(default_model, output_root, roots, limits or (public_limits() if public else Limits()), assets,
-              public=public)
+              public=public, run_callbacks=run_callbacks)
     # Runs train in daemon threads: stop them before the interpreter finalizes, or torch aborts the exit.
     atexit.register(lab.scheduler.shutdown)
     initial = cfg.build({"model": default_model}, preset=preset, allow_out_of_range=True).config

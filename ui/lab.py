@@ -67,14 +67,14 @@ class Shown:
 
 class Lab:
     def __init__(self, default_model: str, output_root: Path, allowed_model_roots: tuple[Path, ...] | None,
-                 limits: Limits, assets: Path = ASSETS, public: bool = False):
+                 limits: Limits, assets: Path = ASSETS, public: bool = False, run_callbacks: tuple = ()):
         self.default_model = default_model
         self.output_root = Path(output_root)
         self.allowed_model_roots = allowed_model_roots
         self.limits = limits
         self.public = public
         self.bundled = bundled_datasets(assets)
-        self.scheduler = Scheduler(self.output_root, public=public)
+        self.scheduler = Scheduler(self.output_root, public=public, callbacks=run_callbacks)
         self._tokenizers: dict[str, object] = {}
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer is not safe to share between threads
         self._uploads: dict[tuple[str, str], Path] = {}  # (owner, upload path) -> the owner's private copy

@@ -192,7 +192,8 @@ def print_evidence(scores: dict) -> None:
 
 def _follow(run, quiet: bool = False) -> "object":
     """Progress lines on stderr until the run ends (none when `quiet`); Ctrl-C asks for a clean stop."""
-    shown_status, shown = None, 0
+    if not quiet:
+        run.watch(ProgressLines())
     while True:
         try:
             snapshot = run.wait(timeout=1.0)
@@ -200,16 +201,26 @@ def _follow(run, quiet: bool = False) -> "object":
             print("stopping at the next step (Ctrl-C again to abort)...", file=sys.stderr)
             run.stop()
             continue
-        if not quiet and (snapshot.status, snapshot.message) != shown_status:
-            print(f"[{snapshot.status}] {snapshot.message}", file=sys.stderr)
-            shown_status = (snapshot.status, snapshot.message)
-        for entry in snapshot.history[shown:]:
-            print(_progress_line(entry, snapshot), file=sys.stderr)
-        shown = len(snapshot.history)  # a non-main process records no history
         if snapshot.finished:
             # Let the worker thread finish its clean-up: exiting while it still
             # runs torch code aborts the interpreter at shutdown.
             return run.wait()
+
+
+class ProgressLines:
+    """Watches a run (TrainingRun.watch): a line for each status message and each logged
+    step as the run makes it, so none is missed however quickly the next one follows."""
+
+    def __init__(self):
+        self.shown_status, self.shown = None, 0
+
+    def __call__(self, snapshot) -> None:
+        if (snapshot.status, snapshot.message) != self.shown_status:
+            print(f"[{snapshot.status}] {snapshot.message}", file=sys.stderr)
+            self.shown_status = (snapshot.status, snapshot.message)
+        for entry in snapshot.history[self.shown:]:
+            print(_progress_line(entry, snapshot), file=sys.stderr)
+        self.shown = len(snapshot.history)  # a non-main process records no history
 
 
 def _progress_line(entry: dict, snapshot) -> str:

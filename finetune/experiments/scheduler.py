@@ -65,9 +65,12 @@ class Submission:
 
 
 class Scheduler:
-    def __init__(self, root: str | Path, public: bool = False):
+    def __init__(self, root: str | Path, public: bool = False, callbacks: tuple = ()):
+        """`callbacks`: TrainerCallbacks every run started here is given (tests hold runs at a
+        known step through them, so a stop or a queue is checked at the same step on any machine)."""
         self.root = Path(root)
         self.public = public
+        self.callbacks = tuple(callbacks)
         self.per_owner = PER_OWNER_PUBLIC if public else PER_OWNER_LOCAL
         self.total = queue_limit()
         self._lock = threading.Lock()
@@ -137,7 +140,8 @@ class Scheduler:
             if any(r.run_id == record.id for r in self._waiting_or_training()):  # a second press meanwhile
                 raise CannotResume(f"run {record.id} is already queued")
             run = TrainingRun(settings, record.folder, token=token, allowed_model_roots=allowed_model_roots,
-                              resume=True, source=source, identity=identity, on_finished=self._finished)
+                              resume=True, source=source, identity=identity, on_finished=self._finished,
+                              callbacks=self.callbacks)
             self._queue.append(run)
             self._forget_old_runs()  # as a start does: a server that resumes often keeps no more finished runs
             self._live.pop(run.run_id, None)  # the latest entry: what the owner's page shows next
@@ -180,7 +184,8 @@ class Scheduler:
         identity = Identity(owner=owner, data_name=submission.data_name, sweep=sweep, label=label)
         return TrainingRun(submission.settings, parent / new_run_id(), prepared=submission.prepared,
                            token=submission.token, allowed_model_roots=submission.allowed_model_roots,
-                           source=submission.source, identity=identity, on_finished=self._finished)
+                           source=submission.source, identity=identity, on_finished=self._finished,
+                           callbacks=self.callbacks)
 
     # --- the trainer
     def _advance(self) -> None:

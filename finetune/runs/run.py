@@ -183,6 +183,7 @@ class TrainingRun:
         self._token = token  # used for downloads only; never stored in snapshots, configs or logs
         self._on_finished = on_finished
         self._lock = threading.Lock()
+        self._watchers: list = []  # called with every new snapshot (watch())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._result = None
@@ -277,6 +278,22 @@ class TrainingRun:
         with self._lock:
             return self._snapshot
 
+    def watch(self, listener) -> None:
+        """Call `listener(snapshot)` now and on every change of the run's snapshot, on the
+        thread that made the change, in order: a follower sees every status message and
+        every logged step, however quick, where a poll would see only the latest."""
+        with self._lock:
+            self._watchers.append(listener)
+            self._tell(self._snapshot)
+
+    def _tell(self, snap: Snapshot) -> None:
+        """(Under the lock.) A watcher's failure (a closed stderr) must not end the run."""
+        for listener in self._watchers:
+            try:
+                listener(snap)
+            except Exception:  # noqa: BLE001
+                pass
+
     def wait(self, timeout: float | None = None) -> Snapshot:
         if self._thread is not None:
             self._thread.join(timeout)
@@ -288,6 +305,7 @@ class TrainingRun:
             self._snapshot = replace(self._snapshot, **changes)
             if "status" in changes:  # the record on disk follows every change of status
                 self._record_status(self._snapshot)
+            self._tell(self._snapshot)
 
     def _record_status(self, snap: Snapshot) -> None:
         try:
@@ -303,6 +321,7 @@ class TrainingRun:
             snap = self._snapshot
             self._snapshot = replace(snap, history=snap.history + (entry,), step=max(snap.step, entry["step"]),
                                      epoch=entry.get("epoch", snap.epoch))
+            self._tell(self._snapshot)
 
     def _release_slot(self) -> None:
         with _SLOT_LOCK:

@@ -178,9 +178,11 @@ def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resum
     config = job.config
     if uses_adapters(config.method):
         model = with_lora(model, config)
+    # The job's own callbacks (tests hold or fault a run through them) come before RunCallback, so a
+    # stop asked while one of them holds step N lands on step N itself.
     trainer = build_trainer(config, model, tokenizer, prepared, hardware, job.folder.checkpoints_dir, run_plan,
-                            callbacks=[*filter(None, [keeper]), RunCallback(record, stop_requested, lambda: trainer),
-                                       *job.callbacks])
+                            callbacks=[*filter(None, [keeper]), *job.callbacks,
+                                       RunCallback(record, stop_requested, lambda: trainer)])
     publish(hardware=f"{hardware.describe()}; {trainer.checkpointing.reason}"
                      + ("; compiled" if trainer.compiled else ""))
     estimate = memory_estimate(model, config, hardware, prepared, trainer.checkpointing.on, job.source.label)

@@ -4,11 +4,11 @@ and seed, then their comparison; and what a sweep refuses."""
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import DEMO_DATA, ROOT
+from holds import Holds
 
 from finetune.experiments import sweep
 from finetune.experiments.scheduler import Scheduler, Submission
@@ -98,13 +98,14 @@ def test_a_bad_sweep_on_the_command_line_is_one_line(tmp_path):
 
 def test_a_stopping_server_cancels_what_waits_and_stops_what_trains(tiny_model_dir, tmp_path):
     """Shutdown leaves no training thread behind and no queued run silently lost."""
-    scheduler = Scheduler(tmp_path / "runs")
+    holds = Holds()
+    scheduler = Scheduler(tmp_path / "runs", callbacks=(holds,))
     settings = cfg.build({"model": str(tiny_model_dir), "data": str(DEMO_DATA), "max_steps": 100000,
                           "eval_steps": 0, "max_new_tokens": 16})
-    first, second = (scheduler.submit(Submission(settings), "local") for _ in range(2))
-    deadline = time.time() + 120
-    while first.snapshot().status != "training" and time.time() < deadline:
-        time.sleep(0.2)
+    with holds.at_step(1) as hold:
+        first, second = (scheduler.submit(Submission(settings), "local") for _ in range(2))
+        hold.wait()  # the first is training (100,000 steps to go), the second waits
+    assert first.snapshot().status == "training" and second.snapshot().status == "queued"
     scheduler.shutdown(timeout=600)
     assert first.snapshot().status == "stopped"
     assert second.snapshot().status == "cancelled"

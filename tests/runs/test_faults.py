@@ -81,19 +81,34 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_complete_one(tiny_model_di
     assert [s for s, _ in losses(resumed.history)] == list(range(1, 9))
 
 
-SLOW_RUN = textwrap.dedent("""
-    import sys, time
+# A run that holds at the end of step 7, after checkpoint-6 is written, until it is killed;
+# it says it is held by writing the file named in argv[3].
+HELD_RUN = textwrap.dedent("""
+    import sys, threading
+    from pathlib import Path
     from transformers import TrainerCallback
     from finetune.train.config import TrainConfig
     from finetune.runs.run import TrainingRun
 
-    class Slow(TrainerCallback):
+    class HoldAtStep7(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            time.sleep(0.4)
+            if state.global_step == 7:
+                Path(sys.argv[3]).write_text("held")
+                threading.Event().wait(600)
 
     config = TrainConfig(**__import__("json").loads(sys.argv[1]))
-    TrainingRun(config, sys.argv[2], allow_out_of_range=True, callbacks=(Slow(),)).start().wait()
+    TrainingRun(config, sys.argv[2], allow_out_of_range=True, callbacks=(HoldAtStep7(),)).start().wait()
 """)
+
+
+def process_ended_or_held(process: subprocess.Popen, held, timeout: float = 240) -> None:
+    """Wait until the process says it is held (or fail if it ends first). Polls a
+    file the run is sure to write; the timeout is for a broken run only."""
+    deadline = time.monotonic() + timeout
+    while not held.exists():
+        assert process.poll() is None, "the run ended before it reached its hold"
+        assert time.monotonic() < deadline, f"the run did not reach its hold in {timeout} s"
+        time.sleep(0.1)
 
 
 def test_killed_process_resumes_with_the_same_steps_and_loss_curve(tiny_model_dir, dates_jsonl, tmp_path):
@@ -101,24 +116,22 @@ def test_killed_process_resumes_with_the_same_steps_and_loss_curve(tiny_model_di
     reference = TrainingRun(cfg, tmp_path / "whole", allow_out_of_range=True).start().wait(timeout=300)
     assert reference.status == "completed", reference.error
 
-    out = tmp_path / "killed"
-    script = tmp_path / "slow_run.py"
-    script.write_text(SLOW_RUN)
-    process = subprocess.Popen([sys.executable, str(script), json.dumps(cfg.to_dict()), str(out)], cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+    out, held = tmp_path / "killed", tmp_path / "held"
+    script = tmp_path / "held_run.py"
+    script.write_text(HELD_RUN)
+    process = subprocess.Popen([sys.executable, str(script), json.dumps(cfg.to_dict()), str(out), str(held)],
+                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 240
-        while not (out / "checkpoints" / "checkpoint-6" / "checkpoint-complete").exists():
-            assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
-            time.sleep(0.1)
+        process_ended_or_held(process, held)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
+    assert (out / "checkpoints" / "checkpoint-6" / "checkpoint-complete").exists()
     killed_at = max(h["step"] for h in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()))
-    assert 6 <= killed_at < 10
+    assert killed_at == 6, "killed during step 7, before it was logged"
     # A killed process's run is listed as interrupted, never as training or finished; a server
     # starting on the folder writes that down.
     assert [(r.id, r.status) for r in list_runs(tmp_path) if r.id == "killed"] == [("killed", "interrupted")]

@@ -3,10 +3,10 @@ every failure ends the run with a clear status (never a silent hang)."""
 
 import json
 import math
-import time
 
 import pytest
 import torch
+from holds import Holds
 from safetensors.torch import load_file
 from tiny_runs import RECORDS, run_to_end, tiny_config
 from transformers import TrainerCallback
@@ -75,8 +75,8 @@ def test_stop_saves_a_checkpoint_and_reports_stopped(tiny_model_dir, data_file, 
     holder.append(run)
     snap = run.start().wait(timeout=300)
     assert snap.status == "stopped", snap.error
-    # The request lands after step 2 ends: the run stops at the next step boundary.
-    assert snap.step in (2, 3) and snap.step < snap.max_steps
+    # Asked at the end of step 2, before the run reads its stop requests: it stops on step 2 itself.
+    assert snap.step == 2 < snap.max_steps
     assert (tmp_path / "run" / "checkpoints" / f"checkpoint-{snap.step}" / "checkpoint-complete").is_file()
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
 
@@ -105,21 +105,22 @@ def test_a_finished_status_comes_after_the_summary_and_the_free_slot(tiny_model_
     reads "completed": the files must be written and a new start accepted."""
     from finetune.runs.outputs import RunFolder
 
-    slow_write = RunFolder.write_summary
+    write = RunFolder.write_summary
+    seen_while_writing = []
 
-    def write_summary_slowly(self, *args):
-        time.sleep(0.5)
-        return slow_write(self, *args)
+    def write_summary_watched(self, *args):
+        seen_while_writing.append((run.snapshot().status, active_run() is run))
+        return write(self, *args)
 
-    monkeypatch.setattr(RunFolder, "write_summary", write_summary_slowly)
+    monkeypatch.setattr(RunFolder, "write_summary", write_summary_watched)
     config = tiny_config(tiny_model_dir, data_file, max_steps=1, held_out=1, validation_fraction=0.0)
-    run = TrainingRun(config, tmp_path / "run", allow_out_of_range=True).start()
-    while not (snap := run.snapshot()).finished:
-        time.sleep(0.01)
+    run = TrainingRun(config, tmp_path / "run", allow_out_of_range=True)
+    snap = run.start().wait(timeout=300)
+    # While the summary was written no poll could read a final status, and the slot was still held.
+    assert seen_while_writing == [("finishing", True)]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == snap.status == "completed"
     assert active_run() is None
-    run.wait()
 
 
 @pytest.mark.parametrize("validation, expected", [(0.0, "the training loss became nan at step 4"),
@@ -145,13 +146,14 @@ def test_non_finite_loss_halts_the_run_naming_the_step(tiny_model_dir, data_file
 
 def test_second_start_is_refused_while_a_run_is_active(tiny_model_dir, data_file, tmp_path):
     config = tiny_config(tiny_model_dir, data_file, epochs=3)
-    first = TrainingRun(config, tmp_path / "one", allow_out_of_range=True).start()
-    try:
-        with pytest.raises(RunBusyError):
+    holds = Holds()
+    with holds.at_step(1) as hold:  # the first run is training while the second start is tried
+        first = TrainingRun(config, tmp_path / "one", allow_out_of_range=True, callbacks=(holds,)).start()
+        hold.wait()
+        with pytest.raises(RunBusyError, match="a run is already training"):
             TrainingRun(config, tmp_path / "two", allow_out_of_range=True).start()
-    finally:
         first.stop()
-        first.wait(timeout=300)
+    assert first.wait(timeout=300).status == "stopped"
     # The refused run trained nothing; its record says it never left the queue.
     assert not (tmp_path / "two" / "metrics.jsonl").exists() and not (tmp_path / "two" / "model").exists()
     assert json.loads((tmp_path / "two" / "run.json").read_text())["status"] == "queued"

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from conftest import DEMO_DATA, ROOT
@@ -82,6 +81,8 @@ def test_two_threads_asking_which_process_this_is_both_get_an_answer(monkeypatch
     half-way read 'no attribute is_main_process' and failed the run (2 of 3 launches here)."""
     import accelerate
 
+    building, second_asks = threading.Event(), threading.Event()
+
     class SharedStateBuiltSlowly:  # the shape of accelerate's PartialState
         _shared_state: dict = {}
 
@@ -89,7 +90,10 @@ def test_two_threads_asking_which_process_this_is_both_get_an_answer(monkeypatch
             self.__dict__ = self._shared_state
             if not self._shared_state:
                 self.backend = "gloo"
-                time.sleep(0.2)  # init_process_group waits for the other processes
+                building.set()
+                # init_process_group waits for the other processes: meanwhile the second thread asks.
+                # Without the lock it reads the half-built state; with it, it waits for the lock.
+                second_asks.wait(30)
                 self.process_index = 0
 
         @property
@@ -100,16 +104,19 @@ def test_two_threads_asking_which_process_this_is_both_get_an_answer(monkeypatch
     monkeypatch.setenv("WORLD_SIZE", "2")
     answers, errors = [], []
 
-    def ask():
+    def ask(announce=None):
         try:
+            if announce is not None:
+                announce.set()
             answers.append(ranks.is_main())
         except AttributeError as err:
             errors.append(err)
 
-    threads = [threading.Thread(target=ask) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-        time.sleep(0.05)
-    for thread in threads:
-        thread.join()
+    first = threading.Thread(target=ask)
+    first.start()
+    assert building.wait(30), "the first thread never started building the shared state"
+    second = threading.Thread(target=ask, args=(second_asks,))
+    second.start()
+    for thread in (first, second):
+        thread.join(60)
     assert not errors and answers == [True, True]

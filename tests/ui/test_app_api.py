@@ -9,6 +9,7 @@ import zipfile
 import pytest
 from app_server import running_app
 from conftest import DEMO_DATA
+from holds import Holds
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -26,8 +27,13 @@ def app_runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_model_dir, app_runs):
-    with running_app(tiny_model_dir, app_runs) as url:
+def holds():
+    return Holds()
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_dir, app_runs, holds):
+    with running_app(tiny_model_dir, app_runs, holds=holds) as url:
         yield url
 
 
@@ -46,6 +52,7 @@ def allow_out_of_range(c: Client) -> None:
 
 
 def wait_until_finished(c: Client, timeout: float = 240, run_id: str | None = None) -> dict:
+    """Poll until the run has ended (which every run reaches; the timeout is for a broken one)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = c.predict(run_id=run_id, api_name="/training_status")
@@ -147,19 +154,22 @@ def test_train_then_compare_and_export(app_url, demo_file, tmp_path):
     assert "Before and after" in card
 
 
-def test_a_second_start_queues_and_runs_when_the_first_ends(app_url, app_runs, demo_file):
+def test_a_second_start_queues_and_runs_when_the_first_ends(app_url, app_runs, demo_file, holds):
     c = client(app_url)
     allow_out_of_range(c)
-    first = c.predict(file=demo_file, max_steps=30, **TINY_RUN, api_name="/start_training")
-    second = c.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
-    third = c.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
-    assert first["status"] != "queued"
-    assert second["status"] == "queued" and "number 1 in the queue" in second["message"]
-    assert third["status"] == "queued" and "number 2 in the queue" in third["message"]
-    with pytest.raises(AppError, match="at most 3"):  # a person's share of the queue, locally
-        c.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
-    cancelled = c.predict(third["run_id"], api_name="/cancel_run")
-    assert cancelled["status"] == "cancelled"
+    with holds.at_step(1) as hold:  # the first run trains on step 1 until the queue has been looked at
+        first = c.predict(file=demo_file, max_steps=3, **TINY_RUN, api_name="/start_training")
+        second = c.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
+        third = c.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
+        assert first["status"] != "queued"
+        assert second["status"] == "queued" and "number 1 in the queue" in second["message"]
+        assert third["status"] == "queued" and "number 2 in the queue" in third["message"]
+        with pytest.raises(AppError, match="at most 3"):  # a person's share of the queue, locally
+            c.predict(file=demo_file, max_steps=2, **TINY_RUN, api_name="/start_training")
+        cancelled = c.predict(third["run_id"], api_name="/cancel_run")
+        assert cancelled["status"] == "cancelled"
+        assert hold.wait().run_id == first["run_id"]
+        assert c.predict(run_id=second["run_id"], api_name="/training_status")["status"] == "queued"
     done = wait_until_finished(c, run_id=second["run_id"])
     assert done["status"] == "completed" and done["step"] == 2
     runs = {r["run"]: r for r in c.predict(api_name="/list_runs")}

@@ -38,6 +38,7 @@ def run_count(public_app):
 
 
 def wait_for(c: Client, predicate, timeout=240, key=None):
+    """Poll until `predicate(status)`: only for what the run is sure to reach (its end)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = c.predict(owner_key=key, api_name="/training_status")
@@ -102,30 +103,33 @@ def test_public_launch_settings():
     assert options["mcp_server"] is False and options["max_file_size"] <= PUBLIC_MAX_FILE_MB * 2**20
 
 
-def test_a_closed_page_leaves_the_run_training_and_its_owner_reattaches(url):
+def test_a_closed_page_leaves_the_run_training_and_its_owner_reattaches(url, holds):
     key = "owner-key-of-a-closed-page-0123456789"
     first = client(url)
-    started = first.predict(source="bundled", max_steps=400, **TINY, owner_key=key, api_name="/start_training")
-    first.close()  # the page goes away mid-run
     watcher = Client(url, verbose=False)  # the same person, back with the same key (kept by the browser)
     stranger = Client(url, verbose=False)
-    try:
-        a = wait_for(watcher, lambda s: s["status"] == "training" and s["step"] >= 2, key=key)
-        b = wait_for(watcher, lambda s: s["step"] > a["step"], key=key)
+    with holds.at_step(3) as at_3, holds.at_step(5) as at_5:
+        started = first.predict(source="bundled", max_steps=400, **TINY, owner_key=key, api_name="/start_training")
+        first.close()  # the page goes away mid-run
+        at_3.wait()  # held at the end of step 3: steps 1 and 2 are logged
+        a = watcher.predict(owner_key=key, api_name="/training_status")
+        at_3.release()
+        at_5.wait()  # the run went on without its page
+        b = watcher.predict(owner_key=key, api_name="/training_status")
         assert a["run_id"] == b["run_id"] == started["run_id"]
-        assert len(b["history"]) >= len(a["history"]) and b["history"][: len(a["history"])] == a["history"]
+        assert (a["status"], a["step"], b["status"], b["step"]) == ("training", 2, "training", 4)
+        assert len(b["history"]) > len(a["history"]) and b["history"][: len(a["history"])] == a["history"]
         # Someone else is told only that the trainer is busy.
         assert stranger.predict(api_name="/training_status") == {
             "status": "none", "finished": True, "trainer_busy": True,
             "message": "the trainer is busy with another person's run; yours would wait in the queue"}
-    finally:
         watcher.predict(owner_key=key, api_name="/stop_training")
-    assert wait_for(watcher, lambda s: s["finished"], key=key)["status"] == "stopped"
+    stopped = wait_for(watcher, lambda s: s["finished"], key=key)
+    assert (stopped["status"], stopped["step"]) == ("stopped", 5)
 
 
-def test_twenty_clients_poll_and_browse_while_a_run_trains(url):
+def test_twenty_clients_poll_and_browse_while_a_run_trains(url, holds):
     trainer = client(url)
-    trainer.predict(source="bundled", max_steps=40, **TINY, api_name="/start_training")
     errors, answers = [], []
 
     def visitor(n):
@@ -139,14 +143,18 @@ def test_twenty_clients_poll_and_browse_while_a_run_trains(url):
         except Exception as err:  # collected: a failure in a thread must fail the test
             errors.append(f"client {n}: {type(err).__name__}: {err}")
 
-    threads = [threading.Thread(target=visitor, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    with holds.at_step(2) as hold:  # the run stays in training, between two steps, while the visitors come
+        trainer.predict(source="bundled", max_steps=40, **TINY, api_name="/start_training")
+        hold.wait()
+        threads = [threading.Thread(target=visitor, args=(n,)) for n in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
     assert not errors, errors
-    # Every visitor got an answer, and none of them saw the trainer's run.
+    # Every visitor got an answer, and none of them saw the trainer's run: only that the trainer is busy.
     assert len(answers) == 80 and all(a["status"] == "none" and "run_id" not in a for a in answers)
+    assert all(a.get("trainer_busy") for a in answers)
     final = wait_for(trainer, lambda s: s["finished"], timeout=300)
     assert final["status"] == "completed" and final["step"] == 40
     assert [h["step"] for h in final["history"] if "loss" in h] == list(range(1, 41))

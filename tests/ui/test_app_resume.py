@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from app_server import running_app
+from holds import Holds
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -24,6 +25,7 @@ ROWS = [{"prompt": f"Convert to ISO 8601: March {d}, 2021", "completion": f"2021
 
 
 def status_until(c: Client, done, timeout: float = 120) -> dict:
+    """Poll until `done(status)`: only for what the run is sure to reach (its end)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = c.predict(api_name="/training_status")
@@ -35,14 +37,16 @@ def status_until(c: Client, done, timeout: float = 120) -> dict:
 
 def test_a_stopped_run_resumes_from_the_page_into_the_same_run(tiny_model_dir, write, tmp_path):
     data = write("dates.jsonl", "\n".join(json.dumps(r) for r in ROWS))
-    with running_app(tiny_model_dir, tmp_path / "runs") as url:
+    holds = Holds()
+    with running_app(tiny_model_dir, tmp_path / "runs", holds=holds) as url:
         c = Client(url, verbose=False)
         c.predict("full", True, api_name="/set_ranges")
-        started = c.predict(file=handle_file(str(data)), **RUN, api_name="/start_training")
-        status_until(c, lambda s: s["step"] >= 2)
-        c.predict(api_name="/stop_training")
+        with holds.at_step(2) as hold:  # held at the end of step 2 while the stop is asked
+            started = c.predict(file=handle_file(str(data)), **RUN, api_name="/start_training")
+            hold.wait()
+            assert c.predict(api_name="/stop_training")["stop_requested"]
         stopped = status_until(c, lambda s: s["finished"])
-        assert stopped["status"] == "stopped" and 2 <= stopped["step"] < 12
+        assert stopped["status"] == "stopped" and stopped["step"] == 2
 
         resumed = c.predict(api_name="/resume_run")
         assert resumed["run_id"] == started["run_id"] and not resumed["finished"]

@@ -58,6 +58,7 @@ class Recorder:
 
 
 def wait_finished(who: Recorder, run_id: str, timeout: float = 240) -> dict:
+    """Poll until the run has ended (every run does; the timeout is for a broken one)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = who.status(run_id)
@@ -74,25 +75,26 @@ def fetch(url: str) -> int:
         return err.code
 
 
-def test_two_people_see_and_touch_only_their_own_runs(public_app, secret_data, tmp_path):
+def test_two_people_see_and_touch_only_their_own_runs(public_app, holds, secret_data, tmp_path):
     url, runs = public_app
     alice, bob = Recorder(url, ALICE), Recorder(url, BOB)
     secret_file = handle_file(str(secret_data))
     loaded = alice(source="upload", file=secret_file, api_name="/load_dataset")
     assert loaded[-1]["split"]["held_out"] == 4
-    a_run = alice(file=secret_file, max_steps=12, **TINY, api_name="/start_training")
-    b_run = bob(max_steps=2, **{**TINY, "source": "bundled"}, api_name="/start_training")
-    assert b_run["status"] == "queued" and "number 1 in the queue" in b_run["message"]
+    with holds.at_step(1):  # Alice's run trains on its first step while Bob queues and tries her run
+        a_run = alice(file=secret_file, max_steps=12, **TINY, api_name="/start_training")
+        b_run = bob(max_steps=2, **{**TINY, "source": "bundled"}, api_name="/start_training")
+        assert b_run["status"] == "queued" and "number 1 in the queue" in b_run["message"]
 
-    # Bob is told the trainer is busy, never whose run it is or what it holds.
-    assert b_run["run_id"] != a_run["run_id"]
-    for action, kwargs in [("/training_status", {}), ("/stop_training", {}), ("/cancel_run", {}),
-                           ("/export", {}), ("/ask", {"prompt": "hello", "max_new_tokens": 16})]:
+        # Bob is told the trainer is busy, never whose run it is or what it holds.
+        assert b_run["run_id"] != a_run["run_id"]
+        for action, kwargs in [("/training_status", {}), ("/stop_training", {}), ("/cancel_run", {}),
+                               ("/export", {}), ("/ask", {"prompt": "hello", "max_new_tokens": 16})]:
+            with pytest.raises(AppError, match="no such run"):
+                bob(run_id=a_run["run_id"], api_name=action, **kwargs)
         with pytest.raises(AppError, match="no such run"):
-            bob(run_id=a_run["run_id"], api_name=action, **kwargs)
-    with pytest.raises(AppError, match="no such run"):
-        bob([a_run["run_id"]], api_name="/compare_runs")
-    assert [r["run"] for r in bob(api_name="/list_runs")] == [b_run["run_id"]]
+            bob([a_run["run_id"]], api_name="/compare_runs")
+        assert [r["run"] for r in bob(api_name="/list_runs")] == [b_run["run_id"]]
 
     # Alice's upload: its Gradio cache path is gone, and Bob cannot load it by its path.
     # (Raw calls: gradio_client would upload a file again rather than send a server path.)

@@ -1,6 +1,7 @@
 """The Gradio app: widget values in, engine calls, engine results out.
 
     app.py     build_app(): the tabs in the order a user works, wired to one Lab
+    main.py    the app's command line (`finetune-lab`, `python app.py`): flags, environment, launch
     lab.py     what one app instance knows between requests: the scheduler, uploads, owners
     limits.py  what one request may cost the server in public mode
     space.py   running on a Hugging Face Space (standard library only)

@@ -18,6 +18,11 @@ each can be read knowing only what lies below it (tests/test_layout.py checks):
 
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"  # bundled data, lessons and probe, beside the engine
+_PACKAGE = Path(__file__).resolve().parent
+# The bundled data, lessons, probe and benchmarks: at a checkout's top level, beside
+# the engine; installed as a package (pyproject.toml maps assets/ to finetune.assets),
+# inside it. The package's own copy is looked for first, so an installed lab never
+# reads a stray top-level `assets` folder some other package put in site-packages.
+ASSETS = _PACKAGE / "assets" if (_PACKAGE / "assets").is_dir() else _PACKAGE.parent / "assets"
 
 LAYERS = ("sources", "data", "memory", "evaluate", "train", "diagnose", "runs", "experiments", "export", "cli")

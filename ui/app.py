@@ -18,7 +18,9 @@ from ui.limits import PUBLIC_MAX_NEW_TOKENS
 from ui.tabs import compare_tab, data_tab, experiments_tab, export_tab, lessons_tab, params_tab, train_tab
 from ui.views import fields
 
-DEFAULT_OUTPUT_ROOT = REPO_ROOT / "runs"
+# runs/ in the checkout the app runs from; None when the lab is installed as a package,
+# whose runs go to ./runs in the current folder (never into site-packages).
+DEFAULT_OUTPUT_ROOT: Path | None = REPO_ROOT / "runs" if REPO_ROOT is not None else None
 DEFAULT_PRESET = "quick-demo"
 # The tabs' ids, which a lesson file names to say where its button takes the student.
 TAB_IDS = ("data", "params", "train", "compare", "export", "experiments", "lessons")
@@ -48,8 +50,10 @@ def is_public_deployment() -> bool:
 
 
 def default_output_root() -> Path:
-    """runs/ beside the app; on a Space with persistent storage, /data/runs (kept across restarts)."""
-    return space.runs_root(DEFAULT_OUTPUT_ROOT, space.persistent_storage())
+    """runs/ beside the app (./runs in the current folder for an installed lab); on a
+    Space with persistent storage, /data/runs (kept across restarts)."""
+    beside = DEFAULT_OUTPUT_ROOT if DEFAULT_OUTPUT_ROOT is not None else Path.cwd() / "runs"
+    return space.runs_root(beside, space.persistent_storage())
 
 
 def operator_model_roots() -> tuple[Path, ...]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from finetune import ASSETS
 from finetune.experiments.scheduler import Scheduler
 from finetune.runs.records import NoSuchRun
 from finetune.runs.run import Snapshot, TrainingRun
@@ -27,8 +28,10 @@ from finetune.sources import models
 from finetune.sources.files import SUFFIXES, Limits
 from finetune.sources.hub_token import redact
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSETS = REPO_ROOT / "assets"
+_TOP = Path(__file__).resolve().parent.parent
+# The checkout the app runs from (app.py and assets/ beside ui/), or None when the lab
+# is installed as a package: its assets are then inside the package (finetune.ASSETS).
+REPO_ROOT: Path | None = _TOP if (_TOP / "app.py").is_file() and ASSETS == _TOP / "assets" else None
 DEMO_DATASET = "demo/demo.jsonl"
 # Public mode: a claimed upload is deleted after an hour unused (as Gradio deletes its
 # cache), so a public server's disk does not fill. Runs carry their prepared data; only

@@ -53,7 +53,7 @@ def model_folder(folder: str | Path, which: str, progress=lambda text: None) -> 
     best = run.best()
     if best is None:
         raise ExportError(no_best_message(folder))
-    kept = run.root / best["path"]
+    kept = run.root / best["folder"]
     if not (kept / ADAPTER_CONFIG).is_file():
         yield kept
         return

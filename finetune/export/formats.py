@@ -62,7 +62,7 @@ def adapter_folder(folder: str | Path, which: str) -> Path:
     run = RunFolder(Path(folder))
     if which == "best":
         best = run.best()
-        kept = run.root / best["path"] if best else None
+        kept = run.root / best["folder"] if best else None
         if kept is not None and (kept / ADAPTER_CONFIG).is_file():
             return kept
     elif (run.adapter_dir / ADAPTER_CONFIG).is_file():

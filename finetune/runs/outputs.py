@@ -65,14 +65,15 @@ class RunFolder:
         return self.root / ADAPTER_DIR
 
     def best(self) -> dict | None:
-        """The kept best model: {step, eval_loss, path (relative to the run folder)}, or None.
+        """The kept best model: {step, eval_loss, folder (its name in the run folder)}, or None.
+        Never a key named "path": gradio_client takes any object with one for a file to download.
         A folder without best.json is never one; `.best-replaced` is the previous
         best, whole, when a kill came between the two renames of replacing it."""
         for folder in (self.best_dir, self.root / f".{BEST_DIR}-replaced"):
             try:
                 found = json.loads((folder / BEST_INFO).read_text(encoding="utf-8"))
                 return {"step": int(found["step"]), "eval_loss": float(found["eval_loss"]),
-                        "path": folder.name}
+                        "folder": folder.name}
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         return None

@@ -27,7 +27,7 @@ def fake_run(folder, model_dir, method="full", best_dir=None):
               "resolved": {"model": "tiny", "steps": 12}}
     (folder / "config.json").write_text(json.dumps(config))
     summary = {"status": "completed", "steps": 12, "final_validation_loss": 0.97,
-               "best_checkpoint": {**BEST, "path": "best"} if best_dir else None}
+               "best_checkpoint": {**BEST, "folder": "best"} if best_dir else None}
     (folder / "summary.json").write_text(json.dumps(summary))
     if best_dir:
         shutil.copytree(best_dir, folder / "best")

@@ -87,7 +87,7 @@ def test_a_run_keeps_the_weights_of_its_lowest_validation_loss(bf16_base, data_f
 
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["best_checkpoint"] == {"step": best_step, "eval_loss": pytest.approx(losses[best_step]),
-                                          "path": "best"}
+                                          "folder": "best"}
     assert snap.best_checkpoint == {"step": best_step, "eval_loss": pytest.approx(losses[best_step])}
     assert not list(folder.glob(".best*")), "no temporary or replaced folder is left behind"
 
@@ -161,7 +161,7 @@ def test_a_fresh_run_drops_an_old_best_and_a_resumed_one_keeps_an_earlier_one(tm
 
     keep(4)
     folder.prepare(keep_metrics_until=4)
-    assert folder.best() == {"step": 4, "eval_loss": 1.5, "path": "best"}
+    assert folder.best() == {"step": 4, "eval_loss": 1.5, "folder": "best"}
     assert not (folder.root / ".best-x1.partial").exists()
     folder.prepare(keep_metrics_until=3)  # resumed from a checkpoint before the best: its point is gone
     assert folder.best() is None and not folder.best_dir.exists()

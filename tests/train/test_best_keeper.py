@@ -37,7 +37,7 @@ def test_saves_only_when_the_validation_loss_improves(tmp_path):
         evaluate(keeper, step, loss)
     assert calls == [1, 2, 5]
     assert [p["step"] for p in published] == [1, 2, 5]
-    assert RunFolder(tmp_path).best() == {"step": 5, "eval_loss": 1.2, "path": "best"}
+    assert RunFolder(tmp_path).best() == {"step": 5, "eval_loss": 1.2, "folder": "best"}
     assert (tmp_path / "best" / "model.safetensors").read_text() == "weights of step 5"
 
 
@@ -68,9 +68,9 @@ def test_a_kill_between_the_renames_keeps_the_previous_best_readable(tmp_path):
     keeper = BestCheckpoint(tmp_path / "best", save)
     evaluate(keeper, 1, 2.0)
     (tmp_path / "best").rename(tmp_path / ".best-replaced")  # where a kill after the first rename leaves it
-    assert RunFolder(tmp_path).best() == {"step": 1, "eval_loss": 2.0, "path": ".best-replaced"}
+    assert RunFolder(tmp_path).best() == {"step": 1, "eval_loss": 2.0, "folder": ".best-replaced"}
     evaluate(keeper, 2, 1.0)  # the next best moves in, then the old one goes
-    assert RunFolder(tmp_path).best()["path"] == "best"
+    assert RunFolder(tmp_path).best()["folder"] == "best"
     assert not (tmp_path / ".best-replaced").exists()
 
 

@@ -61,7 +61,7 @@ def finished_run(lab, tiny_model_dir, best_dir=None, status="completed"):
         shutil.copytree(best_dir, folder / "best")
         (folder / "best" / "best.json").write_text(json.dumps(BEST))
     summary = {"status": status, "steps": 6, "error": "boom" if status == "failed" else None,
-               "best_checkpoint": {**BEST, "path": "best"} if best_dir else None}
+               "best_checkpoint": {**BEST, "folder": "best"} if best_dir else None}
     (folder / "summary.json").write_text(json.dumps(summary))
     write_record(folder, status=status, created_at=1.0)
     return folder

@@ -115,8 +115,14 @@ def status_dict(snap: Snapshot | None, stop_requested: bool = False, busy: bool 
         "validation_perplexity": _json_perplexity(snap),
         "history": list(snap.history), "comparison": list(snap.comparison),
         "scores": snap.scores, "diagnoses": list(snap.diagnoses), "memory": dict(snap.memory),
-        "best_checkpoint": snap.best_checkpoint,
+        "best_checkpoint": best_entry(snap.best_checkpoint),
     }
+
+
+def best_entry(best: dict | None) -> dict | None:
+    """{step, eval_loss}: where the run's best model is, never as a "path" (gradio_client
+    downloads any object with one as a file; a run folder from before the rename has it)."""
+    return {"step": best["step"], "eval_loss": best["eval_loss"]} if best else None
 
 
 def _json_perplexity(snap: Snapshot) -> float | None:

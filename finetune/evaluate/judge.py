@@ -7,7 +7,10 @@ the tuned answer is preferred in both orders, a loss when the base answer is,
 and a tie otherwise (a judge that always picks A gives ties, never wins). The
 preference is read from the judge's next-token probabilities of the two labels
 after its own chat template's assistant turn starts, not parsed from free text.
-Identical answers are ties without asking.
+Identical answers are ties without asking. A judge whose picks followed the
+position (position consistency under MIN_POSITION_CONSISTENCY) or that did not
+answer in the format (label mass under MIN_LABEL_MASS) could not judge, and its
+record says so with those numbers instead of a win rate and an interval.
 
     result = judge_answers(judge, judge_tokenizer, questions, references, base_answers, tuned_answers)
     record = judge_record(result, "SmolLM2-135M-Instruct", judge_is_base=True)
@@ -23,7 +26,17 @@ import torch
 from ..sources.models import ModelSource, resolve
 from .ask import render_question
 from .generate import autocast, left_padded_batches
-from .significance import BETTER, TOO_FEW, UNCHANGED, WORSE, paired_difference
+from .significance import (
+    BETTER,
+    CONFIDENCE,
+    NO_VERDICT,
+    TOO_FEW,
+    UNCHANGED,
+    WORSE,
+    Difference,
+    paired_difference,
+    share_difference,
+)
 
 OFF, BASE = "off", "base"  # the judge setting's two words; anything else names a model
 LABELS = ("A", "B")
@@ -168,10 +181,19 @@ def judge_record(result: JudgeResult, judge_label: str, judge_is_base: bool) -> 
     significance.paired_difference compares those scores with 0.5 on every
     prompt (no preference): a paired bootstrap of the mean preference. Ties stay
     in as evidence of no difference; a sign test would drop them and rate 2 wins
-    out of 2 decided prompts (with 18 ties) as strong as 2 wins out of 2 prompts."""
+    out of 2 decided prompts (with 18 ties) as strong as 2 wins out of 2 prompts.
+    When every prompt was won (or every one lost), the bootstrap has no spread to
+    resample; the count decides then, by the exact binomial test and Wilson's
+    interval (significance.share_difference), never by an interval of zero width.
+
+    A judge that could not judge (could_not_judge: its picks followed the
+    position, or it did not answer in the format) keeps its counts and numbers
+    but no win rate, interval or difference: they would read as a measurement."""
     n = len(result.verdicts)
     wins, ties, losses = result.count(WIN), result.count(TIE), result.count(LOSS)
     difference = paired_difference([0.5] * n, result.scores)
+    if difference.no_spread and wins + losses == n:
+        difference = share_difference(wins, n)
     asked = [v for v in result.verdicts if v.asked]
     caveat = OWN_ANSWERS_BIAS if judge_is_base else SMALL_JUDGE_CAVEAT
     record = {
@@ -180,11 +202,14 @@ def judge_record(result: JudgeResult, judge_label: str, judge_is_base: bool) -> 
         "win_rate": _share(difference.after), "interval": None,
         "position_consistency": _share(sum(v.consistent for v in asked) / len(asked)) if asked else None,
         "label_mass": _share(result.label_mass) if result.label_mass is not None else None,
-        "difference": difference.to_dict(), "caveat": caveat,
+        "difference": difference.to_dict(judged_by(judge_label)), "caveat": caveat,
     }
     if n >= 2:
         record["interval"] = [_share(difference.low + 0.5), _share(difference.high + 0.5)]
-    record["sentence"] = judge_sentence(record, difference.verdict)
+    if could_not_judge(record):
+        record.update(win_rate=None, interval=None, difference=None)
+    record["verdict"] = judge_verdict(record)
+    record["sentence"] = judge_sentence(record)
     return record
 
 
@@ -192,17 +217,73 @@ def _share(value: float) -> float | None:
     return round(value, 4) if value == value else None  # NaN (no prompts) becomes None
 
 
+# ------------------------------------------------------------------ reading a judge's record
+
+# Below half, where the answers were shown decided more of the judge's picks
+# than what they said: its wins and losses would be the prompts on which the
+# position happened to favour one model, not a preference.
+MIN_POSITION_CONSISTENCY = 0.5
+# Less than a quarter of the judge's next-token probability on "A" or "B": it
+# means to reply with something else (an explanation, a refusal), and the ratio
+# of two unlikely tokens is no choice it would state. (SmolLM2-135M-Instruct, as
+# its own judge on quick-demo, put 49% there.)
+MIN_LABEL_MASS = 0.25
 VERDICTS = {BETTER: "the judge prefers the tuned model", WORSE: "the judge prefers the base model",
             UNCHANGED: "no clear preference", TOO_FEW: "too few prompts to tell"}
 
 
-def judge_sentence(record: dict, verdict: str) -> str:
-    """One line for people: the verdict, the win rate with its interval, the counts and the caveat."""
-    counts = f"{record['wins']} wins, {record['ties']} ties, {record['losses']} losses for the tuned model " \
-             f"over {record['prompts']} prompts"
-    if record["interval"] is None:
-        return f"{VERDICTS[verdict]} ({counts}; judged by {record['judge']}: {record['caveat']})"
-    low, high = record["interval"]
+def judged_by(judge_label: str) -> str:
+    """How a difference sentence names the judge ("better as judged by X: +10 points ...")."""
+    return f"as judged by {judge_label}"
+
+
+def could_not_judge(record: dict) -> list[str]:
+    """Why a judge's picks are no preference, in its record's numbers ([] when they are one):
+    read from the record, so a run judged before this rule reads the same."""
+    reasons = []
+    prompts, identical = record.get("prompts") or 0, record.get("identical_answers") or 0
+    consistency, mass = record.get("position_consistency"), record.get("label_mass")
+    if prompts and identical >= prompts:
+        reasons.append(f"the two models gave the same answer to all {prompts} prompts, so there was nothing to judge")
+    if isinstance(consistency, (int, float)) and consistency < MIN_POSITION_CONSISTENCY:
+        asked = prompts - identical
+        reasons.append(f"it picked the same answer in both orders on {round(consistency * asked)} of the {asked} "
+                       f"prompts it was asked (position consistency {consistency:.0%}, under the "
+                       f"{MIN_POSITION_CONSISTENCY:.0%} needed): where an answer was shown decided its picks, "
+                       "not what the answer said")
+    if isinstance(mass, (int, float)) and mass < MIN_LABEL_MASS:
+        reasons.append(f"only {mass:.0%} of its next-token probability went to the labels A and B (at least "
+                       f"{MIN_LABEL_MASS:.0%} needed): it did not answer in the format")
+    return reasons
+
+
+def judge_verdict(record: dict) -> str:
+    """The judge's verdict from its record: NO_VERDICT when it could not judge or its
+    bootstrap had no spread, else the difference's (better: the tuned model preferred)."""
+    if could_not_judge(record):
+        return NO_VERDICT
+    difference = Difference.from_dict(record.get("difference"))
+    return difference.verdict if difference else NO_VERDICT
+
+
+def judge_sentence(record: dict) -> str:
+    """One line for people, from the record's numbers: the verdict (or why there is
+    none), the win rate with its interval, the counts and the caveat. The one reader
+    of a judge's record: the command line, the Compare tab and summary.json say this."""
+    counts = f"{record.get('wins', 0)} wins, {record.get('ties', 0)} ties, {record.get('losses', 0)} losses for " \
+             f"the tuned model over {record.get('prompts', 0)} prompts"
+    judged = f"judged by {record.get('judge', '?')}: {record.get('caveat', '')}"
+    reasons = could_not_judge(record)
+    if reasons:
+        return f"the judge could not judge ({NO_VERDICT}): {'; and '.join(reasons)}. {counts}; {judged}"
+    verdict = judge_verdict(record)
+    if verdict == NO_VERDICT:
+        return (f"{NO_VERDICT} from the judge: every prompt came out the same ({counts}), so a bootstrap has no "
+                f"spread to measure how sure that is; {judged}")
+    interval = record.get("interval")
+    if verdict == TOO_FEW or not interval:
+        return f"{VERDICTS[verdict]} ({counts}; {judged})"
+    low, high = interval
+    confidence = (record.get("difference") or {}).get("confidence", CONFIDENCE)
     return (f"{VERDICTS[verdict]}: tuned answer preferred {record['win_rate']:.0%} (ties count half), "
-            f"{record['difference']['confidence']:.0%} interval {low:.0%} to {high:.0%}; {counts}; judged by "
-            f"{record['judge']}: {record['caveat']}")
+            f"{confidence:.0%} interval {low:.0%} to {high:.0%}; {counts}; {judged}")

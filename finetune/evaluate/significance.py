@@ -15,6 +15,10 @@ better or worse only when it excludes zero.
   change only 80-90% of the time at this size and gives [0, 0] when no prompt
   changed; Newcombe's interval covers it 85-95% and never called an unchanged
   model better.
+- A bootstrap whose paired differences are all equal (every prompt changed by
+  the same amount, or none changed) has no spread to resample: its interval
+  has no width and measures nothing, so its verdict is "no verdict", and the
+  sentence says why, instead of an interval of zero width.
 
     >>> paired_difference([0, 0, 1, 0] * 5, [1, 1, 1, 0] * 5).sentence()
     'better on this task: +50 points, 95% interval +25 to +66 (exact test p = 0.002)'
@@ -30,8 +34,13 @@ CONFIDENCE = 0.95
 RESAMPLES = 10_000  # enough for a stable 95% interval's ends to about half a point
 SEED = 0  # the same scores always give the same interval
 MIN_PAIRS = 2  # one prompt has no spread to resample
+# Paired differences this close are equal: scores computed along different paths
+# (0.7 - 0.6 and 0.3 - 0.2) differ in their last bits, not in anything measured.
+SAME = 1e-9
 
 BETTER, WORSE, UNCHANGED, TOO_FEW = "better", "worse", "no measurable change", "too few prompts"
+NO_VERDICT = "no verdict"  # a measure that cannot decide (a bootstrap without spread, a judge without a preference)
+BOOTSTRAP = "paired bootstrap"
 NUMBERS = ("before", "after", "change", "low", "high")  # the fields a JSON file may hold as null
 
 
@@ -48,12 +57,20 @@ class Difference:
     high: float
     p_value: float | None = None
     confidence: float = CONFIDENCE
-    method: str = "paired bootstrap"
+    method: str = BOOTSTRAP
+
+    @property
+    def no_spread(self) -> bool:
+        """A bootstrap over differences that are all equal: every resample has the
+        same mean, so its interval has no width and says nothing about the noise."""
+        return self.p_value is None and self.n >= MIN_PAIRS and self.low == self.high
 
     @property
     def verdict(self) -> str:
         if self.n < MIN_PAIRS:
             return TOO_FEW
+        if self.no_spread:
+            return NO_VERDICT
         if self.p_value is not None and self.p_value >= 1 - self.confidence:
             return UNCHANGED  # right/wrong scores: the interval and the exact test must both say so
         if self.low > 0:
@@ -66,6 +83,8 @@ class Difference:
         """One line for people: "better on this task: +15 points, 95% interval +3 to +27"."""
         if self.verdict == TOO_FEW:
             return f"too few prompts to tell {where} ({self.n})"
+        if self.verdict == NO_VERDICT:
+            return f"{NO_VERDICT} {where}: {self.why_no_verdict()}"
         exact = f" (exact test p = {self.p_value:.2g})" if self.p_value is not None else ""
         return f"{self.verdict} {where}: {self.numbers(unit)}{exact}"
 
@@ -73,7 +92,16 @@ class Difference:
         """The change and its interval, for a table cell: "+15 points, 95% interval +3 to +27"."""
         if self.verdict == TOO_FEW:
             return f"too few prompts ({self.n})"
+        if self.verdict == NO_VERDICT:
+            return f"{points(self.change)} {unit}, no interval (no spread to measure the noise with)"
         return f"{points(self.change)} {unit}, {self.confidence:.0%} interval {points(self.low)} to {points(self.high)}"
+
+    def why_no_verdict(self) -> str:
+        if round(100 * self.change) == 0:
+            moved = f"all {self.n} prompts scored the same before and after"
+        else:
+            moved = f"every one of the {self.n} prompts changed by the same {points(self.change)} points"
+        return f"{moved}, so there is no spread to tell a change from the noise (a bootstrap interval has no width)"
 
     def to_dict(self, where: str = "on this task") -> dict:
         """For JSON files: numbers that are not finite (no prompts) become null;
@@ -99,7 +127,7 @@ class Difference:
         if data["n"] >= MIN_PAIRS and not all(math.isfinite(values[k]) for k in ("change", "low", "high")):
             return None
         return cls(data["n"], **values, p_value=p_value, confidence=confidence,
-                   method=str(data.get("method", "paired bootstrap")))
+                   method=str(data.get("method", BOOTSTRAP)))
 
 
 def points(share: float) -> str:
@@ -126,6 +154,23 @@ def paired_difference(before: Sequence[float], after: Sequence[float], *, confid
     return Difference(n, mean_before, mean_after, mean_after - mean_before, low, high, None, confidence)
 
 
+def share_difference(successes: int, n: int, *, against: float = 0.5,
+                     confidence: float = CONFIDENCE) -> Difference:
+    """A share of n items (`successes` of them) against a fixed `against`, with
+    Wilson's interval and the exact binomial test: for a judge whose prompts all
+    came out the same (all won, or all lost), where a bootstrap has no spread to
+    resample but the count itself decides (20 wins of 20: p = 2e-06)."""
+    from scipy.stats import binomtest
+
+    if n < MIN_PAIRS:
+        return Difference(n, against, successes / n if n else math.nan, math.nan, math.nan, math.nan)
+    low, high = _wilson(successes, n, confidence)
+    share = successes / n
+    p_value = float(binomtest(successes, n, against).pvalue)
+    return Difference(n, against, share, share - against, low - against, high - against, p_value, confidence,
+                      "Wilson interval, exact binomial test")
+
+
 def _right_or_wrong(scores: Sequence[float]) -> bool:
     return all(v in (0, 1) for v in scores)
 
@@ -137,7 +182,7 @@ def _bootstrap_interval(differences: list[float], confidence: float, resamples: 
     if len(differences) < MIN_PAIRS:
         return -math.inf, math.inf
     values = np.asarray(differences, dtype=float)
-    if np.all(values == values[0]):  # no spread: every resample has the same mean
+    if np.allclose(values, values[0], rtol=0, atol=SAME):  # no spread: every resample has the same mean
         return float(values[0]), float(values[0])
     result = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=resamples,
                        method="percentile", rng=np.random.default_rng(seed))

@@ -6,7 +6,7 @@ held-out answers, each paired over the same items with a 95% interval.
 from __future__ import annotations
 
 from ..evaluate.metrics import HEADLINE, METRICS, aligned_after_scores
-from ..evaluate.significance import MIN_PAIRS, TOO_FEW, UNCHANGED, Difference, paired_difference
+from ..evaluate.significance import MIN_PAIRS, NO_VERDICT, TOO_FEW, UNCHANGED, Difference, paired_difference
 from ..runs.outputs import read_validation_losses
 from ..runs.records import RunRecord
 from .labels import (
@@ -42,7 +42,9 @@ from .labels import (
 def loss_margin(records: dict[str, RunRecord], facts: dict, lowest: dict | None) -> dict | None:
     """How far the lowest validation loss is below the runner-up's, with a 95%
     interval for that gap; `tie` is True when the interval reaches zero, None
-    when the runs stored no per-example losses for the same examples."""
+    when the runs stored no per-example losses for the same examples, or when
+    every shared example's loss differs by the same amount (no spread: `examples`
+    says how many, and no interval is given)."""
     if lowest is None or len(facts) < 2:
         return None
     winner = lowest["label"]
@@ -55,12 +57,18 @@ def loss_margin(records: dict[str, RunRecord], facts: dict, lowest: dict | None)
     if len(shared) < MIN_PAIRS:
         return found
     final = paired_difference([mine[e] for e in shared], [theirs[e] for e in shared])
+    if final.verdict == NO_VERDICT:
+        return {**found, "examples": len(shared)}
     low, high = gap - (final.change - final.low), gap + (final.high - final.change)
     return {**found, "examples": len(shared), "low": low, "high": high, "tie": low <= 0}
 
 
 def margin_sentence(margin: dict) -> str:
     runner, gap = quoted(margin["runner_up"]), margin["gap"]
+    if margin["tie"] is None and margin["examples"]:
+        return (f"Whether that lead of {gap:.4f} over {runner} ({margin['runner_up_value']:.4f}) is bigger than the "
+                f"noise cannot be told: the losses of the {margin['examples']} validation examples both runs scored "
+                "differ by the same amount on every example, so there is no spread to measure the noise with.")
     if margin["tie"] is None:
         return (f"Whether that lead of {gap:.4f} over {runner} ({margin['runner_up_value']:.4f}) is bigger than the "
                 "noise cannot be told: the two runs stored no per-example validation losses for the same examples.")
@@ -97,7 +105,7 @@ def held_out_comparison(records, name: str = HEADLINE, labels: dict[str, str] | 
             runs[label]["versus_best"] = against_best.to_dict("against the best run")
     against = runs[runner]["versus_best"]["verdict"]
     return {"metric": name, "prompts": len(aligned[best]), "best": best, "runner_up": runner,
-            "tie": None if against == TOO_FEW else against == UNCHANGED, "runs": runs}
+            "tie": None if against in (TOO_FEW, NO_VERDICT) else against == UNCHANGED, "runs": runs}
 
 
 def held_out_sentence(found: dict) -> str:
@@ -107,13 +115,17 @@ def held_out_sentence(found: dict) -> str:
     for label, entry in found["runs"].items():
         if "versus_best" in entry:
             diff = Difference.from_dict(entry["versus_best"])
-            where = "within the noise" if diff.verdict == UNCHANGED else \
-                "too few prompts to tell" if diff.verdict == TOO_FEW else "behind, by more than the noise"
+            where = {UNCHANGED: "within the noise", TOO_FEW: "too few prompts to tell",
+                     NO_VERDICT: "no verdict: every prompt differs by the same amount"}.get(
+                diff.verdict, "behind, by more than the noise")
             parts.append(f"{quoted(label)} {entry['score']:.0%} ({diff.numbers()}: {where})")
     text = (f"Held-out answers after training ({metric} match, on the {found['prompts']} prompts every run "
             f"answered): " + "; ".join(parts) + ".")
     best, runner = quoted(found["best"]), quoted(found["runner_up"])
     if found["tie"] is None:
+        against = Difference.from_dict(found["runs"][found["runner_up"]].get("versus_best"))
+        if against is not None and against.verdict == NO_VERDICT:
+            return text + f" No verdict between {best} and {runner}: every prompt differs by the same amount."
         return text + f" Too few shared prompts to tell {best} from {runner}."
     if found["tie"]:
         return text + f" On these answers {best} and {runner} are a tie: the difference is within the noise."

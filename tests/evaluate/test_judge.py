@@ -11,6 +11,7 @@ import torch
 
 from finetune.evaluate import judge
 from finetune.evaluate.judge import LOSS, TIE, WIN, Verdict, judge_answers, judge_record, judge_source
+from finetune.evaluate.significance import paired_difference
 from finetune.sources.models import ModelError, ModelSource
 
 QUESTIONS = ["What is the capital of France?", "Convert March 5, 2021 to ISO 8601.", "Give a synonym for happy.",
@@ -48,14 +49,39 @@ def the_right_one(a, b, reference):
     return "A" if a == reference else "B"
 
 
-def test_a_judge_that_always_picks_the_first_answer_gives_ties_not_wins(tiny_tokenizer):
+def test_a_judge_that_always_picks_the_first_answer_says_it_could_not_judge(tiny_tokenizer):
     tuned, base = ["Paris", "2021-03-05", "Joyful", "4"], ["Lyon", "March 5", "Sad", "5"]
     result = judge_answers(FakeJudge(tiny_tokenizer, always_a), tiny_tokenizer, QUESTIONS, REFERENCES, base, tuned)
     assert [v.outcome for v in result.verdicts] == [TIE] * 4
     record = judge_record(result, "fake", judge_is_base=False)
     assert (record["wins"], record["ties"], record["losses"]) == (0, 4, 0)
-    assert record["position_consistency"] == 0.0
-    assert record["win_rate"] == 0.5 and record["difference"]["verdict"] == "no measurable change"
+    assert record["position_consistency"] == 0.0 and record["verdict"] == "no verdict"
+    # No win rate of 50% with an interval of zero width: the judge measured nothing.
+    assert record["win_rate"] is None and record["interval"] is None and record["difference"] is None
+    assert record["sentence"].startswith(
+        "the judge could not judge (no verdict): it picked the same answer in both orders on 0 of the 4 prompts it "
+        "was asked (position consistency 0%, under the 50% needed)")
+    assert "0 wins, 4 ties, 0 losses" in record["sentence"] and "interval" not in record["sentence"]
+
+
+def test_a_judge_that_does_not_answer_in_the_format_could_not_judge():
+    consistent = (Verdict(0.9, 0.8),) * 12 + (Verdict(0.2, 0.4),) * 4 + (Verdict(0.9, 0.3),) * 4
+    record = judge_record(judge.JudgeResult(consistent, 0.1), "fake", judge_is_base=False)
+    assert record["position_consistency"] == 0.8 and record["verdict"] == "no verdict"
+    assert "only 10% of its next-token probability went to the labels A and B (at least 25% needed)" in \
+        record["sentence"]
+    assert judge_record(judge.JudgeResult(consistent, 0.9), "fake", judge_is_base=False)["verdict"] == "better"
+
+
+def test_a_judge_recorded_before_the_rule_is_read_with_it():
+    # What a run recorded before "could not judge" existed: a 50% win rate in a zero-width interval.
+    old = {"judge": "SmolLM2 (the base model)", "prompts": 30, "wins": 0, "ties": 30, "losses": 0,
+           "identical_answers": 2, "win_rate": 0.5, "interval": [0.5, 0.5], "position_consistency": 0.0,
+           "label_mass": 0.49, "caveat": "c", "sentence": "no clear preference: ... 95% interval 50% to 50%",
+           "difference": paired_difference([0.5] * 30, [0.5] * 30).to_dict()}
+    assert judge.judge_verdict(old) == "no verdict"
+    assert judge.judge_sentence(old).startswith("the judge could not judge (no verdict): it picked the same answer "
+                                                "in both orders on 0 of the 28 prompts")
 
 
 def test_a_judge_that_reads_the_answers_counts_wins_and_losses(tiny_tokenizer):
@@ -85,12 +111,19 @@ def test_identical_answers_are_ties_without_asking(tiny_tokenizer):
 
 def test_a_large_consistent_preference_is_called_better():
     record = judge_record(judge.JudgeResult((Verdict(0.9, 0.8),) * 20, 0.9), "fake", judge_is_base=False)
-    assert record["difference"]["verdict"] == "better" and record["interval"][0] > 0.5
-    assert record["sentence"].startswith("the judge prefers the tuned model: tuned answer preferred 100%")
+    assert record["difference"]["verdict"] == "better" and record["verdict"] == "better"
+    # Every prompt won: the bootstrap has no spread, so the count decides (no interval of zero width).
+    assert record["sentence"].startswith("the judge prefers the tuned model: tuned answer preferred 100% (ties count "
+                                         "half), 95% interval 84% to 100%")
+    assert record["difference"]["sentence"] == "better as judged by fake: +50 points, 95% interval +34 to +50 " \
+                                              "(exact test p = 1.9e-06)", "the judge is named, not 'this task'"
+    mixed = judge_record(judge.JudgeResult((Verdict(0.9, 0.8),) * 16 + (Verdict(0.9, 0.2),) * 4, 0.9), "fake",
+                         judge_is_base=False)
+    assert mixed["verdict"] == "better" and mixed["difference"]["sentence"].startswith("better as judged by fake: +40")
 
 
 def test_the_base_model_as_judge_states_its_bias():
-    record = judge_record(judge.JudgeResult((Verdict(0.6, 0.4),), 0.5), "SmolLM2 (the base model)", True)
+    record = judge_record(judge.JudgeResult((Verdict(0.6, 0.7),), 0.5), "SmolLM2 (the base model)", True)
     assert "prefer its own answers" in record["caveat"] and "a small judge is weak" in record["sentence"]
     assert record["interval"] is None and record["sentence"].startswith("too few prompts to tell")
 

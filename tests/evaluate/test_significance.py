@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from finetune.evaluate.significance import BETTER, TOO_FEW, UNCHANGED, WORSE, paired_difference
+from finetune.evaluate.significance import (
+    BETTER,
+    NO_VERDICT,
+    TOO_FEW,
+    UNCHANGED,
+    WORSE,
+    Difference,
+    paired_difference,
+)
 
 
 def test_identical_models_give_an_interval_around_zero():
@@ -15,9 +23,23 @@ def test_identical_models_give_an_interval_around_zero():
     assert found.change == 0 and -0.1 < found.low <= 0 <= found.high < 0.1 and found.p_value == 1.0
     assert found.verdict == UNCHANGED
     assert found.sentence().startswith("no measurable change on this task: +0 points, 95% interval -")
-    smooth = [0.2, 0.7, 0.4, 0.9, 0.1]  # scores between 0 and 1: the bootstrap
-    assert paired_difference(smooth, smooth).sentence() == \
-        "no measurable change on this task: +0 points, 95% interval +0 to +0"
+
+
+
+def test_a_bootstrap_whose_differences_are_all_equal_says_no_verdict_and_why():
+    smooth = [0.2, 0.7, 0.4, 0.9, 0.1]  # scores between 0 and 1: the bootstrap, with nothing to resample
+    same = paired_difference(smooth, smooth)
+    assert same.verdict == NO_VERDICT and (same.low, same.high) == (0, 0)
+    assert same.sentence() == ("no verdict on this task: all 5 prompts scored the same before and after, so there is "
+                               "no spread to tell a change from the noise (a bootstrap interval has no width)")
+    assert same.numbers() == "+0 points, no interval (no spread to measure the noise with)"
+    shifted = paired_difference(smooth, [s + 0.1 for s in smooth])
+    assert shifted.verdict == NO_VERDICT, "a zero-width interval above zero is no proof of a gain"
+    assert "every one of the 5 prompts changed by the same +10 points" in shifted.sentence()
+    stored = Difference.from_dict(json.loads(json.dumps(shifted.to_dict("on the task prompts"))))
+    assert stored.verdict == NO_VERDICT and stored.sentence("on the task prompts").startswith(
+        "no verdict on the task prompts: every one")
+    assert paired_difference([0.2, 0.3], [0.5, 0.3]).verdict != NO_VERDICT  # some spread: an interval
 
 
 def test_changes_that_cancel_out_are_no_measurable_change():

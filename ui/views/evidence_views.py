@@ -1,13 +1,16 @@
 """What the Compare tab shows of a run's standard benchmarks and judge: the
 scores' "benchmarks" entry (finetune.evaluate.benchmarks.benchmarks_record) as
 a table with each change's interval, and the "judge" entry
-(finetune.evaluate.judge.judge_record) as its counts, win rate and caveat.
+(finetune.evaluate.judge.judge_record) as its verdict in words (judge_sentence,
+as the command line and the model card say it: a judge that could not judge
+says so), its position consistency and caveat.
 Pure functions of plain values; text from a run is escaped."""
 
 from __future__ import annotations
 
 from html import escape
 
+from finetune.evaluate.judge import judge_sentence
 from finetune.evaluate.significance import Difference, points
 from finetune.runs.status import ACTIVE
 
@@ -70,17 +73,11 @@ def benchmarks_lines(benchmarks: dict) -> list[str]:
 def judge_lines(judged: dict) -> list[str]:
     if "error" in judged:
         return [f"**Judge:** {_cell(judged['error'])}"]
-    interval = judged.get("interval")
-    rate = _share(judged.get("win_rate"))
-    if interval:
-        rate += f" (95% interval {_share(interval[0])} to {_share(interval[1])})"
-    consistency = judged.get("position_consistency")
+    consistency, mass = judged.get("position_consistency"), judged.get("label_mass")
     return [
         f"**Judge** ({_cell(judged.get('judge', ''))}), each held-out prompt judged twice with the answers swapped: "
-        f"{judged.get('wins', 0)} wins, {judged.get('ties', 0)} ties, {judged.get('losses', 0)} losses for the "
-        f"trained model over {judged.get('prompts', 0)} prompts; preferred {rate}, ties counting half. "
-        f"Position consistency {_share(consistency)} (the same answer picked in both orders; a judge that "
-        "favours a position gives ties).",
+        f"{_cell(judge_sentence(judged))}.",
         "",
-        f"*Caveat: {_cell(judged.get('caveat', ''))}.*",
+        f"Position consistency {_share(consistency)} (the same answer picked in both orders; a judge that favours "
+        f"a position gives ties), {_share(mass)} of its next-token probability on the labels A and B.",
     ]

@@ -20,6 +20,7 @@ UI_LAYERS = {  # part of ui -> the parts of ui it must not import
     "ui.limits": ("ui.views", "ui.tabs", "ui.app"),
     "ui.space": ("ui.views", "ui.tabs", "ui.app", "ui.lab", "finetune"),
     "ui.tabs": ("ui.app",),
+    "ui.boundary": ("ui.views", "ui.tabs", "ui.app", "ui.lab"),
 }
 
 

@@ -1,6 +1,7 @@
 """The Gradio app: widget values in, engine calls, engine results out.
 
     app.py     build_app(): the tabs in the order a user works, wired to one Lab
+    boundary.py  what an endpoint accepts: each raw value checked, and a bad one named, before Gradio converts it
     main.py    the app's command line (`finetune-lab`, `python app.py`): flags, environment, launch
     lab.py     what one app instance knows between requests: the scheduler, uploads, owners
     limits.py  what one request may cost the server in public mode

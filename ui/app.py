@@ -12,7 +12,7 @@ import gradio as gr
 from finetune.sources import models
 from finetune.sources.files import Limits
 from finetune.train import config as cfg
-from ui import space
+from ui import boundary, space
 from ui.lab import ASSETS, MIN_KEY_CHARS, REPO_ROOT, Lab
 from ui.limits import PUBLIC_MAX_NEW_TOKENS
 from ui.tabs import compare_tab, data_tab, experiments_tab, export_tab, lessons_tab, params_tab, train_tab
@@ -146,6 +146,7 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
         lessons_tab.wire(lab, lessons, tabs, data, params, settings, owner_key)
     if public:
         demo.queue(max_size=PUBLIC_QUEUE_SIZE)  # beyond this, new requests are turned away, not queued forever
+    boundary.install(demo)  # every raw value checked, and a bad one named, before Gradio converts it
     return demo
 
 

@@ -83,6 +83,8 @@ class Scheduler:
     # --- owners
     def owner(self, key: str | None) -> str:
         """What records store for a caller: one owner locally, a hash of the key in public."""
+        if key is not None and not isinstance(key, str):
+            raise ValueError(f"owner_key: {type(key).__name__} is not text; give your owner key")
         return records.owner_hash(key) if self.public and key else records.LOCAL_OWNER
 
     def _filter(self, owner: str) -> str | None:
@@ -221,8 +223,8 @@ class Scheduler:
 
     # --- reading and acting, always as an owner
     def live(self, run_id: str, owner: str) -> TrainingRun:
-        """A run of this process that the owner may see; NoSuchRun otherwise."""
-        run = self._live.get(run_id)
+        """A run of this process that the owner may see; NoSuchRun otherwise (an id that is not text too)."""
+        run = self._live.get(run_id) if isinstance(run_id, str) else None
         if run is None or (self.public and run.owner != owner):
             raise NoSuchRun(records.NO_SUCH_RUN)
         return run

@@ -35,7 +35,7 @@ def parse_values(setting: str, values) -> list:
         raise SweepError(f"{setting!r} is not a numeric setting; a sweep varies one of: "
                          f"{', '.join(sweepable_settings())}")
     field = cfg.field_by_name(setting)
-    items = [v for v in re.split(r"[,\s;]+", values.strip())] if isinstance(values, str) else list(values)
+    items = [v for v in re.split(r"[,\s;]+", values.strip())] if isinstance(values, str) else list(values or ())
     items = [v for v in items if v != ""]
     try:
         parsed = [cfg.coerce(field, v) for v in items]

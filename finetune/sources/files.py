@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .hub_token import redact
 
@@ -288,19 +289,45 @@ def read_hub_dataset(dataset_id: str, token: str | None = None, limits: Limits |
     return table
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A refused value as a message shows it: never a 200,000-character echo."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+NAME_MAX_BYTES = 255  # the longest file or folder name Linux, macOS and Windows file systems take
+
+
+def name_problem(spec: str) -> str | None:
+    """Why a model or dataset spec can be neither a path nor a hub id, or None: a part
+    longer than a file name may be (a hub id's parts are shorter still). Checked before
+    the file system is asked, which would fail with "File name too long"."""
+    longest = max((len(part.encode("utf-8", "surrogatepass")) for part in spec.replace("\\", "/").split("/")),
+                  default=0)
+    if longest > NAME_MAX_BYTES:
+        return (f"a part of {longest:,} bytes is longer than a file name or a hub id may be "
+                f"(at most {NAME_MAX_BYTES})")
+    return None
+
+
 def looks_like_path(spec: str) -> bool:
     """Whether a model or dataset spec means a local path rather than a hub id.
 
     A hub id is "name" or "namespace/name"; a leading / . or ~, a backslash,
     more than one slash, a data file's suffix, or something that exists on disk
-    make it a path."""
+    make it a path. A spec no file system could hold (name_problem) is not one."""
     spec = spec.strip()
+    if name_problem(spec):
+        return False
     return (spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1
             or Path(spec).suffix.lower() in SUFFIXES or Path(spec).expanduser().exists())
 
 
 def load_table(source: str, token: str | None = None, limits: Limits | None = None) -> Table:
     """A dataset from a file path or a hub dataset id."""
+    problem = name_problem(source)
+    if problem:
+        raise DataError(f"{shown(source)}: not a dataset file or a hub dataset id: {problem}")
     if looks_like_path(source):
         return read_table(Path(source).expanduser(), limits)
     return read_hub_dataset(source, token, limits)

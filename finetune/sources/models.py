@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import looks_like_path
+from .files import looks_like_path, name_problem, shown
 
 DEFAULT_SPEC = "default"
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -125,6 +125,9 @@ def resolve(spec: str, allowed_roots: tuple[Path, ...] | None = None) -> ModelSo
     spec = (spec or "").strip()
     if not spec:
         raise ModelError("no model given: use 'default', a local folder or a hub id")
+    problem = name_problem(spec)
+    if problem:
+        raise ModelError(f"{shown(spec)}: not a model folder or a hub id: {problem}")
     if spec == DEFAULT_SPEC:
         label = f"{DEFAULT_NAME} (bundled)"
         if _is_complete_model_dir(default_model_dir()):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..data.formats import FORMATS, MAPPED_FORMAT, format_choices
+from ..sources.files import name_problem, shown
 from .presets import PRESETS
 
 
@@ -29,6 +30,8 @@ class ConfigError(ValueError):
 # (a 200,000-character one made one load of the demo data cost 42 s of CPU).
 SYSTEM_PROMPT_MAX_CHARS = 8_000  # ~2,000 tokens: already the whole recommended max_length on its own
 COLUMN_NAME_MAX_CHARS = 256  # a column header; real ones are a few words
+# Settings that name a model or a dataset: each is a hub id or a path, whose parts a file system must hold.
+NAMED_SOURCES = ("model", "data", "judge")
 SPEC_MAX_CHARS = 4_096  # a model or dataset: a hub id (at most 96) or a path (PATH_MAX is 4096 on Linux)
 # A public deployment's answers (held-out prompts and free questions) stop at
 # this many tokens, whatever a client sends: a paragraph, while a shared 2-core
@@ -259,23 +262,23 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
-        raise ConfigError(f"{f.name}: expected true or false, got {_shown(value)}")
+        raise ConfigError(f"{f.name}: expected true or false, got {shown(value)}")
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{f.name}: expected a number, got {_shown(value)}")
+            raise ConfigError(f"{f.name}: expected a number, got {shown(value)}")
         try:
             number = float(value)
         except ValueError:
-            raise ConfigError(f"{f.name}: expected a number, got {_shown(value)}") from None
+            raise ConfigError(f"{f.name}: expected a number, got {shown(value)}") from None
         if not math.isfinite(number):
-            raise ConfigError(f"{f.name}: {_shown(value)} is not a finite number")
+            raise ConfigError(f"{f.name}: {shown(value)} is not a finite number")
         if kind is int:
             if number != int(number):
-                raise ConfigError(f"{f.name}: expected a whole number, got {_shown(value)}")
+                raise ConfigError(f"{f.name}: expected a whole number, got {shown(value)}")
             return int(number)
         return number
     if not isinstance(value, str):
-        raise ConfigError(f"{f.name}: expected text, got {_shown(value)}")
+        raise ConfigError(f"{f.name}: expected text, got {shown(value)}")
     return value
 
 
@@ -316,15 +319,18 @@ def validate(config: TrainConfig, allow_out_of_range: bool = False) -> list[str]
         meta = f.metadata
         accepted = choices(f)
         if accepted is not None and value not in accepted:
-            problems.append(f"{f.name}: {_shown(value)} is not one of {', '.join(accepted)}")
+            problems.append(f"{f.name}: {shown(value)} is not one of {', '.join(accepted)}")
             continue
         if isinstance(value, str) and len(value) > meta.get("max_chars", len(value)):
             problems.append(f"{f.name}: {len(value):,} characters is over the limit of {meta['max_chars']:,}")
             continue
+        if f.name in NAMED_SOURCES and isinstance(value, str) and name_problem(value):
+            problems.append(f"{f.name}: {name_problem(value)}")
+            continue
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         if not math.isfinite(value):
-            problems.append(f"{f.name}: {_shown(value)} is not a finite number")
+            problems.append(f"{f.name}: {shown(value)} is not a finite number")
             continue
         if "hard_min" in meta and not meta["hard_min"] <= value <= meta["hard_max"]:
             problems.append(f"{f.name}: {value} is outside the possible range {meta['hard_min']}..{meta['hard_max']}")
@@ -342,12 +348,6 @@ def validate(config: TrainConfig, allow_out_of_range: bool = False) -> list[str]
         hint = "" if allow_out_of_range else " (allow values outside the recommended ranges to override range checks)"
         raise ConfigError("; ".join(problems) + (hint if any("recommended" in p for p in problems) else ""))
     return warnings
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """A refused value as a message shows it: never a 200,000-character echo."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _is_off_value(f: dataclasses.Field, value: Any) -> bool:

@@ -54,7 +54,7 @@ def test_junk_numbers_through_the_raw_api_start_no_run(url, run_count, value):
     stream = raw_call(url, "start_training", source="bundled", **{**TINY, "learning_rate": value})
     assert "event: error" in stream and "event: complete" not in stream, stream
     if value != value:  # NaN passes Gradio's slider bounds check; the engine must refuse it
-        assert "learning_rate: nan is not a finite number" in stream
+        assert "learning_rate: NaN is not a finite number" in stream
     assert run_count() == before
 
 

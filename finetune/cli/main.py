@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ..diagnose import findings
-from ..evaluate.metrics import HEADLINE, change_lines
+from ..evaluate.metrics import change_lines, readings
 from ..runs import records
 from ..train import config as cfg
 from ..train.presets import PRESETS
@@ -159,15 +159,16 @@ def run_train(args: argparse.Namespace) -> int:
     print(json.dumps({"status": snapshot.status, "output": str(output), "steps": snapshot.step,
                       "scores": snapshot.scores.get("all", {}),
                       "general_probe": snapshot.scores.get("general_probe"),
-                      "change": {category: found.get(HEADLINE) for category, found in changes.items()},
+                      "change": {category: {**reading.difference.to_dict(), **reading.to_dict()}
+                                 for category, reading in readings(changes).items()},
                       "found": [d["name"] for d in findings.found(snapshot.diagnoses)]}))
     return 0
 
 
 def print_changes(output: Path) -> dict:
-    """The run's before -> after on the headline metric, per category, with its
-    95% interval and whether that is more than the noise (stderr: stdout stays
-    for the JSON result). Returns summary.json's "changes"."""
+    """The run's before -> after, per category, read on its headline metric with its
+    95% interval, as one verdict (evaluate.metrics.readings: the same on every screen)
+    (stderr: stdout stays for the JSON result). Returns summary.json's "changes"."""
     from ..runs.outputs import RunFolder
 
     summary = RunFolder(output).read_json("summary.json")
@@ -175,9 +176,13 @@ def print_changes(output: Path) -> dict:
     for line in change_lines(changes, summary.get("scores")):
         print(line, file=sys.stderr)
     return changes
+
+
 def print_evidence(scores: dict) -> None:
     """One line per standard benchmark and one for the judge, with their
     sentences (or why they are missing), on stderr (stdout stays for the result)."""
+    from ..evaluate.judge import judge_sentence  # imports torch: only a command that trained needs it
+
     benchmarks, judged = scores.get("benchmarks") or {}, scores.get("judge") or {}
     if "error" in benchmarks:
         print(f"benchmarks: {benchmarks['error']}", file=sys.stderr)
@@ -187,7 +192,7 @@ def print_evidence(scores: dict) -> None:
         print(f"benchmark {entry['label']}: {shares} of {entry['items']} items"
               + (f"; {entry['sentence']}" if entry.get("sentence") else ""), file=sys.stderr)
     if judged:
-        print(f"judge: {judged.get('sentence') or judged.get('error')}", file=sys.stderr)
+        print(f"judge: {judged['error'] if 'error' in judged else judge_sentence(judged)}", file=sys.stderr)
 
 
 def _follow(run, quiet: bool = False) -> "object":

@@ -11,7 +11,7 @@ from difflib import SequenceMatcher
 from typing import NamedTuple
 
 from ..data.text import normalise_answer
-from ..evaluate.metrics import METRICS
+from ..evaluate.metrics import METRICS, headline
 from .base import FailureMode, Finding, RunFacts, change, fewer_epochs, lower_lr_advice, mean, sentence
 
 # --- mode collapse
@@ -37,10 +37,13 @@ SIMILARITY_SAMPLE = 30
 SIMILARITY_WORDS = 60
 
 # --- forgetting
-# The probe's share is read from this metric: general answers are free-form
-# sentences, so "the reference appears in the answer" is what can move;
-# exact matches are near zero before and after.
-PROBE_METRIC = "contains"
+# The probe's share is read from its headline metric, the one its verdict reads
+# (evaluate.metrics.headline: "contains"): general answers are free-form
+# sentences, so "the reference appears in the answer" is what can move; exact
+# matches are near zero before training.
+PROBE_METRIC = headline("general_probe")
+# ...and the held-out prompts of category "general" from theirs.
+GENERAL_METRIC = headline("general")
 # Ten points on a probe of 20-50 prompts is several answers gone wrong, not
 # one answer that flipped by chance.
 SCORE_DROP = 0.10
@@ -140,7 +143,13 @@ def mode_collapse(record: RunFacts) -> Finding:
     advice = sentence([lower_lr_advice(record.config), fewer_epochs(record.config),
                         "train on more diverse prompts and responses"])
     example = f"{_quote(common)} was the answer {count} times" if count > 1 else f"e.g. {_quote(common)}"
-    return MODE_COLLAPSE.found(f"{evidence}; {example}", advice)
+    shown = f"{answers.distinct} distinct answers to {len(answered)} prompts; {example}"
+    return MODE_COLLAPSE.found(f"{evidence}; {example}", advice, degraded=_held_out_categories(answered, shown))
+
+
+def _held_out_categories(rows: list[dict], text: str) -> dict[str, str]:
+    """`text` for "all" and for each category of the held-out rows a finding is about."""
+    return {category: text for category in ["all", *(r.get("category") for r in rows)] if category}
 
 
 # ----------------------------------------------------------------- forgetting
@@ -148,6 +157,7 @@ def mode_collapse(record: RunFacts) -> Finding:
 class Signal(NamedTuple):
     text: str  # what was measured, for the evidence
     fired: bool
+    category: str  # the score category it measures ("general_probe", "general")
 
 
 def _probe_signals(probe: dict | None) -> tuple[list[Signal], str]:
@@ -161,11 +171,11 @@ def _probe_signals(probe: dict | None) -> tuple[list[Signal], str]:
     if metric:
         b, a = _number(before[metric]), _number(after[metric])
         signals.append(Signal(f"general probe ({metric}, {probe.get('prompts', '?')} prompts): {b:.0%} -> {a:.0%} "
-                              f"({(a - b) * 100:+.0f} points)", b - a >= SCORE_DROP - 1e-9))
+                              f"({(a - b) * 100:+.0f} points)", b - a >= SCORE_DROP - 1e-9, "general_probe"))
     pb, pa = _number(probe.get("perplexity_before")), _number(probe.get("perplexity_after"))
     if pb and pa is not None:
         signals.append(Signal(f"reference perplexity {pb:.1f} -> {pa:.1f}{change(pa, pb)}",
-                              pa >= pb * (1 + PERPLEXITY_RISE)))
+                              pa >= pb * (1 + PERPLEXITY_RISE), "general_probe"))
     return signals, "the general probe has no after-training scores yet"
 
 
@@ -173,14 +183,14 @@ def _general_rows_signal(rows: list[dict]) -> Signal | None:
     """The held-out prompts marked "general", scored before and after."""
     scored = [r for r in rows or [] if isinstance(r, dict) and r.get("category") == "general"
               and isinstance(r.get("before_score"), dict) and isinstance(r.get("after_score"), dict)
-              and _number(r["before_score"].get(PROBE_METRIC)) is not None
-              and _number(r["after_score"].get(PROBE_METRIC)) is not None]
+              and _number(r["before_score"].get(GENERAL_METRIC)) is not None
+              and _number(r["after_score"].get(GENERAL_METRIC)) is not None]
     if len(scored) < MIN_GENERAL_PROMPTS:
         return None
-    b = mean(r["before_score"][PROBE_METRIC] for r in scored)
-    a = mean(r["after_score"][PROBE_METRIC] for r in scored)
-    return Signal(f"general held-out prompts ({PROBE_METRIC}, {len(scored)}): {b:.0%} -> {a:.0%} "
-                  f"({(a - b) * 100:+.0f} points)", b - a >= SCORE_DROP - 1e-9)
+    b = mean(r["before_score"][GENERAL_METRIC] for r in scored)
+    a = mean(r["after_score"][GENERAL_METRIC] for r in scored)
+    return Signal(f"general held-out prompts ({GENERAL_METRIC}, {len(scored)}): {b:.0%} -> {a:.0%} "
+                  f"({(a - b) * 100:+.0f} points)", b - a >= SCORE_DROP - 1e-9, "general")
 
 
 def _forgetting_advice(config: dict) -> str:
@@ -202,9 +212,11 @@ def forgetting(record: RunFacts) -> Finding:
                                   "'general' were scored before and after",
                                   "" if record.probe else "Switch on the general-capability probe.")
     evidence = "; ".join(s.text for s in signals)
-    if any(s.fired for s in signals):
+    fired = [s for s in signals if s.fired]
+    if fired:
+        degraded = {s.category: "; ".join(f.text for f in fired if f.category == s.category) for s in fired}
         return FORGETTING.found(f"{evidence} (a drop of {SCORE_DROP * 100:.0f} points or a perplexity rise of "
-                                f"{PERPLEXITY_RISE:.0%} counts)", _forgetting_advice(record.config))
+                                f"{PERPLEXITY_RISE:.0%} counts)", _forgetting_advice(record.config), degraded=degraded)
     return FORGETTING.clear(evidence)
 
 
@@ -229,7 +241,7 @@ def memorisation(record: RunFacts) -> Finding:
     advice = sentence(["train on more varied data", fewer_epochs(record.config),
                         f"deduplicate the training responses ({repeated} appear more than once)" if repeated
                         else "deduplicate near-identical training examples"])
+    copied = f"{len(copies)} of {len(answered)} held-out answers copy a training response word for word"
     return MEMORISATION.found(
-        f"{len(copies)} of {len(answered)} held-out answers copy a training response word for word, e.g. "
-        f"{_quote(_text(example.get('prompt')))} got {_quote(_text(example['after']))} (reference: "
-        f"{_quote(_text(example.get('reference')))})", advice)
+        f"{copied}, e.g. {_quote(_text(example.get('prompt')))} got {_quote(_text(example['after']))} (reference: "
+        f"{_quote(_text(example.get('reference')))})", advice, degraded=_held_out_categories(copies, copied))

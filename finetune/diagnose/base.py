@@ -25,6 +25,10 @@ class Finding:
     explanation: str  # what this failure is, in one line
     advice: str  # the mitigation for this run's settings ("" when clear)
     step: int | None = None
+    # The score categories (summary.json's "scores" keys) this finding shows got
+    # worse, each with what was measured there: a category found degraded is never
+    # called better (evaluate.metrics.Reading).
+    degraded: dict[str, str] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,8 +40,9 @@ class FailureMode:
     title: str
     explanation: str
 
-    def found(self, evidence: str, advice: str, step: int | None = None) -> Finding:
-        return Finding(self.name, self.title, FOUND, evidence, self.explanation, advice, step)
+    def found(self, evidence: str, advice: str, step: int | None = None,
+              degraded: dict[str, str] | None = None) -> Finding:
+        return Finding(self.name, self.title, FOUND, evidence, self.explanation, advice, step, dict(degraded or {}))
 
     def clear(self, evidence: str, step: int | None = None) -> Finding:
         return Finding(self.name, self.title, CLEAR, evidence, self.explanation, "", step)

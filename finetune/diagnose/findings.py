@@ -71,6 +71,20 @@ def found(diagnoses) -> list[dict]:
     return [d for d in diagnoses or () if isinstance(d, dict) and d.get("status") == FOUND]
 
 
+def degraded(diagnoses) -> dict[str, list[str]]:
+    """For each score category a found failure shows got worse, what was found there,
+    in words ({"general_probe": ["forgetting was found: general probe (contains, 45
+    prompts): 58% -> 22% (-36 points)"]}): what evaluate.metrics.score_changes needs
+    so that no verdict calls that category better."""
+    found_in: dict[str, list[str]] = {}
+    for d in found(diagnoses):
+        where = d.get("degraded")
+        for category, text in (where.items() if isinstance(where, dict) else ()):
+            title = str(d.get("title") or d.get("name") or "a failure").lower()
+            found_in.setdefault(str(category), []).append(f"{title} was found: {text}")
+    return found_in
+
+
 def found_lines(diagnoses) -> list[str]:
     """The FOUND findings for a terminal: name, evidence and advice, one block each."""
     lines = []

@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..data.dataset import HeldOutPrompt
 from ..data.text import normalise_answer
-from .significance import Difference, paired_difference
+from .significance import BETTER, WORSE, Difference, paired_difference
 
 
 def _exact(answer: str, reference: str) -> float:
@@ -76,18 +76,27 @@ class Metric:
     label: str  # for people
     help: str
     score: Callable[[str, str], float]
+    rises: str  # what answers scoring higher do, in words ("contain the right answer more often")
+    falls: str
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("exact", "exact", "the answer is the reference, character for character (outer spaces aside)", _exact),
-    Metric("normalised", "normalised", "equal once case, punctuation and spacing are ignored", _normalised),
-    Metric("contains", "contains", "the reference appears in the answer as whole words", _contains),
+    Metric("exact", "exact", "the answer is the reference, character for character (outer spaces aside)", _exact,
+           "match the reference exactly more often", "match the reference exactly less often"),
+    Metric("normalised", "normalised", "equal once case, punctuation and spacing are ignored", _normalised,
+           "match the reference (case and punctuation aside) more often",
+           "match the reference (case and punctuation aside) less often"),
+    Metric("contains", "contains", "the reference appears in the answer as whole words", _contains,
+           "contain the right answer more often", "contain the right answer less often"),
     Metric("token_f1", "token F1", "harmonic mean of the shares of answer and reference words they have in common "
-           "(case and punctuation ignored; rouge-score's ROUGE-1 F)", _token_f1),
+           "(case and punctuation ignored; rouge-score's ROUGE-1 F)", _token_f1,
+           "share more of the reference's words", "share fewer of the reference's words"),
     Metric("rouge_l", "ROUGE-L", "F-measure of the longest run of words answer and reference share in order "
-           "(rouge-score)", _rouge_l),
+           "(rouge-score)", _rouge_l,
+           "follow the reference's wording more closely", "follow the reference's wording less closely"),
     Metric("bleu", "BLEU", "sentence BLEU: shared 1- to 4-word sequences with a brevity penalty (sacrebleu), "
-           "from 0 to 1", _bleu),
+           "from 0 to 1", _bleu,
+           "share more word sequences with the reference", "share fewer word sequences with the reference"),
 )}
 
 
@@ -145,57 +154,182 @@ def summarise_scores(rows: list[dict]) -> dict:
 
 # --------------------------------------------------------------------------- is the change bigger than the noise?
 
-# The metric named first wherever a before -> after change is put in one line
-# (the command line, the lessons, compare-runs): a match once case and
-# punctuation are ignored, the one the demo tasks ask for.
+# The headline metric of the data's own held-out prompts ("all", "task", any
+# category a dataset names): their reference is the answer itself, a short exact
+# answer in the form the data teaches, so a match once case and punctuation are
+# ignored. A runs comparison (experiments/noise.py) ranks runs by it too.
 HEADLINE = "normalised"
+# The general questions (the probe's, and the demo data's "general" prompts) are
+# open: any sentence that states the fact answers them, so their reference is a
+# fact to find in the answer. Read by normalised match, an answer that only got
+# shorter would look like knowledge gained (quick-demo's probe: normalised 0% ->
+# 20% while the answers that contain the fact fell from 58% to 22%).
+OPEN_QUESTIONS = {"general": "contains", "general_probe": "contains"}
 # How a sentence names a category's prompts ("better on the task prompts: ...").
 WHERE = {"all": "on all held-out prompts", "task": "on the task prompts", "general": "on the general prompts",
          "general_probe": "on the general-knowledge probe"}
+# The verdicts a category's reading adds to a single metric's (significance.py):
+# its metrics moved in opposite directions beyond the noise, or its headline got
+# better while a failure-mode detector found the category degraded.
+CHANGED_FORM, MIXED = "changed form", "mixed"
+# Answers whose mean length moved by a fifth or more changed length, and the
+# reading says so ("shorter answers"); less is the ordinary spread of greedy answers.
+LENGTH_CHANGE = 0.2
 
 
 def where(category: str) -> str:
     return WHERE.get(category, f"on the {category} prompts")
 
 
+def headline(category: str) -> str:
+    """The metric a category's verdict is read from, for what its references are."""
+    return OPEN_QUESTIONS.get(category, HEADLINE)
+
+
+def _paired(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("before_score") is not None and r.get("after_score") is not None]
+
+
 def metric_changes(rows: list[dict], category: str = "all", names=None) -> dict[str, dict]:
     """Per metric (all of METRICS, or `names`): the paired change before -> after
     over the rows scored on both sides, with its 95% interval and sentence
-    (significance.Difference.to_dict())."""
-    paired = [r for r in rows if r.get("before_score") is not None and r.get("after_score") is not None]
+    (significance.Difference.to_dict()). Each sentence names its metric ("better on
+    the task prompts (exact): ..."): one metric's change is not the category's verdict."""
+    paired = _paired(rows)
     return {name: paired_difference([r["before_score"].get(name, 0.0) for r in paired],
-                                    [r["after_score"].get(name, 0.0) for r in paired]).to_dict(where(category))
+                                    [r["after_score"].get(name, 0.0) for r in paired]
+                                    ).to_dict(f"{where(category)} ({METRICS[name].label})")
             for name in (names or METRICS)}
 
 
-def score_changes(rows: list[dict], names=None) -> dict[str, dict]:
-    """metric_changes() per category of summarise_scores(), for the categories
-    whose prompts were answered before and after."""
-    return {name: metric_changes(members, name, names) for name, members in _groups(rows).items()
-            if any(m.get("before_score") is not None and m.get("after_score") is not None for m in members)}
+def category_changes(rows: list[dict], category: str = "all", degraded=()) -> dict:
+    """metric_changes() for every metric, and the category's one reading of them
+    under "reading" (Reading.to_dict()), with the facts it was made from: the
+    headline metric, the answers' mean length in words before and after, and what
+    the failure-mode detectors found degraded here (`degraded`, sentences)."""
+    entry: dict = metric_changes(rows, category)
+    paired = [r for r in _paired(rows) if isinstance(r.get("before"), str) and isinstance(r.get("after"), str)]
+    words = [round(sum(len(r[side].split()) for r in paired) / len(paired), 1) for side in ("before", "after")] \
+        if paired else None
+    entry["reading"] = {"metric": headline(category), "words": words, "degraded": [str(d) for d in degraded]}
+    found = read_category(category, entry)
+    if found is not None:
+        entry["reading"] = found.to_dict()
+    return entry
 
 
-def headline_differences(changes, name: str = HEADLINE) -> dict[str, Difference]:
-    """Each category's Difference on metric `name`, read from score_changes()'s dict
-    (summary.json's "changes"); categories with none, or a damaged one, are left out."""
+def score_changes(rows: list[dict], degraded=None) -> dict[str, dict]:
+    """category_changes() per category of summarise_scores(), for the categories
+    whose prompts were answered before and after. `degraded`: category -> what the
+    detectors found degraded there (diagnose.findings.degraded)."""
+    degraded = degraded or {}
+    return {name: category_changes(members, name, degraded.get(name, ()))
+            for name, members in _groups(rows).items() if _paired(members)}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A category's one verdict: its headline metric's change, unless its metrics
+    moved in opposite directions beyond the noise (CHANGED_FORM: the answers
+    changed form, and the sentence says how), or it got better while a detector
+    found it degraded (MIXED). What the command line, the Compare tab, the
+    Lessons answer, the model card and summary.json say of a category."""
+
+    category: str
+    metric: str  # the headline metric
+    difference: Difference  # the headline metric's change
+    verdict: str
+    sentence: str
+    rose: tuple[str, ...] = ()  # the metrics better beyond the noise
+    fell: tuple[str, ...] = ()
+    words: tuple[float, float] | None = None  # the answers' mean length in words, before and after
+    degraded: tuple[str, ...] = ()
+
+    def line(self, count: int | None = None) -> str:
+        """"task (20 prompts), normalised 10% → 95%: better on the task prompts: +85 points, ..."."""
+        diff = self.difference
+        shares = f"{diff.before:.0%} → {diff.after:.0%}: " if diff.n else ""
+        return (f"{self.category} ({diff.n if count is None else count} prompts), {METRICS[self.metric].label} "
+                f"{shares}{self.sentence}")
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "verdict": self.verdict, "sentence": self.sentence, "rose": list(self.rose),
+                "fell": list(self.fell), "words": list(self.words) if self.words else None,
+                "degraded": list(self.degraded)}
+
+
+def read_category(category: str, entry) -> Reading | None:
+    """The reading of one category from its changes (summary.json's changes[category]:
+    a Difference dict per metric, and the facts "reading" recorded with them; a run
+    written before readings gets its category's headline and no lengths). None when
+    the headline metric's change is missing or damaged."""
+    if not isinstance(entry, dict):
+        return None
+    facts = entry.get("reading") if isinstance(entry.get("reading"), dict) else {}
+    metric = facts.get("metric") if facts.get("metric") in METRICS else headline(category)
+    found = {name: Difference.from_dict(entry.get(name)) for name in METRICS}
+    found = {name: diff for name, diff in found.items() if diff is not None}
+    main = found.get(metric)
+    if main is None:
+        return None
+    words = facts.get("words")
+    words = tuple(words) if isinstance(words, (list, tuple)) and len(words) == 2 and all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) for w in words) else None
+    degraded = tuple(d for d in facts.get("degraded") or () if isinstance(d, str))
+    rose = tuple(name for name, diff in found.items() if diff.verdict == BETTER)
+    fell = tuple(name for name, diff in found.items() if diff.verdict == WORSE)
+    place = where(category)
+    if rose and fell:
+        verdict, sentence = CHANGED_FORM, _changed_form(place, metric, found, rose, fell, words)
+    elif main.verdict == BETTER and degraded:
+        verdict = MIXED
+        sentence = (f"{MIXED} {place}: {METRICS[metric].label} better by {main.numbers()}, but "
+                    + "; and ".join(degraded))
+    else:
+        verdict, sentence = main.verdict, main.sentence(place)
+    return Reading(category, metric, main, verdict, sentence, rose, fell, words, degraded)
+
+
+def _changed_form(place: str, metric: str, found: dict[str, Difference], rose, fell, words) -> str:
+    """"the answers changed form on the probe: shorter answers (16 → 3 words on average) that
+    match the reference exactly more often (0% → 20%), but contain the right answer less often
+    (58% → 22%: -36 points, 95% interval -52 to -18)": one metric of each side, the headline's
+    where it is one, with its interval."""
+    def side(names, up: bool) -> str:
+        name = metric if metric in names else names[0]
+        diff, said = found[name], METRICS[name].rises if up else METRICS[name].falls
+        shares = f"{diff.before:.0%} → {diff.after:.0%}"
+        return f"{said} ({shares}: {diff.numbers()})" if name == metric else f"{said} ({shares})"
+
+    answers = "answers"
+    if words and words[0] > 0 and abs(words[1] - words[0]) >= LENGTH_CHANGE * words[0]:
+        answers = (f"{'shorter' if words[1] < words[0] else 'longer'} answers ({words[0]:.0f} → {words[1]:.0f} "
+                   "words on average)")
+    text = f"the answers changed form {place}: {answers} that {side(rose, True)}, but {side(fell, False)}"
+    if metric not in rose + fell:
+        text += f"; by {METRICS[metric].label}, {found[metric].verdict}: {found[metric].numbers()}"
+    return text
+
+
+def readings(changes) -> dict[str, Reading]:
+    """Each category's Reading from score_changes()'s dict (summary.json's "changes");
+    categories with none, or a damaged one, are left out. The one reader of a run's
+    changes: every screen and file that states a verdict reads it here."""
     if not isinstance(changes, dict):
         return {}
-    found = {category: Difference.from_dict(per_metric.get(name) if isinstance(per_metric, dict) else None)
-             for category, per_metric in changes.items()}
-    return {category: diff for category, diff in found.items() if diff is not None}
+    found = {category: read_category(category, entry) for category, entry in changes.items()}
+    return {category: reading for category, reading in found.items() if reading is not None}
 
 
-def change_lines(changes: dict, scores: dict | None = None, name: str = HEADLINE) -> list[str]:
-    """One line per category for people, on metric `name`: "task (20 prompts), normalised
-    10% -> 60%: better on the task prompts: +50 points, 95% interval +28 to +66 ...".
-    `changes` as score_changes() gives it (summary.json's "changes"); `scores`
-    (summary.json's "scores") adds the prompt counts."""
+def change_lines(changes: dict, scores: dict | None = None) -> list[str]:
+    """One line per category for people, its reading on its headline metric: "task (20
+    prompts), normalised 10% -> 60%: better on the task prompts: +50 points, 95% interval
+    +28 to +66 ...". `changes` as score_changes() gives it (summary.json's "changes");
+    `scores` (summary.json's "scores") adds the prompt counts."""
     lines = []
-    for category, diff in headline_differences(changes, name).items():
+    for category, reading in readings(changes).items():
         entry = (scores or {}).get(category)
-        count = entry.get("prompts", diff.n) if isinstance(entry, dict) else diff.n
-        shares = f"{diff.before:.0%} → {diff.after:.0%}: " if diff.n else ""
-        lines.append(f"{category} ({count} prompts), {METRICS[name].label} {shares}{diff.sentence(where(category))}")
+        lines.append(reading.line(entry.get("prompts") if isinstance(entry, dict) else None))
     return lines
 
 

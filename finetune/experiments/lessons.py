@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import ASSETS
-from ..evaluate.metrics import HEADLINE, METRICS, headline_differences, score_changes, where
-from ..evaluate.significance import BETTER, WORSE
+from ..evaluate.metrics import CHANGED_FORM, MIXED, readings, score_changes
+from ..evaluate.significance import BETTER, NO_VERDICT, WORSE
 from ..runs.records import RunRecord
 
 LESSONS_DIR = ASSETS / "lessons"
@@ -203,25 +203,35 @@ def before_after_answer(runs: list[RunRecord]) -> str:
 
 
 def _noise_answer(record: RunRecord) -> str:
-    """Is the change bigger than the noise? From summary.json's "changes", or,
-    for a run written before it had them, from its comparison rows."""
+    """Is the change bigger than the noise? The reading of summary.json's "changes"
+    (evaluate.metrics.readings, as every screen says it), or, for a run written
+    before it had them, of its comparison rows."""
     changes = (record.summary or {}).get("changes")
     if not isinstance(changes, dict):
-        changes = score_changes(record.comparison or [], names=(HEADLINE,))
-    found = {category: diff for category, diff in headline_differences(changes).items() if category in ("all", "task")}
+        changes = score_changes(record.comparison or [])
+    found = {category: reading for category, reading in readings(changes).items() if category in ("all", "task")}
     if not found:
         return " (This run has no per-prompt scores to measure the noise with.)"
-    label = METRICS[HEADLINE].label
-    lines = [f"\n\n**Bigger than the noise?** The change in {label} match, with its 95% interval:"]
-    lines += [f"- {diff.sentence(where(category))}" for category, diff in found.items()]
+    scores = (record.summary or {}).get("scores") or {}
+    lines = ["\n\n**Bigger than the noise?** Each change on its headline metric, with its 95% interval:"]
+    lines += [f"- {reading.line((scores.get(category) or {}).get('prompts'))}" for category, reading in found.items()]
     main = found.get("task") or found["all"]
     if main.verdict == BETTER:
         lines.append("\nYes: the interval leaves out zero, so this improvement is more than luck on these prompts.")
     elif main.verdict == WORSE:
         lines.append("\nIt got worse, by more than the noise: the whole interval is below zero.")
+    elif main.verdict == CHANGED_FORM:
+        lines.append("\nNot simply better: some scores rose and others fell by more than the noise, so the answers "
+                     "changed form. Read the answers themselves on the Compare tab.")
+    elif main.verdict == MIXED:
+        lines.append("\nNot clearly: the score rose by more than the noise, but a failure-mode check found these "
+                     "prompts degraded (see the diagnoses).")
+    elif main.verdict == NO_VERDICT:
+        lines.append("\nThis measure cannot tell: every prompt changed by the same amount, so there is no spread to "
+                     "measure the noise with.")
     else:
-        lines.append(f"\nNot measurably: the interval includes zero, so with {main.n} prompts this change could be "
-                     "luck. More held-out prompts (the *Held out* setting) narrow the interval.")
+        lines.append(f"\nNot measurably: the interval includes zero, so with {main.difference.n} prompts this change "
+                     "could be luck. More held-out prompts (the *Held out* setting) narrow the interval.")
     return "\n".join(lines)
 
 

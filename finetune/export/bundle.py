@@ -15,7 +15,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from ..evaluate.metrics import HEADLINE, METRICS, change_lines, headline_differences
+from ..evaluate.metrics import METRICS, change_lines, readings
 from ..runs.folders import read_json, read_json_object
 from ..runs.outputs import BEST_INFO
 from ..sources.files import looks_like_path
@@ -106,6 +106,7 @@ def model_card(folder: str | Path, which: str = "final", fmt: str = "merged", wh
               f"| duration | {_fmt(summary.get('duration_seconds'))} s |",
               f"| hardware | {summary.get('hardware') or 'n/a'} |", ""]
     lines += _score_lines(summary.get("scores") or {}, summary.get("changes"))
+    lines += _evidence_lines(summary.get("scores") or {})
     lines += _diagnosis_lines(summary.get("diagnoses") or [])
     lines += _example_lines(rows)
     lines += usage_lines(fmt, where, base_id, gguf_files)
@@ -135,31 +136,48 @@ def usage_lines(fmt: str, where: str, base_id: str | None, gguf_files=()) -> lis
 
 
 def _score_lines(scores: dict, changes: dict | None = None) -> list[str]:
-    """The before/after table, each category's change on the headline metric with
-    its 95% interval beside it (summary.json's "changes"), and those changes in words."""
+    """The before/after table, each category's change on its headline metric with
+    its 95% interval beside it (summary.json's "changes"), and each category's
+    reading in words (evaluate.metrics.readings, as the command line says it)."""
     if not scores:
         return []
     changes = changes if isinstance(changes, dict) else {}
-    differences = headline_differences(changes)
+    found = readings(changes)
     lines = ["Held-out answers scored against the reference, before and after training (general_probe: the "
              "lab's general-knowledge questions, asked of every run to show forgetting):", ""]
     lines += [f"- *{m.label}*: {m.help}" for m in METRICS.values()]
     header = [f"{m.label} {side}" for m in METRICS.values() for side in ("before", "after")]
-    header.append(f"{METRICS[HEADLINE].label} change (95% interval)")
+    header.append("change on its headline metric (95% interval)")
     lines += ["", "| prompts | count | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
     for name, entry in scores.items():
         if name in ("benchmarks", "judge"):
             continue  # not rows of answer scores: evaluate.benchmarks' and evaluate.judge's records
         cells = [f"{entry[k]:.0%}" if isinstance(entry.get(k), (int, float)) else "n/a"
                  for k in (f"{side}_{m}" for m in METRICS for side in ("before", "after"))]
-        found = differences.get(name)
-        cells.append(found.numbers() if found else "n/a")
+        reading = found.get(name)
+        cells.append(f"{METRICS[reading.metric].label}: {reading.difference.numbers()}" if reading else "n/a")
         lines.append(f"| {name} | {entry.get('prompts', 0)} | " + " | ".join(cells) + " |")
     said = change_lines({name: changes[name] for name in scores if isinstance(changes.get(name), dict)}, scores)
     if said:
         lines += ["", "Is each change bigger than the noise? Better or worse only when the 95% interval leaves out "
-                      "zero:", "", *(f"- {line}" for line in said)]
+                      "zero, and not better when other metrics moved the other way (the answers changed form) or a "
+                      "failure-mode check found the category degraded:", "", *(f"- {line}" for line in said)]
     return lines + [""]
+
+
+def _evidence_lines(scores: dict) -> list[str]:
+    """The standard benchmarks' and the judge's sentences, as the command line prints them."""
+    benchmarks, judged = scores.get("benchmarks"), scores.get("judge")
+    lines = []
+    if isinstance(benchmarks, dict):
+        lines += [f"- benchmark {entry.get('label', task)}: {entry['sentence']}" for task, entry in benchmarks.items()
+                  if isinstance(entry, dict) and entry.get("sentence")]
+    if isinstance(judged, dict) and "error" not in judged:
+        from ..evaluate.judge import judge_sentence  # imports torch, which a card without a judge does not need
+
+        lines.append(f"- judge: {judge_sentence(judged)}")
+    return ["Standard benchmarks and judge (before and after training, on the same items):", "", *lines, ""] \
+        if lines else []
 
 
 def _diagnosis_lines(diagnoses: list[dict]) -> list[str]:

@@ -29,7 +29,8 @@ import shutil
 import threading
 from pathlib import Path
 
-from ..evaluate.metrics import metric_changes, score_changes
+from ..diagnose.findings import degraded
+from ..evaluate.metrics import category_changes, score_changes
 from .folders import read_json_object, read_metrics, write_atomically
 from .portable import to_run_folder
 
@@ -150,15 +151,19 @@ class RunFolder:
     def score_changes(self, snapshot) -> dict:
         """summary.json's "changes": per category of "scores", per metric, the
         paired change before -> after with its 95% interval and a sentence
-        (evaluate/significance.py). The held-out categories pair the prompts of
-        the comparison; the general probe's entry pairs its questions, scored in
-        probe.json (only when this run measured it: "general_probe" in scores)."""
+        (evaluate/significance.py), and the category's one reading of them
+        ("reading": evaluate.metrics.Reading), which no found failure-mode
+        diagnosis of the snapshot contradicts. The held-out categories pair the
+        prompts of the comparison; the general probe's entry pairs its questions,
+        scored in probe.json (only when this run measured it: "general_probe" in scores)."""
         try:
-            changes = score_changes(list(snapshot.comparison))
+            found = degraded(snapshot.diagnoses)
+            changes = score_changes(list(snapshot.comparison), found)
             if "general_probe" in (snapshot.scores or {}):
                 answers = self.read_json(PROBE_FILE).get("answers")
                 if isinstance(answers, list) and all(isinstance(a, dict) and "after_score" in a for a in answers):
-                    changes["general_probe"] = metric_changes(answers, "general_probe")
+                    changes["general_probe"] = category_changes(answers, "general_probe",
+                                                                found.get("general_probe", ()))
         except Exception:  # noqa: BLE001 -- a measurement: the run's outcome must never depend on it
             return {}
         return changes

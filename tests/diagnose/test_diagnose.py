@@ -39,7 +39,7 @@ def test_a_finding_is_plain_data_for_json():
     assert isinstance(finding, Finding)
     assert finding.to_dict() == {"name": "divergence", "title": finding.title, "status": "clear",
                                  "evidence": finding.evidence, "explanation": finding.explanation,
-                                 "advice": "", "step": None}
+                                 "advice": "", "step": None, "degraded": {}}
 
 
 def test_a_config_object_is_read_like_its_dict():

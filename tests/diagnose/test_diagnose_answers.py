@@ -9,8 +9,11 @@ import time
 import pytest
 from synthetic_runs import CITIES, PROBE_STEADY, TRAIN_RESPONSES, VARIED, advice, by_name, config, final, rows
 
+from finetune.diagnose.answer_modes import GENERAL_METRIC, PROBE_METRIC
 from finetune.diagnose.base import CLEAR, FOUND, UNKNOWN
+from finetune.diagnose.findings import degraded
 from finetune.diagnose.modes import diagnose_final
+from finetune.evaluate.metrics import headline
 
 # ----------------------------------------------------------------- mode collapse
 
@@ -19,6 +22,7 @@ def test_the_same_answer_to_every_prompt_is_mode_collapse():
     assert finding.status == FOUND
     assert "1 distinct answers to 8 prompts" in finding.evidence and "8 times" in finding.evidence
     assert "from 5e-05 to 2e-05" in advice(finding) and "3 -> 2" in advice(finding)
+    assert set(finding.degraded) == {"all", "task"} and "8 times" in finding.degraded["task"]
 
 
 def test_near_identical_answers_that_miss_their_references_are_mode_collapse():
@@ -80,6 +84,14 @@ def test_a_lower_general_probe_score_is_forgetting():
 def test_a_higher_reference_perplexity_is_forgetting():
     finding = final(probe={**PROBE_STEADY, "perplexity_after": 14.0})["forgetting"]
     assert finding.status == FOUND and "12.1 -> 14.0 (+16%)" in finding.evidence
+    # What it found degraded, where: what keeps the probe's verdict from being "better".
+    assert finding.degraded == {"general_probe": "reference perplexity 12.1 -> 14.0 (+16%)"}
+    assert degraded([finding.to_dict()]) == {
+        "general_probe": ["forgetting was found: reference perplexity 12.1 -> 14.0 (+16%)"]}
+
+
+def test_forgetting_reads_the_probe_on_the_metric_its_verdict_reads():
+    assert PROBE_METRIC == headline("general_probe") == "contains" and GENERAL_METRIC == headline("general")
 
 
 def test_forgetting_reports_what_it_measured_when_it_does_not_fire():
@@ -96,6 +108,7 @@ def test_general_held_out_prompts_that_go_wrong_are_forgetting_without_a_probe()
         row["after_score"] = {"exact": 0.0, "normalised": 0.0, "contains": 0.0 if i < 3 else 1.0}
     finding = final(probe=None, comparison=VARIED + general)["forgetting"]
     assert finding.status == FOUND and "general held-out prompts (contains, 6): 100% -> 50%" in finding.evidence
+    assert finding.degraded == {"general": "general held-out prompts (contains, 6): 100% -> 50% (-50 points)"}
 
 
 def test_a_lora_run_is_not_told_to_use_lora():
@@ -125,6 +138,8 @@ def test_a_held_out_answer_copying_a_training_response_is_memorisation():
     assert finding.status == FOUND
     assert "1 of 4 held-out answers" in finding.evidence
     assert "training question 3" in finding.evidence and "Question number 2" in finding.evidence
+    assert finding.degraded == {"all": "1 of 4 held-out answers copy a training response word for word",
+                                "task": "1 of 4 held-out answers copy a training response word for word"}
     assert "train fewer epochs: 3 -> 2" in advice(finding)
 
 

@@ -11,6 +11,7 @@ from finetune.evaluate.metrics import (
     change_lines,
     comparison_rows,
     metric_changes,
+    readings,
     score,
     score_changes,
     summarise_scores,
@@ -81,17 +82,21 @@ def held_out(task_before, task_after, general_before, general_after):
 def test_each_category_gets_its_change_with_an_interval_and_a_sentence():
     rows = held_out([0] * 20, [1] * 16 + [0] * 4, [1] * 10, [1] * 9 + [0])
     changes = score_changes(rows)
-    assert list(changes) == ["all", "task", "general"] and set(changes["task"]) == set(METRICS)
+    assert list(changes) == ["all", "task", "general"] and set(changes["task"]) == {*METRICS, "reading"}
     task = changes["task"]["normalised"]
     assert task["n"] == 20 and task["change"] == pytest.approx(0.8) and task["low"] > 0.5 and task["high"] < 1
     assert task["verdict"] == "better"
-    assert task["sentence"].startswith("better on the task prompts: +80 points, 95% interval +53 to +92")
+    # One metric's sentence names its metric: it is not the category's verdict.
+    assert task["sentence"].startswith("better on the task prompts (normalised): +80 points, 95% interval +53 to +92")
+    assert changes["task"]["reading"]["verdict"] == "better" and changes["task"]["reading"]["metric"] == "normalised"
+    assert changes["task"]["reading"]["sentence"].startswith("better on the task prompts: +80 points")
     assert changes["general"]["normalised"]["verdict"] == "no measurable change"  # one answer lost of ten
     assert changes["all"]["exact"]["change"] == 0.0  # "Right." is never the reference character for character
     json.dumps(changes, allow_nan=False)
     lines = change_lines(changes, summarise_scores(rows))
     assert lines[1].startswith("task (20 prompts), normalised 0% → 80%: better on the task prompts: +80 points")
-    assert lines[2].startswith("general (10 prompts), normalised 100% → 90%: no measurable change on the general")
+    # The general questions are open: read on "contains" (the reference is a fact the answer states).
+    assert lines[2].startswith("general (10 prompts), contains 100% → 90%: no measurable change on the general")
 
 
 def test_only_prompts_answered_before_and_after_are_paired():
@@ -122,3 +127,51 @@ def test_two_runs_are_paired_prompt_by_prompt_whatever_their_order():
     twice = aligned_after_scores({"one": comparison_rows(repeated, None, ["a", "b"]),
                                   "two": comparison_rows(repeated, None, ["b", "b"])})
     assert twice == {"one": [1.0, 0.0], "two": [0.0, 0.0]}  # a prompt asked twice is two items
+
+
+def shorter_answers(category="general_probe"):
+    """45 open questions: before, sentences that state the fact (35) or do not (10);
+    after, one word, right for 9 of them: the quick-demo probe's change of form."""
+    rows = []
+    for i in range(45):
+        fact = f"fact{i}"
+        before = f"The answer to this question is {fact}, as everyone knows." if i < 35 else "I do not know that."
+        after = fact if i < 9 else "Something"
+        rows.append(with_scores({"question": f"q{i}", "reference": fact, "category": category, "before": before,
+                                 "after": after}))
+    return rows
+
+
+def test_metrics_that_move_in_opposite_directions_are_read_as_a_change_of_form_not_better():
+    changes = score_changes(shorter_answers())
+    probe = changes["general_probe"]
+    assert probe["normalised"]["verdict"] == "better" and probe["contains"]["verdict"] == "worse"
+    reading = probe["reading"]
+    assert reading["verdict"] == "changed form" and reading["metric"] == "contains"
+    assert reading["rose"][:2] == ["exact", "normalised"] and reading["fell"] == ["contains"]
+    assert reading["sentence"].startswith(
+        "the answers changed form on the general-knowledge probe: shorter answers (9 → 1 words on average) that "
+        "match the reference exactly more often (0% → 20%), but contain the right answer less often (78% → 20%: "
+        "-58 points, 95% interval -")
+    line = change_lines(changes, summarise_scores(shorter_answers()))[-1]
+    assert line.startswith("general_probe (45 prompts), contains 78% → 20%: the answers changed form")
+
+
+def test_a_category_a_detector_found_degraded_is_never_called_better():
+    rows = held_out([0] * 20, [1] * 16 + [0] * 4, [], [])
+    found = score_changes(rows, {"task": ["mode collapse was found: 2 distinct answers to 20 prompts"]})
+    reading = found["task"]["reading"]
+    assert found["task"]["normalised"]["verdict"] == "better" and reading["verdict"] == "mixed"
+    assert reading["sentence"].startswith("mixed on the task prompts: normalised better by +80 points, 95% interval "
+                                          "+53 to +92, but mode collapse was found: 2 distinct answers to 20 prompts")
+    assert score_changes(rows)["task"]["reading"]["verdict"] == "better"
+
+
+def test_changes_written_before_readings_are_read_on_each_categorys_headline():
+    changes = score_changes(shorter_answers("general"))
+    old = {"general": {name: entry for name, entry in changes["general"].items() if name != "reading"}}
+    read = readings(old)["general"]
+    assert read.metric == "contains" and read.verdict == "changed form" and read.words is None
+    assert read.sentence.startswith("the answers changed form on the general prompts: answers that match the "
+                                    "reference exactly more often")
+    assert readings({"task": {"normalised": {"n": "damaged"}}}) == {} and readings(None) == {}

@@ -181,7 +181,7 @@ def test_the_before_after_lesson_asks_whether_the_improvement_beats_the_noise(tm
     scored_run(tmp_path, "clear", 1, before_right=0, after_right=16)
     text = lessons.before_after_answer(list_runs(tmp_path))
     assert "exact match **0% before → 80% after**" in text and "**Bigger than the noise?**" in text
-    assert "- better on the task prompts: +80 points, 95% interval +5" in text
+    assert "- task (20 prompts), normalised 0% → 80%: better on the task prompts: +80 points, 95% interval +5" in text
     assert "Yes: the interval leaves out zero" in text
     # A newer run, written before summaries had changes: its comparison rows answer.
     scored_run(tmp_path, "luck", 2, before_right=8, after_right=11, with_changes=False)

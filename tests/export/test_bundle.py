@@ -71,8 +71,8 @@ def test_the_card_puts_each_change_and_its_interval_beside_the_scores(tmp_path):
                              .to_dict("on the task prompts")},
                     "general": {"normalised": {"n": 10, "change": "damaged"}}}}))
     card = model_card(tmp_path)
-    assert "normalised change (95% interval) |" in card
-    assert "| +80 points, 95% interval +53 to +92 |" in card
+    assert "change on its headline metric (95% interval) |" in card
+    assert "| normalised: +80 points, 95% interval +53 to +92 |" in card
     assert next(line for line in card.splitlines() if line.startswith("| general | 10 |")).endswith("| n/a |")
     assert "- task (20 prompts), normalised 0% → 80%: better on the task prompts: +80 points, 95% interval +53 " \
            "to +92" in card

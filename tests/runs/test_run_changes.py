@@ -41,8 +41,12 @@ def test_summary_carries_each_change_with_its_interval(tiny_model_dir, data_file
             assert found["before"] == pytest.approx(summary["scores"][category][f"before_{name}"], abs=1e-4)
             assert found["after"] == pytest.approx(summary["scores"][category][f"after_{name}"], abs=1e-4)
     assert changes["general_probe"]["normalised"]["n"] == 45
-    assert " on all held-out prompts: " in changes["all"]["normalised"]["sentence"]
-    assert " on the general-knowledge probe: " in changes["general_probe"]["token_f1"]["sentence"]
+    assert " on all held-out prompts (normalised): " in changes["all"]["normalised"]["sentence"]
+    assert " on the general-knowledge probe (token F1): " in changes["general_probe"]["token_f1"]["sentence"]
+    # Each category's one reading, on its headline metric: the probe's open questions on "contains".
+    assert changes["all"]["reading"]["metric"] == "normalised" and changes["general_probe"]["reading"]["metric"] == \
+        "contains"
+    assert " on the general-knowledge probe" in changes["general_probe"]["reading"]["sentence"]
     probe = json.loads((folder / "probe.json").read_text())
     assert all(set(a["after_score"]) == set(METRICS) for a in probe["answers"])
 
@@ -58,7 +62,7 @@ def test_summary_carries_each_change_with_its_interval(tiny_model_dir, data_file
     assert weighted == pytest.approx(last["eval_loss"], rel=1e-3)
 
     card = model_card(folder)
-    assert "normalised change (95% interval)" in card and "on the general-knowledge probe:" in card
+    assert "change on its headline metric (95% interval)" in card and "on the general-knowledge probe" in card
 
 
 def test_each_examples_loss_is_its_response_tokens_cross_entropy(tiny_model_dir):

@@ -9,7 +9,7 @@ import pytest
 gr = pytest.importorskip("gradio")
 
 from finetune.data.dataset import HeldOutPrompt  # noqa: E402
-from finetune.evaluate.metrics import comparison_rows  # noqa: E402
+from finetune.evaluate.metrics import comparison_rows, readings  # noqa: E402
 from finetune.experiments.compare import VERSUS_BEST  # noqa: E402
 from finetune.runs.records import write_record  # noqa: E402
 from finetune.sources.files import Limits  # noqa: E402
@@ -30,11 +30,14 @@ def test_the_compare_tab_puts_each_categorys_change_and_interval_beside_its_scor
     rows = comparison_rows(TASK + GENERAL, answers(TASK, 0) + answers(GENERAL, 10),
                            answers(TASK, 16) + answers(GENERAL, 9))
     text = compare_tab.scores_markdown(rows, None)
-    assert "| normalised: change (95% interval) |" in text
+    assert "| change on its headline metric (95% interval) |" in text
     task_row = next(line for line in text.splitlines() if line.startswith("| task | 20 |"))
-    assert task_row.endswith("| 0% → 80% | +80 points, 95% interval +53 to +92 |")
-    assert "- **task**: better on the task prompts: +80 points, 95% interval +53 to +92" in text
-    assert "- **general**: no measurable change on the general prompts: -10 points, 95% interval -" in text
+    assert task_row.endswith("| 0% → 80% | normalised: +80 points, 95% interval +53 to +92 |")
+    assert "- task (20 prompts), normalised 0% → 80%: better on the task prompts: +80 points, 95% interval +53 to " \
+           "+92" in text
+    # The general questions are open: read on "contains".
+    assert "- general (10 prompts), contains 100% → 90%: no measurable change on the general prompts: -10 points, " \
+           "95% interval -" in text
     # While the trained model has not answered yet: no change to show.
     waiting = compare_tab.scores_markdown(comparison_rows(TASK, answers(TASK, 0), None), None)
     assert next(line for line in waiting.splitlines() if line.startswith("| task |")).endswith("| … |")
@@ -42,7 +45,7 @@ def test_the_compare_tab_puts_each_categorys_change_and_interval_beside_its_scor
 
 
 def test_a_damaged_or_missing_change_shows_as_unknown():
-    assert change_cell(None) == change_cell({"n": "x"}) == "…"
+    assert change_cell(None) == change_cell(readings({"all": {"normalised": {"n": "x"}}}).get("all")) == "…"
     assert change_sentences({"all": {"normalised": {"n": 3, "change": "?"}}}) == ""
 
 

@@ -12,7 +12,8 @@ import gradio as gr
 import pandas as pd
 
 from finetune.evaluate.ask import QUESTION_MAX_CHARS, ask, check_question
-from finetune.evaluate.metrics import HEADLINE, METRICS, score_changes, summarise_scores
+from finetune.diagnose.findings import degraded
+from finetune.evaluate.metrics import METRICS, readings, score_changes, summarise_scores
 from finetune.runs.records import NoSuchRun, read_config
 from finetune.sources import models
 from finetune.sources.models import ModelError
@@ -135,22 +136,24 @@ def scores_markdown(rows: list[dict], snap) -> str:
         return (f"### Before and after\n{len(rows)} held-out prompts, never trained on. The base model is "
                 "answering them now (*before*); the trained model answers when training ends (*after*).")
     summary = summarise_scores(rows)
-    # Only the headline metric's change: right/wrong scores, so an exact interval
-    # that costs milliseconds, recomputed as the table refreshes.
-    found = score_changes(rows, names=(HEADLINE,))
-    headline = METRICS[HEADLINE].label
+    # Every metric's change: a category's reading needs them all to see scores that
+    # moved in opposite directions (the bootstraps of the three graded metrics cost
+    # a few tens of milliseconds, once the trained model has answered). A finished
+    # run's found diagnoses keep a degraded category from being called better.
+    found = score_changes(rows, degraded(snap.diagnoses if snap is not None and snap.finished else ()))
+    read = readings(found)
     lines = ["### Before and after", "Share of held-out answers scoring against the reference: "
              + "; ".join(f"*{m.label}*: {m.help}" for m in METRICS.values())
              + ". In the table, ✓ matches (normalised), ~ contains the reference, ✗ neither.", "",
              "| prompts | count | " + " | ".join(f"{m.label}: before → after" for m in METRICS.values())
-             + f" | {headline}: change (95% interval) |",
+             + " | change on its headline metric (95% interval) |",
              "|---|---|" + "---|" * (len(METRICS) + 1)]
     for name, entry in summary.items():
         cells = [" → ".join(f"{entry[f'{side}_{metric}']:.0%}" if f"{side}_{metric}" in entry else WAITING
                             for side in ("before", "after")) for metric in METRICS]
-        cells.append(changes.change_cell((found.get(name) or {}).get(HEADLINE)))
+        cells.append(changes.change_cell(read.get(name)))
         lines.append(f"| {name} | {entry['prompts']} | " + " | ".join(cells) + " |")
-    sentences = changes.change_sentences(found)
+    sentences = changes.change_sentences(found, summary)
     return "\n".join(lines + (["", sentences] if sentences else []))
 
 

@@ -1,7 +1,9 @@
 """Facts read off a run's logged history (the dicts of metrics.jsonl): the
 best validation loss and its step, when a run converged, and where it began
 to overfit. The experiments verdict and the failure-mode detectors both read
-them here, so "overfit" means the same thing on every screen.
+them here; whether a run overfit at all is the overfitting detector's call
+(curve_modes.overfitting), which the verdict asks too, so "overfit" means the
+same thing on every screen.
 """
 
 from __future__ import annotations

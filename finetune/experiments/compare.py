@@ -3,8 +3,9 @@ answers the tutorial's exercise ("fine-tune with learning rates 1e-5, 2e-5 and
 5e-5: which converges fastest without overfitting?") from the numbers the runs
 logged.
 
-Everything here reads RunRecords (runs/records.py) and the curve facts of diagnose/curves.py,
-so "converged" and "overfit" mean the same as on every other screen. How runs
+Everything here reads RunRecords (runs/records.py), the curve facts of diagnose/curves.py
+and each run's own overfitting check (diagnose/curve_modes.py), so "converged" and
+"overfit" mean the same as on every other screen. How runs
 are named is labels.py, whether a lead beats the noise noise.py, the overlaid
 curves figures.py.
 """
@@ -16,6 +17,8 @@ import time
 import pandas as pd
 
 from ..diagnose import curves
+from ..diagnose.base import FOUND, RunFacts
+from ..diagnose.curve_modes import GAP_RATIO, OVERFIT_MIN_RISE, overfitting
 from ..runs.portable import display_name
 from ..runs.records import RunRecord
 from .labels import (
@@ -176,7 +179,15 @@ def _facts(record: RunRecord, metric: str) -> dict | None:
         return None
     return {"run": record.id, "best_step": best[0], "best_value": best[1],
             "converged_at": curves.converged_at(record.history, metric),
-            "overfit_at": curves.overfit_onset(record.history) if metric == "eval_loss" else None}
+            "overfit_at": _overfit_at(record) if metric == "eval_loss" else None}
+
+
+def _overfit_at(record: RunRecord) -> int | None:
+    """Where the run's own overfitting check (diagnose.curve_modes.overfitting) found
+    it began, or None: the verdict never says a run overfit that its diagnosis calls
+    clear, nor the other way round."""
+    found = overfitting(RunFacts(list(record.history), dict(record.config or {})))
+    return found.step if found.status == FOUND else None
 
 
 def _decide(facts: dict, metric: str | None) -> dict:
@@ -241,13 +252,16 @@ def _verdict_text(result: dict, facts: dict, left_out: dict, comparable: bool) -
     return " ".join(sentences)
 
 
+OVERFIT_RULE = (f"a validation loss that ended {curves.OVERFIT_MARGIN:.0%} and {OVERFIT_MIN_RISE:g} nats or more "
+                f"above its minimum while the training loss kept falling, or that pulled away to {GAP_RATIO:g}x "
+                "the training loss")
+
+
 def _overfit_sentence(overfit: dict) -> str:
     if not overfit:
-        return (f"No run overfit (none ended {curves.OVERFIT_MARGIN:.0%} or more above its lowest "
-                "validation loss while its training loss kept falling).")
+        return f"No run overfit (the overfitting check found none: {OVERFIT_RULE})."
     named = ", ".join(f"{quoted(label)} from step {step}" for label, step in overfit.items())
-    return (f"Overfit: {named} (validation loss ended {curves.OVERFIT_MARGIN:.0%} or more above its minimum "
-            "while training loss kept falling).")
+    return f"Overfit: {named} (as each run's overfitting check found: {OVERFIT_RULE})."
 
 
 def _answer(result: dict, judged: int) -> str:

@@ -148,7 +148,7 @@ def text_problem(raw: Any, max_length: int | None) -> str | None:
 def api_problem(block, raw: Any) -> str | None:
     """A gr.api parameter, by the JSON type its hint gave (text, optional text, a list of text)."""
     info = getattr(block, "_api_info", None) or {}
-    kinds = {option.get("type") for option in info.get("anyOf", [info])}
+    kinds = {option.get("type") for option in info.get("anyOf") or info.get("oneOf") or [info]}
     if raw is None and "null" in kinds:
         return None
     if "string" in kinds and isinstance(raw, str):

@@ -76,8 +76,13 @@ class Metric:
     label: str  # for people
     help: str
     score: Callable[[str, str], float]
-    rises: str  # what answers scoring higher do, in words ("contain the right answer more often")
-    falls: str
+    rises: str = ""  # what answers scoring higher do, in words ("contain the right answer more often")
+    falls: str = ""
+
+    def moved(self, up: bool) -> str:
+        """What answers that score higher (or lower) on this metric do, in words."""
+        said = self.rises if up else self.falls
+        return said or f"score {'higher' if up else 'lower'} on {self.label}"
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
@@ -297,7 +302,7 @@ def _changed_form(place: str, metric: str, found: dict[str, Difference], rose, f
     where it is one, with its interval."""
     def side(names, up: bool) -> str:
         name = metric if metric in names else names[0]
-        diff, said = found[name], METRICS[name].rises if up else METRICS[name].falls
+        diff, said = found[name], METRICS[name].moved(up)
         shares = f"{diff.before:.0%} → {diff.after:.0%}"
         return f"{said} ({shares}: {diff.numbers()})" if name == metric else f"{said} ({shares})"
 

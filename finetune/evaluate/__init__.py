@@ -2,7 +2,8 @@
 training.
 
     generate.py      greedy answers for rendered prompts, batched
-    metrics.py       the one list of metrics, the held-out comparison rows, their summary and changes
+    metrics.py       the one list of metrics, the held-out comparison rows, their summary and changes, and
+                     each category's one reading of them (the verdict every screen states)
     significance.py  is a change bigger than the noise: intervals and exact tests on paired scores
     probe.py         the general-capability probe: bundled questions and a reference text's perplexity
     ask.py           one free-text question, rendered as training rendered its prompts

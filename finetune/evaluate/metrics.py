@@ -6,6 +6,13 @@ training, their scores, and per category the change before -> after with its
 The Compare tab, comparison.json, summary.json and the model card all iterate
 METRICS, so adding a metric is one entry here. Each scorer maps (answer,
 reference) to a number from 0 to 1; a share over many prompts is their mean.
+
+Each category gets one reading of its changes (Reading, readings()): the
+change of its headline metric, chosen for what its references are, unless its
+metrics moved in opposite directions beyond the noise (the answers changed
+form) or a failure-mode detector found it degraded. The command line, the
+Compare tab, the Lessons answer, the model card and summary.json all state it
+through readings(), so they cannot tell different stories.
 """
 
 from __future__ import annotations

@@ -55,7 +55,9 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m finetune", description="Fine-tune a causal language model.")
+    # The installed `finetune` command names itself so; `python -m finetune` runs this module.
+    prog = "finetune" if Path(sys.argv[0]).name == "finetune" else "python -m finetune"
+    parser = argparse.ArgumentParser(prog=prog, description="Fine-tune a causal language model.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="fine-tune a model on a dataset file")
     train.add_argument("--output", "-o", default=None, help="output folder (default: runs/<time>)")

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from ..sources.files import DataError, Limits, Table, load_table
 from .formats import Example, Normalised, normalise
-from .render import Encoded, Renderer, fit
+from .render import Encoded, EncodedPair, Renderer, fit
 
 HELD_OUT_MARKS = {"heldout", "held_out", "held-out", "test"}
 VALIDATION_MARKS = {"validation", "val", "dev", "valid"}
@@ -26,6 +26,7 @@ class DataSettings(Protocol):
     prompt_column: str
     response_column: str
     system_column: str
+    rejected_column: str
     template: str
     system_prompt: str
     max_length: int
@@ -45,6 +46,7 @@ class HeldOutPrompt:
     reference: str
     category: str = ""  # e.g. "task" or "general"
     task: str = ""
+    rejected: str = ""  # a preference pair's rejected reply (the reference is the chosen one)
 
 
 @dataclass
@@ -70,10 +72,21 @@ class PreparedData:
     held_out: list[HeldOutPrompt]
     report: dict
     notices: list[str] = field(default_factory=list)
+    # Preference data (kind "pair" or "unpaired"): each split's examples with their tokens as TRL's
+    # trainers build them, after the length policy (empty for supervised data).
+    kind: str = "sft"
+    train_pairs: list[tuple[Example, EncodedPair]] = field(default_factory=list)
+    validation_pairs: list[tuple[Example, EncodedPair]] = field(default_factory=list)
+    held_out_pairs: list[tuple[Example, EncodedPair]] = field(default_factory=list)
 
     @property
     def train_tokens(self) -> int:
         return sum(len(e.input_ids) for e in self.train)
+
+    @property
+    def pair_tokens(self) -> int:
+        """Tokens one pass over the preference training examples reads (each reply with its prompt)."""
+        return sum(encoded.tokens for _, encoded in self.train_pairs)
 
     @property
     def source(self) -> str:
@@ -89,7 +102,8 @@ def load_examples(config: DataSettings, token: str | None = None, limits: Limits
 
 
 def normalise_table(table: Table, config: DataSettings) -> Normalised:
-    return normalise(table, config.format, config.prompt_column, config.response_column, config.system_column)
+    return normalise(table, config.format, config.prompt_column, config.response_column, config.system_column,
+                     config.rejected_column)
 
 
 def split_examples(examples: list[Example], held_out: int, validation_fraction: float, seed: int) -> Split:
@@ -123,7 +137,7 @@ def held_out_prompt(example: Example, renderer: Renderer) -> HeldOutPrompt:
         if example.context:
             question = f"{question}\n\n{example.context}"
         return HeldOutPrompt(renderer.prompt(example), question, example.response,
-                             example.meta.get("category", ""), example.meta.get("task", ""))
+                             example.meta.get("category", ""), example.meta.get("task", ""), example.rejected or "")
     words = example.text.split(" ")
     half = " ".join(words[: len(words) // 2])
     return HeldOutPrompt(half, half, " ".join(words[len(words) // 2:]), example.meta.get("category", ""),
@@ -134,6 +148,21 @@ def fit_all(examples: list[Example], encoded: dict[int, Encoded], config: DataSe
     """The examples' encodings under the length policy, and how many were dropped."""
     kept = [fit(encoded[id(e)], config.max_length, config.overlong) for e in examples]
     return [e for e in kept if e is not None], sum(1 for e in kept if e is None)
+
+
+def fit_pairs(examples: list[Example], renderer: Renderer, config: DataSettings
+              ) -> tuple[list[tuple[Example, EncodedPair]], int]:
+    """Preference examples with their tokens under the length policy, and how many were
+    dropped: a prompt that fills max_length leaves its replies nothing (TRL drops it too);
+    with overlong='drop', a reply that runs past it. TRL truncates the rest at max_length."""
+    kept = []
+    for example in examples:
+        encoded = renderer.encode_pair(example)
+        if len(encoded.prompt_ids) >= config.max_length or \
+                (config.overlong == "drop" and encoded.longest > config.max_length):
+            continue
+        kept.append((example, encoded))
+    return kept, len(examples) - len(kept)
 
 
 def quality_report(examples: list[Example], encoded: dict[int, Encoded], max_length: int,
@@ -182,8 +211,18 @@ def prepare(config: DataSettings, tokenizer, token: str | None = None, limits: L
     if report["over_max_length"]:
         action = "truncated" if config.overlong == "truncate" else "dropped"
         notices.append(f"{report['over_max_length']} examples exceed max_length {config.max_length} and are {action}")
+    pairs: dict[str, list] = {}
+    if normalised.kind != "sft":
+        for name, examples in (("train", split.train), ("validation", split.validation), ("held_out", split.held_out)):
+            pairs[name], dropped = fit_pairs(examples, renderer, config)
+            report[f"{name}_pairs_dropped"] = dropped
+        if not pairs["train"]:
+            raise DataError(f"{table.source}: every training pair was dropped: its prompt fills the max length "
+                            f"({config.max_length} tokens)")
     return PreparedData(
         key=config.data_key(), table=table, format=normalised.format, template=renderer.template_name,
         examples=normalised.examples, split=split, train=train, validation=validation,
         held_out=[held_out_prompt(e, renderer) for e in split.held_out], report=report, notices=notices,
+        kind=normalised.kind, train_pairs=pairs.get("train", []), validation_pairs=pairs.get("validation", []),
+        held_out_pairs=pairs.get("held_out", []),
     )

@@ -1,6 +1,8 @@
 """Detect a dataset's format and normalise every record to one representation:
 a conversation of role/content messages with an optional system message (or,
-for language-modelling data, plain text).
+for language-modelling data, plain text). A preference record is the same
+conversation ending with its chosen reply, plus the rejected reply; an
+unpaired one (KTO's) ends with its reply and says whether it is desirable.
 
 FORMATS below is the one list of formats: their names, labels, the columns
 that identify them, and how their records are read. Adding a format is one
@@ -9,59 +11,14 @@ entry there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
 from ..sources.files import DataError, Table
-
-SHAREGPT_ROLES = {
-    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
-    "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system",
-    # Tool calls are the assistant speaking; tool results come back as the user's turn.
-    "function_call": "assistant", "observation": "user", "tool": "user", "function": "user",
-}
-MESSAGE_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "tool": "user", "function": "user"}
-META_KEYS = ("split", "category", "task")
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training example. `messages` alternate user/assistant and end with
-    the assistant; `context` is Alpaca's optional input; `text` is set instead
-    of messages for plain language-modelling data."""
-
-    messages: tuple[dict, ...] = ()
-    system: str | None = None
-    context: str | None = None
-    text: str | None = None
-    where: str = ""
-    meta: dict = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def is_chat(self) -> bool:
-        return self.text is None
-
-    @property
-    def response(self) -> str:
-        return self.messages[-1]["content"] if self.messages else (self.text or "")
-
-
-@dataclass
-class Normalised:
-    format: str
-    examples: list[Example]
-    dropped: dict[str, list[str]]  # reason -> where (e.g. "empty response" -> ["line 4", ...])
-    notices: list[str]
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """The user's column choices (settings prompt_column, response_column, system_column)."""
-
-    prompt: str = ""
-    response: str = ""
-    system: str = ""
+from . import pair_formats
+from .example import (MESSAGE_ROLES, SHAREGPT_ROLES, Example, Mapping, Normalised, check_text_columns, clean,
+                      finish, lookup, meta, read_turns)
 
 
 @dataclass(frozen=True)
@@ -76,14 +33,11 @@ class Format:
     columns: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()  # a context column (Alpaca's input), a system column
     mapped: bool = False  # the user names the prompt and response columns
-
-
-def _lookup(columns: list[str]) -> dict[str, str]:
-    return {c.strip().lower(): c for c in columns}
+    kind: str = "sft"  # what its examples are: "sft", "pair" (preference pairs) or "unpaired" (KTO's labels)
 
 
 def detect(table: Table) -> str:
-    lower = _lookup(table.columns)
+    lower = lookup(table.columns)
     for fmt in FORMATS.values():
         if fmt.columns and all(c in lower for c in fmt.columns):
             return fmt.name
@@ -95,17 +49,17 @@ def detect(table: Table) -> str:
 
 
 def normalise(table: Table, format: str = "auto", prompt_column: str = "", response_column: str = "",
-              system_column: str = "") -> Normalised:
+              system_column: str = "", rejected_column: str = "") -> Normalised:
     name = detect(table) if format == "auto" else format
     if name not in FORMATS:
         raise DataError(f"unknown format {name!r}")
     fmt = FORMATS[name]
-    return fmt.read(table, fmt, Mapping(prompt_column, response_column, system_column))
+    return fmt.read(table, fmt, Mapping(prompt_column, response_column, system_column, rejected_column))
 
 
 def _read_named_columns(table: Table, fmt: Format, mapping: Mapping) -> Normalised:
     """A format whose columns are known: the first two are prompt and response."""
-    lower = _lookup(table.columns)
+    lower = lookup(table.columns)
     missing = [c for c in fmt.columns if c not in lower]
     if missing:
         raise DataError(f"{table.source}: missing required columns for {fmt.name}: expected "
@@ -117,24 +71,11 @@ def _read_named_columns(table: Table, fmt: Format, mapping: Mapping) -> Normalis
 
 
 def _read_mapped_columns(table: Table, fmt: Format, mapping: Mapping) -> Normalised:
+    if mapping.rejected:  # a prompt, a chosen and a rejected column: preference pairs from any table
+        return pair_formats.read_pair_columns(table, fmt.name, mapping.prompt, mapping.response, mapping.rejected,
+                                            mapping.system)
     return _normalise_columns(table, fmt.name, {"prompt": mapping.prompt, "response": mapping.response,
                                                 "system": mapping.system})
-
-
-def _check_text_columns(table: Table, columns: list[str]) -> None:
-    """Refuse non-text values (numbers, lists, objects) in text columns, naming the rows."""
-    for column in columns:
-        bad = [w for r, w in zip(table.records, table.where) if r.get(column) is not None
-               and not isinstance(r.get(column), str)]
-        if bad:
-            sample = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-            kinds = sorted({type(r.get(column)).__name__ for r in table.records
-                            if r.get(column) is not None and not isinstance(r.get(column), str)})
-            raise DataError(f"{table.source}: column {column!r} must hold text but holds {'/'.join(kinds)} at {sample}")
-
-
-def _clean(value) -> str:
-    return value.strip() if isinstance(value, str) else ""
 
 
 def _normalise_columns(table: Table, name: str, mapping: dict[str, str]) -> Normalised:
@@ -143,10 +84,10 @@ def _normalise_columns(table: Table, name: str, mapping: dict[str, str]) -> Norm
         raise DataError(
             f"{table.source}: missing columns {', '.join(missing)}; found {', '.join(table.columns)}"
         )
-    _check_text_columns(table, [c for c in mapping.values() if c])
+    check_text_columns(table, [c for c in mapping.values() if c])
     examples, dropped = [], {"empty prompt": [], "empty response": []}
     for record, where in zip(table.records, table.where):
-        prompt, response = _clean(record.get(mapping["prompt"])), _clean(record.get(mapping["response"]))
+        prompt, response = clean(record.get(mapping["prompt"])), clean(record.get(mapping["response"]))
         if not prompt:
             dropped["empty prompt"].append(where)
             continue
@@ -155,18 +96,18 @@ def _normalise_columns(table: Table, name: str, mapping: dict[str, str]) -> Norm
             continue
         examples.append(Example(
             messages=({"role": "user", "content": prompt}, {"role": "assistant", "content": response}),
-            system=_clean(record.get(mapping["system"])) or None if mapping.get("system") else None,
-            context=_clean(record.get(mapping.get("context") or "")) or None if mapping.get("context") else None,
-            where=where, meta=_meta(record),
+            system=clean(record.get(mapping["system"])) or None if mapping.get("system") else None,
+            context=clean(record.get(mapping.get("context") or "")) or None if mapping.get("context") else None,
+            where=where, meta=meta(record),
         ))
-    return _finish(table, name, examples, dropped)
+    return finish(table, name, examples, dropped)
 
 
 def _read_chat(table: Table, fmt: Format, mapping: Mapping, role_key: str, text_key: str,
                roles: dict[str, str]) -> Normalised:
     """Conversations: one column holding a list of {role_key, text_key} turns."""
     name = fmt.name
-    lower = _lookup(table.columns)
+    lower = lookup(table.columns)
     if fmt.columns[0] not in lower:
         raise DataError(f"{table.source}: no {fmt.columns[0]!r} column for format {name}; found "
                         f"{', '.join(table.columns)}")
@@ -176,18 +117,8 @@ def _read_chat(table: Table, fmt: Format, mapping: Mapping, role_key: str, text_
         turns = record.get(column)
         if not isinstance(turns, list):
             raise DataError(f"{table.source}: {where}: {column!r} must be a list of turns")
-        system = _clean(record.get("system")) or None
-        messages = []
-        for number, turn in enumerate(turns, 1):
-            if not isinstance(turn, dict) or not isinstance(turn.get(text_key), str):
-                raise DataError(f"{table.source}: {where}, turn {number}: expected {{{role_key}, {text_key}}} text")
-            role = roles.get(str(turn.get(role_key, "")).lower())
-            if role is None:
-                raise DataError(f"{table.source}: {where}, turn {number}: unknown role {turn.get(role_key)!r}")
-            if role == "system":
-                system = turn[text_key].strip() or system
-                continue
-            _append_turn(messages, role, turn[text_key])
+        system, messages = read_turns(table.source, where, turns, role_key, text_key, roles,
+                                      clean(record.get("system")) or None)
         while messages and messages[-1]["role"] != "assistant":
             messages.pop()  # a trailing user turn has no reply to learn
         if not messages:
@@ -197,57 +128,42 @@ def _read_chat(table: Table, fmt: Format, mapping: Mapping, role_key: str, text_
         else:
             if messages[0]["role"] != "user":
                 messages.insert(0, {"role": "user", "content": ""})
-            examples.append(Example(messages=tuple(messages), system=system, where=where, meta=_meta(record)))
-    return _finish(table, name, examples, dropped)
-
-
-def _append_turn(messages: list[dict], role: str, text: str) -> None:
-    # Two turns of the same role in a row (a tool call then its result, say) merge into one.
-    if messages and messages[-1]["role"] == role:
-        messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n\n" + text}
-    else:
-        messages.append({"role": role, "content": text})
+            examples.append(Example(messages=tuple(messages), system=system, where=where, meta=meta(record)))
+    return finish(table, name, examples, dropped)
 
 
 def _read_text(table: Table, fmt: Format, mapping: Mapping) -> Normalised:
-    lower = _lookup(table.columns)
+    lower = lookup(table.columns)
     if "text" not in lower:
         raise DataError(f"{table.source}: no 'text' column; found {', '.join(table.columns)}")
     column = lower["text"]
-    _check_text_columns(table, [column])
+    check_text_columns(table, [column])
     examples, dropped = [], {"empty text": []}
     for record, where in zip(table.records, table.where):
         text = record.get(column)
-        if not _clean(text):
+        if not clean(text):
             dropped["empty text"].append(where)
             continue
-        examples.append(Example(text=text, where=where, meta=_meta(record)))
-    return _finish(table, "text", examples, dropped)
-
-
-def _meta(record: dict) -> dict:
-    return {k: record[k] for k in META_KEYS if isinstance(record.get(k), str)}
-
-
-def _finish(table: Table, name: str, examples: list[Example], dropped: dict[str, list[str]]) -> Normalised:
-    dropped = {reason: where for reason, where in dropped.items() if where}
-    notices = list(table.notices)
-    if table.missing_cells:
-        notices.append(f"{table.missing_cells} blank, null or NA cells were treated as missing")
-    for reason, where in dropped.items():
-        notices.append(f"dropped {len(where)} records with {reason} ({', '.join(where[:5])}"
-                       f"{', ...' if len(where) > 5 else ''})")
-    if not examples:
-        raise DataError(f"{table.source}: no usable records ({'; '.join(notices) or 'all were empty'})")
-    return Normalised(name, examples, dropped, notices)
+        examples.append(Example(text=text, where=where, meta=meta(record)))
+    return finish(table, "text", examples, dropped)
 
 
 # In detection order: the first format whose columns a table has is its format.
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("messages", "OpenAI-style messages", partial(_read_chat, role_key="role", text_key="content",
                                                         roles=MESSAGE_ROLES), columns=("messages",)),
+    Format("sharegpt_preference", "ShareGPT preference pairs (conversations + chosen / rejected)",
+           pair_formats.read_sharegpt_pairs, columns=("conversations", "chosen", "rejected"), kind="pair"),
     Format("sharegpt", "ShareGPT conversations", partial(_read_chat, role_key="from", text_key="value",
                                                          roles=SHAREGPT_ROLES), columns=("conversations",)),
+    Format("preference", "preference pairs (prompt / chosen / rejected)", pair_formats.read_pairs,
+           columns=("prompt", "chosen", "rejected"), optional=("system",), kind="pair"),
+    Format("implicit_preference", "preference pairs as whole conversations (chosen / rejected)",
+           pair_formats.read_implicit_pairs, columns=("chosen", "rejected"), kind="pair"),
+    Format("oasst", "OpenAssistant message trees (ranked replies become pairs)", pair_formats.read_oasst_trees,
+           columns=("message_tree_id", "prompt"), kind="pair"),
+    Format("unpaired", "unpaired preferences for KTO (prompt / completion / label)", pair_formats.read_unpaired,
+           columns=("prompt", "completion", "label"), optional=("system",), kind="unpaired"),
     Format("alpaca", "Alpaca (instruction / input / output)", _read_named_columns,
            columns=("instruction", "output"), optional=("input", "system")),
     Format("dolly", "Dolly (instruction / context / response)", _read_named_columns,

@@ -17,6 +17,27 @@ ALPACA_SYSTEM = "Below is an instruction that describes a task. Write a response
 
 
 @dataclass(frozen=True)
+class EncodedPair:
+    """A preference example as TRL's DPO and KTO trainers tokenize it: the prompt, then
+    each reply on its own (the tokens the preference loss trains). An unpaired
+    (KTO) example's one reply is `chosen_ids`, with `rejected_ids` empty."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+    @property
+    def tokens(self) -> int:
+        """Tokens a forward pass reads: the prompt once per reply, and the replies."""
+        sides = [ids for ids in (self.chosen_ids, self.rejected_ids) if ids]
+        return sum(len(self.prompt_ids) + len(ids) for ids in sides)
+
+    @property
+    def longest(self) -> int:
+        return len(self.prompt_ids) + max(len(self.chosen_ids), len(self.rejected_ids))
+
+
+@dataclass(frozen=True)
 class Encoded:
     input_ids: list[int]
     labels: list[int]  # aligned with input_ids: the target at a position is that token itself
@@ -119,6 +140,46 @@ class Renderer:
         labels = [tok if _in_spans(start, end, spans) else IGNORE
                   for tok, (start, end) in zip(ids, encoding["offset_mapping"])]
         return Encoded(ids, labels, len(ids))
+
+    # --- preference data, in TRL's forms
+    def trl_record(self, example: Example) -> dict:
+        """What TRL's DPO or KTO trainer is given for an example: its conversational form
+        (message lists, rendered by the same chat template) or, for the Alpaca template,
+        its standard form (the prompt text and the reply text; TRL adds the EOS token)."""
+        if self.uses_chat_template:
+            prompt = self._chat_messages(example)[:-1]
+            reply = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
+        else:
+            prompt, reply = self._render_alpaca(example, with_response=False)[0], (lambda text: text)
+        if example.kind == "unpaired":
+            return {"prompt": prompt, "completion": reply(example.response), "label": bool(example.desirable)}
+        return {"prompt": prompt, "chosen": reply(example.response), "rejected": reply(example.rejected or "")}
+
+    def encode_pair(self, example: Example) -> EncodedPair:
+        """The token ids TRL builds from trl_record(example): the prompt, and each reply as
+        the part where prompt+reply departs from the prompt alone (done exactly as TRL's
+        _prepare_dataset does, so what the Data tab shows is what trains; tested)."""
+        record = self.trl_record(example)
+        replies = [record["completion"]] if "completion" in record else [record["chosen"], record["rejected"]]
+        prompt_ids = self._ids(record["prompt"], add_generation_prompt=True)
+        full = [self._ids(record["prompt"] + reply if isinstance(reply, list) else record["prompt"] + reply
+                          + ("" if isinstance(reply, list) else self.eos)) for reply in replies]
+        start = min(_common_prefix(prompt_ids, ids) for ids in full)
+        sides = [ids[start:] for ids in full]
+        return EncodedPair(prompt_ids[:start], sides[0], sides[1] if len(sides) > 1 else [])
+
+    def _ids(self, value, add_generation_prompt: bool = False) -> list[int]:
+        if isinstance(value, list):
+            return list(self.tokenizer.apply_chat_template(value, tokenize=True, return_dict=True,
+                                                           add_generation_prompt=add_generation_prompt)["input_ids"])
+        return list(self.tokenizer(text=value)["input_ids"])
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 

@@ -63,13 +63,14 @@ def probe_on_main(general, model, tokenizer, prepared, config: TrainConfig, hard
                             lambda why: f"the general-capability probe failed and is left out: {why}")
 
 
-def validation_losses_on_main(model, prepared, hardware, publish) -> dict | None:
-    """Each validation example's loss under the final model, for comparing runs example by example."""
+def validation_losses_on_main(model, prepared, hardware, publish, objective: str = "sft") -> dict | None:
+    """Each validation example's loss under the final model, for comparing runs example by example.
+    Supervised runs only: a preference run's validation loss is TRL's loss on pairs, not this one."""
     return measured_on_main(
         publish, "measuring each validation example's loss under the trained model",
         lambda: validation_losses.per_example_losses(model, prepared.validation, hardware.autocast_dtype),
         lambda why: f"the per-example validation losses are left out: {why}",
-        when=model is not None and bool(prepared.validation))
+        when=model is not None and bool(prepared.validation) and objective == "sft")
 
 
 def benchmarks_on_main(config: TrainConfig, model, tokenizer, hardware, publish, side: str,

@@ -20,6 +20,7 @@ from ..sources.files import looks_like_path
 from ..sources.hub_token import redact
 from ..sources.models import ModelSource, resolve
 from ..train.config import Checked, ConfigError, TrainConfig, check
+from ..train import objectives
 from ..train.plan import Plan, plan
 from . import records
 from . import status as run_status
@@ -173,7 +174,9 @@ class TrainingRun:
         checked = settings if isinstance(settings, Checked) else check(settings, allow_out_of_range)
         refuse_unsupported(checked.config)
         config = checked.config
-        run_plan = plan(config, len(prepared.train), prepared.train_tokens) if prepared else None
+        if prepared is not None:
+            objectives.check_data(config, prepared)  # refused before the run is queued, as a bad setting is
+        run_plan = plan(config, *objectives.training_units(config, prepared)) if prepared else None
         source = source or resolve(config.model, allowed_model_roots)
         self._job = Job(config=config, folder=RunFolder(Path(output_dir)), source=source, prepared=prepared,
                         resume=resume, callbacks=callbacks,

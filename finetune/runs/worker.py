@@ -25,7 +25,7 @@ from ..memory import estimate as memory
 from ..memory import peak
 from ..sources import models
 from ..sources.files import DataError
-from ..train import device, levers, ranks
+from ..train import device, levers, objectives, ranks
 from ..train.config import TrainConfig, uses_adapters
 from ..train.plan import Plan, plan
 from ..train.trainer import (
@@ -34,6 +34,7 @@ from ..train.trainer import (
     NonFiniteLossError,
     RunCallback,
     build_trainer,
+    has_validation,
     checkpoint_step,
     keeps_best,
     last_complete_checkpoint,
@@ -82,8 +83,9 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     meter = peak.PeakMemory(str(hardware.torch_device)).start()
     model, tokenizer = _load_model(job, hardware, token, publish)
     prepared = job.prepared or dataset.prepare(config, tokenizer, token=token)
+    objectives.check_data(config, prepared)
     run_plan = job.plan if job.plan and ranks.num_processes() == 1 else \
-        plan(config, len(prepared.train), prepared.train_tokens, processes=ranks.num_processes())
+        plan(config, *objectives.training_units(config, prepared), processes=ranks.num_processes())
     resume_from = last_complete_checkpoint(folder.checkpoints_dir) if job.resume else None
     resumed_step = checkpoint_step(resume_from) if resume_from else None
     if ranks.is_main():
@@ -106,7 +108,7 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     bench_before = benchmarks_on_main(config, model, tokenizer, hardware, publish, "before", failed)
 
     keeper = best_keeper(job, tokenizer, models.saved_dtype(job.source, token), publish) \
-        if keeps_best(config, bool(prepared.validation)) else None
+        if keeps_best(config, has_validation(config, prepared)) else None
     model, trainer = _train(job, model, tokenizer, prepared, hardware, run_plan, resume_from, publish, record,
                             stop_requested, meter, keeper)
     stopped = stop_requested()
@@ -116,7 +118,7 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     # Called on every process whenever the probe is on: the main one measures, the others wait at its barrier.
     probe_after = probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after")
     bench_after = benchmarks_on_main(config, final, tokenizer, hardware, publish, "after", failed)
-    losses = validation_losses_on_main(final, prepared, hardware, publish)
+    losses = validation_losses_on_main(final, prepared, hardware, publish, config.objective)
     del model, trainer, final  # the judge may be as big as the trained model: free it first
     judged = judge_on_main(job, token, prepared, before, after, hardware, publish, failed)
     rows = comparison_rows(prepared.held_out, before, after)
@@ -182,7 +184,8 @@ def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resum
     # stop asked while one of them holds step N lands on step N itself.
     trainer = build_trainer(config, model, tokenizer, prepared, hardware, job.folder.checkpoints_dir, run_plan,
                             callbacks=[*filter(None, [keeper]), *job.callbacks,
-                                       RunCallback(record, stop_requested, lambda: trainer)])
+                                       RunCallback(record, stop_requested, lambda: trainer,
+                                                   objectives.logged_keys(config.objective))])
     publish(hardware=f"{hardware.describe()}; {trainer.checkpointing.reason}"
                      + ("; compiled" if trainer.compiled else ""))
     estimate = memory_estimate(model, config, hardware, prepared, trainer.checkpointing.on, job.source.label)

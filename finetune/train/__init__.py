@@ -9,6 +9,9 @@ it on this hardware.
     levers.py        the memory levers as the libraries take them (dtype, optimizer, checkpointing, attention)
     loss.py          the response-only cross-entropy, in chunks
     acceleration.py  torch.compile, where it pays off
+    objectives.py    what a run optimises (sft, dpo, kto): the data each takes and the signals each logs
+    arguments.py     the Trainer's arguments for a config, the lab's Trainer and TRL's alike
     trainer.py       transformers' Trainer with that loss, checkpoints and a NaN guard, built for a config
+    preference.py    TRL's DPO and KTO trainers for a preference run, with the same arguments and callbacks
     loggers.py       the metrics also sent to TensorBoard or Trackio (report_to), through their own libraries
 """

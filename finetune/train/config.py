@@ -64,6 +64,9 @@ class TrainConfig:
                                    max_chars=COLUMN_NAME_MAX_CHARS)
     system_column: str = setting("", "Optional column holding a per-record system message.", "data",
                                  max_chars=COLUMN_NAME_MAX_CHARS)
+    rejected_column: str = setting(
+        "", f"Column holding the rejected response of a preference pair (format '{MAPPED_FORMAT}': the response "
+        "column is then the chosen one).", "data", max_chars=COLUMN_NAME_MAX_CHARS)
     template: str = setting(
         "auto",
         "How examples become text: the model's chat template ('chat'), the Alpaca prompt "
@@ -85,6 +88,43 @@ class TrainConfig:
     validation_fraction: float = setting(
         0.05, "Share of the records used for validation loss.", "data",
         min=0.0, max=0.2, hard_min=0.0, hard_max=0.5, step=0.01,
+    )
+    # --- objective: what the training optimises
+    objective: str = setting(
+        "sft", "What training optimises. 'sft': supervised fine-tuning, the loss on the response tokens. 'dpo': "
+        "Direct Preference Optimization on pairs (a prompt, a chosen and a rejected response): the chosen one "
+        "made likelier than the rejected one, relative to the starting model. 'kto': Kahneman-Tversky "
+        "Optimization on responses each labelled desirable or not (pairs are split into one of each). DPO and "
+        "KTO are TRL's trainers and usually start from a supervised run (Continue from this run).",
+        "objective", choices=("sft", "dpo", "kto"),
+    )
+    beta: float = setting(
+        0.1, "How far the preference run may move from the starting model (DPO and KTO's beta): the rewards are "
+        "beta x the log-probability ratios to it. Small (0.01-0.05) lets it drift far and fast, which risks "
+        "degenerate answers; large (0.5) keeps it close and learns little. 0.1 is the usual start.",
+        "objective", min=0.01, max=0.5, hard_min=0.001, hard_max=10.0, step=0.01,
+    )
+    dpo_loss: str = setting(
+        "sigmoid", "DPO's loss (TRL's DPOConfig loss_type): 'sigmoid' is the original DPO; 'ipo' regularises "
+        "towards a fixed margin (less overfitting on deterministic pairs); 'hinge' is SLiC's; 'robust' assumes "
+        "some labels are flipped; 'sigmoid_norm' normalises by length; 'apo_zero'/'apo_down' anchor the chosen "
+        "or rejected likelihood; the others are variants from the literature.",
+        "objective", choices=("sigmoid", "ipo", "hinge", "robust", "sigmoid_norm", "bco_pair", "sppo_hard",
+                              "nca_pair", "exo_pair", "apo_zero", "apo_down", "discopop"),
+    )
+    precompute_ref: bool = setting(
+        True, "Compute the reference (starting) model's log-probabilities of every pair once, before training: no "
+        "second copy of the model in memory during full fine-tuning, and one forward pass less per step. With "
+        "LoRA the reference is always the base with the adapters switched off (no copy either).", "objective",
+    )
+    desirable_weight: float = setting(
+        1.0, "KTO: the weight of the desirable responses' loss. Raise it when desirable ones are fewer than "
+        "undesirable ones (KTO's paper keeps weight x count within 1 to 4/3 of the other side).",
+        "objective", min=0.5, max=2.0, hard_min=0.01, hard_max=100.0, step=0.05,
+    )
+    undesirable_weight: float = setting(
+        1.0, "KTO: the weight of the undesirable responses' loss (raise it when they are the fewer).",
+        "objective", min=0.5, max=2.0, hard_min=0.01, hard_max=100.0, step=0.05,
     )
     # --- optimisation
     method: str = setting(

@@ -23,6 +23,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from ..data.collate import PackingCollator
 from . import levers, loggers, ranks
 from .acceleration import compile_layers
+from .arguments import training_arguments
 from .config import TrainConfig
 from .loss import response_loss
 from .plan import Plan
@@ -127,10 +128,11 @@ class RunCallback(TrainerCallback):
     """Observes the Trainer for a TrainingRun: every logged dict goes to the
     run's history; a stop request becomes save-and-stop at the next step."""
 
-    def __init__(self, on_record, stop_requested, trainer_ref):
+    def __init__(self, on_record, stop_requested, trainer_ref, signals: tuple[str, ...] = ()):
         self.on_record = on_record
         self.stop_requested = stop_requested
         self.trainer_ref = trainer_ref  # callable returning the trainer, for its token counter
+        self.signals = signals  # the objective's own logged values (train/objectives.py), kept when finite
         self._last_time = None
         self._last_tokens = 0
 
@@ -162,6 +164,10 @@ class RunCallback(TrainerCallback):
             elif key in ("loss", "eval_loss"):  # never plotted as 0.0 or silently skipped
                 raise NonFiniteLossError(state.global_step, value, "the validation loss" if key == "eval_loss"
                                          else "the training loss")
+        for key in self.signals:
+            value = logs.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                record[key] = float(value)
         if "loss" in record:
             now, tokens = time.perf_counter(), ranks.sum_across(self.trainer_ref().tokens_seen)
             elapsed = now - self._last_time
@@ -244,25 +250,31 @@ def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, che
                   callbacks=()) -> LabTrainer:
     """The engine's Trainer for a config: packed rows, response-only chunked
     loss, the config's optimizer and checkpointing, cosine schedule to a minimum
-    learning rate. Step and warmup counts come from the run's plan."""
+    learning rate. Step and warmup counts come from the run's plan. A preference
+    objective gets TRL's trainer for it (train/preference.py) with the same
+    arguments and callbacks."""
     from datasets import Dataset
-    from transformers import EarlyStoppingCallback, PrinterCallback
+    from transformers import PrinterCallback
 
-    has_validation = bool(prepared.validation)
     if getattr(model, "hf_quantizer", None) is None:
         model.to(hardware.torch_device)
     checkpointing = levers.checkpointing(config, levers.estimated_peak(model, config, hardware),
                                          levers.free_memory(hardware, model))
-    args = training_arguments(config, hardware, checkpoints_dir, plan, has_validation, checkpointing.on)
-    # The loggers report_to asks for write beside the checkpoints, in the run folder.
-    callbacks = [*callbacks, *loggers.callbacks(config, Path(checkpoints_dir).parent)]
-    if config.early_stopping_patience and has_validation:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    callbacks = run_callbacks(config, callbacks, checkpoints_dir, has_validation(config, prepared))
+    if config.objective != "sft":
+        from .preference import build_preference_trainer
+
+        trainer = build_preference_trainer(config, model, tokenizer, prepared, hardware, checkpoints_dir, plan,
+                                           callbacks, checkpointing.on)
+        trainer.remove_callback(PrinterCallback)
+        trainer.compiled, trainer.checkpointing = False, checkpointing
+        return trainer
+    args = training_arguments(config, hardware, checkpoints_dir, plan, bool(prepared.validation), checkpointing.on)
     compiled = _should_compile(config, plan, hardware) and compile_layers(model, hardware.device,
                                                                          hardware.autocast_dtype)
     trainer = LabTrainer(
         model=model, args=args, train_dataset=_to_dataset(Dataset, prepared.train),
-        eval_dataset=_to_dataset(Dataset, prepared.validation) if has_validation else None,
+        eval_dataset=_to_dataset(Dataset, prepared.validation) if prepared.validation else None,
         data_collator=_collator(tokenizer, config, hardware.device == "cuda", levers.uses_varlen_attention(model)),
         callbacks=callbacks,
     )
@@ -272,40 +284,20 @@ def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, che
     return trainer
 
 
-def training_arguments(config: TrainConfig, hardware, checkpoints_dir, plan: Plan, has_validation: bool,
-                       checkpointing: bool):
-    from transformers import TrainingArguments
-
-    on_gpu = hardware.device == "cuda"
-    return TrainingArguments(
-        output_dir=str(checkpoints_dir),
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm, warmup_steps=plan.warmup_steps,
-        lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
-        optim=levers.optimizer_name(config),
-        **_checkpointing_arguments(TrainingArguments, checkpointing),
-        logging_steps=1, logging_first_step=True, logging_nan_inf_filter=False,
-        eval_strategy="steps" if has_validation else "no", eval_steps=config.eval_steps or max(1, plan.steps // 10),
-        save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
-        save_total_limit=2, metric_for_best_model="eval_loss" if has_validation else None, greater_is_better=False,
-        seed=config.seed, data_seed=config.seed, bf16=hardware.precision == "bf16",
-        fp16=hardware.precision == "fp16", use_cpu=hardware.device == "cpu", report_to="none", disable_tqdm=True,
-        remove_unused_columns=False, dataloader_pin_memory=on_gpu, dataloader_num_workers=2 if on_gpu else 0,
-        ddp_find_unused_parameters=False,  # every weight gets a gradient; the search costs a pass per step
-    )
+def has_validation(config: TrainConfig, prepared) -> bool:
+    """Whether the run measures a validation loss: validation examples, or pairs for a preference run."""
+    return bool(prepared.validation_pairs if config.objective != "sft" else prepared.validation)
 
 
-def _checkpointing_arguments(arguments_class, on: bool) -> dict:
-    """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing;
-    the GPU machines run older 5.x releases, which know only the old name."""
-    if not on:
-        return {}
-    name = "activation_checkpointing" if "activation_checkpointing" in arguments_class.__dataclass_fields__ \
-        else "gradient_checkpointing"
-    # The non-reentrant variant works with inputs that need no gradient (frozen embeddings under LoRA).
-    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
+def run_callbacks(config: TrainConfig, callbacks, checkpoints_dir, validated: bool) -> list:
+    """The run's callbacks, the loggers report_to asks for (writing beside the checkpoints, in the run
+    folder) and early stopping when it is on and measurable."""
+    from transformers import EarlyStoppingCallback
+
+    found = [*callbacks, *loggers.callbacks(config, Path(checkpoints_dir).parent)]
+    if config.early_stopping_patience and validated:
+        found.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    return found
 
 
 def _collator(tokenizer, config: TrainConfig, on_gpu: bool, varlen: bool = False) -> PackingCollator:

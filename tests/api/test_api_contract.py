@@ -191,7 +191,7 @@ def logged_steps(status: dict, key: str = "loss") -> list[int]:
 @contract("/load_dataset")
 def test_load_dataset(api):
     out = api.value("load_dataset")
-    assert len(out) == 10  # summary, format, 3 column pickers, records, example, histogram, advice, details
+    assert len(out) == 11  # summary, format, 4 column pickers, records, example, histogram, advice, details
     summary, fmt, *pickers, records, example, histogram, advice, details = out
     assert "demo.jsonl" in summary and "380 records" in summary
     assert "detected: alpaca" in fmt["label"]

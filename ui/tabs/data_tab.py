@@ -31,7 +31,7 @@ from ui.views.data_views import (
 SOURCES = [("Bundled dataset", "bundled"), ("Upload a file", "upload"), ("Hugging Face Hub dataset", "hub")]
 # The Data tab's config fields: how records become examples, their length, and the split.
 LAYOUT_FIELDS = ("template", "system_prompt", "max_length", "overlong", "held_out", "validation_fraction")
-COLUMN_FIELDS = ("prompt_column", "response_column", "system_column")
+COLUMN_FIELDS = ("prompt_column", "response_column", "system_column", "rejected_column")
 
 
 @dataclass

@@ -17,8 +17,8 @@ from finetune.train.presets import PRESETS
 from ui.lab import Lab
 from ui.views import fields, memory_view, plots
 
-GROUPS = (("optim", "Optimisation"), ("lora", "LoRA adapters"), ("memory", "Memory (bigger models)"),
-          ("run", "Evaluation and run control"))
+GROUPS = (("objective", "Objective: supervised or preference (DPO, KTO)"), ("optim", "Optimisation"),
+          ("lora", "LoRA adapters"), ("memory", "Memory (bigger models)"), ("run", "Evaluation and run control"))
 PRESET_NOTES = {
     "classic": "The classic recipe: lr 2e-5, batch 4 x accumulation 8, warmup, weight decay 0.1, cosine.",
     "quick-demo": "A short run sized for a CPU: minutes on the demo data.",
@@ -61,7 +61,8 @@ def build(lab: Lab, settings: dict, preset: str) -> ParamsTab:
             for group, title in GROUPS:
                 names = [f.name for f in cfg.fields() if f.metadata["group"] == group]
                 visible = group != "lora" or cfg.uses_adapters(settings["method"].value)
-                with gr.Accordion(title, open=group not in ("run", "memory"), visible=visible) as groups[group]:
+                with gr.Accordion(title, open=group not in ("run", "memory", "objective"),
+                                  visible=visible) as groups[group]:
                     for start in range(0, len(names), PER_ROW):
                         with gr.Row():
                             for name in names[start:start + PER_ROW]:

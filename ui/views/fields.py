@@ -20,7 +20,7 @@ import gradio as gr
 from finetune.train import config as cfg
 
 # Fields set by the dataset source controls on the Data tab, not by a preset.
-SOURCE_FIELDS = ("model", "data", "format", "prompt_column", "response_column", "system_column")
+SOURCE_FIELDS = ("model", "data", "format", "prompt_column", "response_column", "system_column", "rejected_column")
 # Config fields deliberately without a widget of their own, and why.
 EXCLUDED = {"data": "chosen by the dataset source controls (bundled, upload, hub) on the Data tab"}
 # Wider than this many slider positions and a slider cannot pick a value: use a number box.

@@ -184,8 +184,7 @@ def _surfaces(folder: Path, changes: dict, scores: dict, read) -> list[str]:
     reasons = []
     shown = surfaces(folder)
     lines = dict(zip(read, change_lines(changes, scores)))
-    held_out = [c for c in read if c != "general_probe"]  # the Compare tab's table: the held-out prompts
-    expected = {"command line": list(read), "model card": list(read), "Compare tab": held_out,
+    expected = {"command line": list(read), "model card": list(read), "Compare tab": list(read),
                 "Lessons answer": [c for c in read if c in ("all", "task")]}
     for surface, categories in expected.items():
         text = shown[surface]

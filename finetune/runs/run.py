@@ -98,6 +98,9 @@ class Snapshot:
     # The model kept at the lowest validation loss so far (keep_best): {"step", "eval_loss"}, or None.
     best_checkpoint: dict | None = None
     earlier_seconds: float = 0.0  # trained before the latest resume: elapsed counts it
+    # summary.json's "changes" once the run has ended: each category's one reading (the held-out
+    # prompts, the general probe, ...), which every surface shows as the command line prints it.
+    changes: dict = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -118,7 +121,8 @@ class Snapshot:
                    hardware=summary.get("hardware") or "", model=summary.get("model") or "",
                    train_examples=summary.get("train_examples") or 0, train_tokens=summary.get("train_tokens") or 0,
                    diagnoses=tuple(summary.get("diagnoses") or ()), memory=summary.get("memory") or {},
-                   best_checkpoint=summary.get("best_checkpoint"), earlier_seconds=record.earlier_seconds)
+                   best_checkpoint=summary.get("best_checkpoint"), earlier_seconds=record.earlier_seconds,
+                   changes=summary.get("changes") if isinstance(summary.get("changes"), dict) else {})
 
     def logged(self, key: str) -> list:
         """Every logged value of `key` ("loss", "eval_loss", ...), in step order."""
@@ -353,6 +357,7 @@ class TrainingRun:
             try:
                 if is_main_process():  # the others of a multi-process launch leave the files to it
                     self.folder.write_summary(final, self.config, self.data_name)
+                    final = replace(final, changes=self.folder.read_json("summary.json").get("changes") or {})
             except BaseException as err:  # e.g. the disk filled up
                 final = replace(final, **self._failure(err))
         finally:

@@ -126,6 +126,12 @@ def comparison_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=COLUMNS)
 
 
+def finished_changes(snap) -> dict:
+    """A finished run's changes as its summary.json keeps them (the general probe's and any other
+    category's too), so this tab says what the command line printed; {} while it runs."""
+    return dict(snap.changes) if snap is not None and snap.finished and snap.changes else {}
+
+
 def scores_markdown(rows: list[dict], snap) -> str:
     if not rows and snap is not None and snap.status in ("training", "finishing", "completed", "stopped"):
         return "### Before and after\nThis run holds out no prompts (the *Held out* setting is 0)."
@@ -140,7 +146,8 @@ def scores_markdown(rows: list[dict], snap) -> str:
     # moved in opposite directions (the bootstraps of the three graded metrics cost
     # a few tens of milliseconds, once the trained model has answered). A finished
     # run's found diagnoses keep a degraded category from being called better.
-    found = score_changes(rows, degraded(snap.diagnoses if snap is not None and snap.finished else ()))
+    found = finished_changes(snap) or \
+        score_changes(rows, degraded(snap.diagnoses if snap is not None and snap.finished else ()))
     read = readings(found)
     lines = ["### Before and after", "Share of held-out answers scoring against the reference: "
              + "; ".join(f"*{m.label}*: {m.help}" for m in METRICS.values())
@@ -153,7 +160,7 @@ def scores_markdown(rows: list[dict], snap) -> str:
                             for side in ("before", "after")) for metric in METRICS]
         cells.append(changes.change_cell(read.get(name)))
         lines.append(f"| {name} | {entry['prompts']} | " + " | ".join(cells) + " |")
-    sentences = changes.change_sentences(found, summary)
+    sentences = changes.change_sentences(found, {**((snap.scores or {}) if snap is not None else {}), **summary})
     return "\n".join(lines + (["", sentences] if sentences else []))
 
 

@@ -1,12 +1,16 @@
 """Data advice: what a dataset's examples say about whether fine-tuning on them
 will pay off, before any training starts.
 
-`data_advice(train, validation, held_out)` returns findings (`Advice`): too
-few examples, duplicate and near-duplicate prompts, conflicting answers, empty
-or one-word responses, response-length outliers, prompt diversity, and
-evaluation prompts that leak into training. Every check is a pass or two over
-the examples with dictionaries (no pairwise comparison), so 200k records take
-seconds.
+`data_advice(train, validation, held_out, dropped)` returns findings (`Advice`):
+too few examples, duplicate and near-duplicate prompts, conflicting answers,
+empty or one-word responses, response-length outliers, prompt diversity, and
+evaluation prompts that leak into training. Preference data (pairs for DPO,
+labelled replies for KTO) gets its own checks: the pairs dropped on reading
+(a side empty, chosen equal to rejected; `dropped` says how many), pairs whose
+sides differ only in case or punctuation, a pair and its reverse, and one side
+systematically longer than the other (a length bias the model learns). Every
+check is a pass or two over the examples with dictionaries (no pairwise
+comparison), so 200k records take seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from itertools import islice
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from .formats import Example
 from .text import normalise_answer
@@ -41,6 +45,21 @@ DIVERSITY_SAMPLE = 2000
 # filled in. Measured: instruction datasets (Alpaca, Dolly-style QA, chats) 0.82-0.88;
 # the bundled demo, five generated templates with varied inputs, 0.38.
 LOW_DIVERSITY = 0.3
+# Length bias in preference pairs. Without a preference for length, the chosen
+# reply is the longer one in about half the pairs; when it is in more than this
+# share, length alone predicts which reply wins four times in five, and DPO
+# learns that before the content (its implicit reward grows with the summed
+# log-probability of the reply: Singhal et al. 2023, "A Long Way to Go", and
+# Park et al. 2024, "Disentangling Length from Quality in DPO").
+LENGTH_BIAS_SHARE = 0.8
+# ...and by this median ratio of their lengths in words: half as long again in
+# the typical pair, not a word or two that a share alone would also count.
+LENGTH_BIAS_RATIO = 1.5
+# A share over fewer pairs is too noisy to call a bias.
+LENGTH_BIAS_MIN_PAIRS = 20
+# How the pair readers (pair_formats.py) name the records they drop, by what is wrong.
+EMPTY_SIDE_DROPS = ("empty prompt", "empty chosen reply", "empty rejected reply", "empty completion")
+IDENTICAL_DROP = "chosen equal to rejected"
 MAX_EXAMPLES_SHOWN = 3
 SNIPPET_CHARS = 60
 
@@ -58,16 +77,22 @@ class Advice:
         return {**asdict(self), "examples": list(self.examples)}
 
 
-def data_advice(train: list[Example], validation: list[Example], held_out: list[Example]) -> list[Advice]:
+def data_advice(train: list[Example], validation: list[Example], held_out: list[Example],
+                dropped: Mapping[str, int | list[str]] | None = None) -> list[Advice]:
     """The findings that apply, warnings and notes in a fixed order; the
-    diversity note is always there."""
+    diversity note is always there. `dropped`: the records the reader dropped, by
+    reason (a count, or where they are: Normalised.dropped or the report's counts)."""
     question = _per_example(_question)  # normalising is the costly step: once per example
+    preference = any(e.kind != "sft" for e in train)
     checks = (
-        _too_few(train), _duplicates(train), _near_duplicates(train, question), _conflicts(train, question),
+        _too_few(train), _duplicates(train), _near_duplicates(train, question),
+        _contradicting_pairs(train, question) if preference else _conflicts(train, question),
         _empty_responses(train), _one_word_responses(train), _long_outliers(train), _diversity(train),
         _leaks(train, validation, held_out, question),
     )
-    return [finding for finding in checks if finding is not None]
+    pairs = (_dropped_pairs(dropped or {}, IDENTICAL_DROP), _dropped_pairs(dropped or {}, *EMPTY_SIDE_DROPS),
+             _sides_alike(train), _length_bias(train))
+    return [finding for finding in checks + pairs if finding is not None]
 
 
 def _per_example(function: Callable[[Example], str]) -> Callable[[Example], str]:
@@ -146,15 +171,24 @@ def _too_few(train: list[Example]) -> Advice | None:
     )
 
 
+def _whole(example: Example) -> tuple:
+    """What makes an example itself: its prompt, and for preference data its replies and
+    label too (one prompt compared over several pairs of replies is no duplicate)."""
+    if example.kind == "sft":
+        return (prompt_of(example),)
+    return prompt_of(example), example.response, example.rejected, example.desirable
+
+
 def _duplicates(train: list[Example]) -> Advice | None:
-    groups = _groups(train, prompt_of)
+    groups = _groups(train, _whole)
     extra = sum(len(g) - 1 for g in groups)
     if not extra:
         return None
+    what = "prompt" if train[0].kind == "sft" else "prompt and replies"
     return Advice(
-        "duplicates", f"{extra} examples repeat another example's prompt exactly", extra,
+        "duplicates", f"{extra} examples repeat another example's {what} exactly", extra,
         _shown(f"{_snippet(g[0])} (x{len(g)})" for g in groups),
-        "Each copy is trained on again every epoch, so repeated prompts weigh more and are memorised. "
+        "Each copy is trained on again every epoch, so repeated examples weigh more and are memorised. "
         "Keep one copy unless the repetition is deliberate.",
     )
 
@@ -274,9 +308,100 @@ def _leaks(train: list[Example], validation: list[Example], held_out: list[Examp
     if not leaked:
         return None
     counts = {side: sum(1 for s, _ in leaked if s == side) for side in ("held-out", "validation")}
+    measures = ("the held-out preference accuracy and answers (after) or the validation reward accuracy"
+                if any(e.kind != "sft" for e in train) else "the after score (held-out) or the validation loss")
     return Advice(
         "leaks", f"{counts['held-out']} held-out and {counts['validation']} validation prompts also appear in "
         "training", len(leaked), _shown(f"{side} {_snippet(e)}" for side, e in leaked),
-        "A model that trained on a prompt is not being tested on it: the after score (held-out) or the "
-        "validation loss looks better than the model is. Remove these prompts from the training data.",
+        f"A model that trained on a prompt is not being tested on it: {measures} looks better than the model "
+        "is. Remove these prompts from the training data (or keep every pair of one prompt in one split).",
     )
+
+
+# --- preference data: pairs (DPO, or KTO split in two) and labelled replies (KTO)
+
+def _dropped_pairs(dropped: Mapping[str, int | list[str]], *reasons: str) -> Advice | None:
+    """Records the reader already dropped for one of `reasons`: said with how many and where,
+    since a pair file with many of them was usually exported wrong."""
+    found = {reason: dropped[reason] for reason in reasons if dropped.get(reason)}
+    if not found:
+        return None
+    count = sum(len(v) if isinstance(v, list) else int(v) for v in found.values())
+    where = tuple(f"{reason}: {', '.join(v[:5])}{' ...' if len(v) > 5 else ''}" if isinstance(v, list)
+                  else f"{reason}: {v}" for reason, v in found.items())
+    if reasons == (IDENTICAL_DROP,):
+        return Advice(
+            "identical_pairs", f"{count} pairs had the same chosen and rejected reply and were dropped", count,
+            _shown(where),
+            "A pair whose two replies are the same teaches no preference (its loss is constant), so the lab "
+            "leaves it out. Many of them usually mean the rejected column holds the wrong field, or the "
+            "replies were copied into both sides: check the export.",
+        )
+    return Advice(
+        "empty_sides", f"{count} records had an empty prompt or reply and were dropped", count, _shown(where),
+        "A preference needs a prompt and a reply on each side: an empty one says nothing about what is "
+        "better. Fill them in or leave them out; many of them usually mean a column is mapped wrong.",
+    )
+
+
+def _sides_alike(train: list[Example]) -> Advice | None:
+    """Pairs whose replies are equal once case, punctuation and spacing are ignored:
+    they teach formatting (a full stop, a capital) rather than content."""
+    alike = [e for e in train if e.kind == "pair" and _key(e.response) == _key(e.rejected or "")]
+    if not alike:
+        return None
+    return Advice(
+        "pairs_alike", f"{len(alike)} pairs differ only in case, punctuation or spacing", len(alike),
+        _shown(f"{_snippet(e)} -> {_short(e.response)!r} over {_short(e.rejected or '')!r}" for e in alike),
+        "The preference in these pairs is a capital letter or a full stop: the model learns that formatting, "
+        "not better content. Drop them unless the formatting is what you want to teach.",
+    )
+
+
+def _contradicting_pairs(train: list[Example], question: Callable[[Example], str]) -> Advice | None:
+    """A pair and its reverse for the same prompt (A over B, and B over A), or one
+    reply to a prompt labelled both desirable and undesirable: the two cancel."""
+    seen, found = {}, []
+    for e in train:
+        if e.kind == "pair":
+            key = (question(e), _answer(e), _key(e.rejected or ""))
+            reverse = (key[0], key[2], key[1])
+        else:
+            key, reverse = (question(e), _answer(e), e.desirable), (question(e), _answer(e), not e.desirable)
+        if reverse in seen:
+            found.append((seen[reverse], e))
+        seen.setdefault(key, e)
+    if not found:
+        return None
+    return Advice(
+        "contradicting_pairs", f"{len(found)} examples contradict another for the same prompt", len(found),
+        _shown(f"{_snippet(a)} ({a.where or 'one'} vs {b.where or 'another'})" for a, b in found),
+        "One example prefers a reply and another the opposite (or labels the same reply both desirable and "
+        "undesirable): their gradients cancel. Keep the judgement you mean, or add what decides between them "
+        "to the prompt.",
+    )
+
+
+def _length_bias(train: list[Example]) -> Advice | None:
+    """One side of the pairs systematically longer: in more than LENGTH_BIAS_SHARE of
+    the pairs, by a median ratio over LENGTH_BIAS_RATIO (in words)."""
+    pairs = [(e, len(e.response.split()), len((e.rejected or "").split())) for e in train if e.kind == "pair"]
+    if len(pairs) < LENGTH_BIAS_MIN_PAIRS:
+        return None
+    for side, other in (("chosen", "rejected"), ("rejected", "chosen")):
+        sides = [(e, c, r) if side == "chosen" else (e, r, c) for e, c, r in pairs]  # (example, this, other)
+        longer = [(e, this, that) for e, this, that in sides if this > that]
+        share = len(longer) / len(pairs)
+        ratio = statistics.median(this / max(that, 1) for _, this, that in sides)
+        if share <= LENGTH_BIAS_SHARE or ratio <= LENGTH_BIAS_RATIO:
+            continue
+        return Advice(
+            "length_bias", f"The {side} reply is the longer one in {share:.0%} of the pairs (median {ratio:.1f}x "
+            f"the {other})", len(longer),
+            _shown(f"{_snippet(e)} -> {this} vs {that} words" for e, this, that in longer),
+            f"Length alone predicts the preference here, and the model learns it first: its answers will grow "
+            f"{'longer' if side == 'chosen' else 'shorter'} whatever they say. Add pairs where the {other} reply "
+            f"is the longer one, or trim the {side} replies; dpo_loss 'sigmoid_norm' (length-normalised) or 'ipo' "
+            "lean on length less. After training, compare the answers' length with the chosen replies'.",
+        )
+    return None

@@ -157,3 +157,89 @@ def test_two_hundred_thousand_records_in_seconds():
     elapsed = time.perf_counter() - started
     assert "prompt_diversity" in names(findings)
     assert elapsed < 20, f"{elapsed:.1f} s"  # ~3 s alone; generous for a busy shared machine
+
+
+# ------------------------------------------------------------------ preference data
+
+def pair(prompt: str, chosen: str, rejected: str, where: str = "") -> Example:
+    return Example(messages=({"role": "user", "content": prompt}, {"role": "assistant", "content": chosen}),
+                   rejected=rejected, where=where)
+
+
+def pairs(count: int = 120, offset: int = 0) -> list[Example]:
+    """Distinct prompts, the chosen reply as long as the rejected one: pairs with no problem."""
+    def worse(reply: str) -> str:  # "The river has a comet and a harbour." -> "The river lacks a comet or a harbour."
+        return reply.replace(" has ", " lacks ").replace(" and ", " or ")
+
+    return [pair(prompt_of(e), e.response, worse(e.response), e.where) for e in varied(count, offset)]
+
+
+def test_clean_pairs_get_no_preference_warning():
+    findings = data_advice(pairs(), pairs(10, 1000), pairs(5, 2000))
+    assert names(findings) == {"prompt_diversity"}
+
+
+def test_pairs_dropped_on_reading_are_counted_with_where():
+    findings = data_advice(pairs(), [], [], {"chosen equal to rejected": ["line 3", "line 9"],
+                                            "empty rejected reply": 4, "empty prompt": 0})
+    identical, empty = finding(findings, "identical_pairs"), finding(findings, "empty_sides")
+    assert identical.count == 2 and identical.title.startswith("2 pairs had the same chosen and rejected reply")
+    assert "line 3, line 9" in identical.examples[0] and "check the export" in identical.advice
+    assert empty.count == 4 and empty.examples == ("empty rejected reply: 4",)
+    assert not {"identical_pairs", "empty_sides"} & names(data_advice(pairs(), [], [], {"dropped nothing": []}))
+
+
+def test_pairs_whose_sides_differ_only_in_punctuation():
+    alike = [pair("Capital of Peru?", "Lima.", "lima", "line 77")]
+    found = finding(data_advice(pairs() + alike, [], []), "pairs_alike")
+    assert found.count == 1 and found.examples[0].startswith("line 77") and "'Lima.' over 'lima'" in found.examples[0]
+
+
+def test_a_pair_and_its_reverse_contradict():
+    clean = pairs()
+    reverse = pair(prompt_of(clean[4]), clean[4].rejected, clean[4].response, "line 500")
+    found = finding(data_advice(clean + [reverse], [], []), "contradicting_pairs")
+    assert found.count == 1 and "line 500" in found.examples[0]
+    # One prompt compared over several different pairs (OpenAssistant's ranks) is neither a contradiction
+    # nor a duplicate.
+    ranked = [pair("Name a planet.", "Mars.", worse) for worse in ("A star.", "The Moon.", "Pluto.")]
+    assert not {"contradicting_pairs", "duplicates"} & names(data_advice(clean + ranked, [], []))
+    assert finding(data_advice(clean + ranked[:1] * 2, [], []), "duplicates").count == 1  # the same pair twice
+
+
+def test_chosen_systematically_longer_is_a_length_bias():
+    from finetune.data.advice import LENGTH_BIAS_RATIO, LENGTH_BIAS_SHARE
+
+    clean = pairs()
+    verbose = [pair(prompt_of(e), f"{e.response} Let me explain this in a lot more detail for you.", e.rejected,
+                    e.where) for e in clean]
+    bias = finding(data_advice(verbose, [], []), "length_bias")
+    assert bias.title.startswith("The chosen reply is the longer one in 100% of the pairs")
+    assert bias.count == len(verbose) and "longer whatever they say" in bias.advice
+    # Longer in most pairs but by a few words, or by far in too few of them, is no bias.
+    a_word_more = [pair(prompt_of(e), f"{e.response} Indeed.", e.rejected) for e in clean]
+    assert "length_bias" not in names(data_advice(a_word_more, [], []))
+    share = int(LENGTH_BIAS_SHARE * len(clean))  # exactly the share: not more than it
+    assert "length_bias" not in names(data_advice(verbose[:share] + clean[share:], [], []))
+    assert LENGTH_BIAS_RATIO > 1
+    # The other way round: the model learns to answer shorter.
+    terse = [pair(prompt_of(e), e.rejected, e.response + " and much more besides, at great length here") for e in clean]
+    assert finding(data_advice(terse, [], []), "length_bias").title.startswith("The rejected reply is the longer")
+
+
+def test_prompts_repeated_across_splits_of_pairs_leak():
+    clean = pairs()
+    held_out = [pair(prompt_of(clean[2]).lower(), "Another reply.", "A worse one.", "line 3")]
+    leak = finding(data_advice(clean, [], held_out), "leaks")
+    assert leak.count == 1 and "preference accuracy" in leak.advice
+
+
+def test_labelled_replies_for_kto():
+    def reply(prompt, text, good, where=""):
+        return Example(messages=({"role": "user", "content": prompt}, {"role": "assistant", "content": text}),
+                       desirable=good, where=where)
+
+    clean = [reply(prompt_of(e), e.response, i % 2 == 0, e.where) for i, e in enumerate(varied(120))]
+    assert names(data_advice(clean, [], [])) == {"prompt_diversity"}
+    both = reply(prompt_of(clean[0]), clean[0].response, False, "line 999")
+    assert finding(data_advice(clean + [both], [], []), "contradicting_pairs").count == 1

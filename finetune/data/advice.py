@@ -331,17 +331,23 @@ def _dropped_pairs(dropped: Mapping[str, int | list[str]], *reasons: str) -> Adv
                   else f"{reason}: {v}" for reason, v in found.items())
     if reasons == (IDENTICAL_DROP,):
         return Advice(
-            "identical_pairs", f"{count} pairs had the same chosen and rejected reply and were dropped", count,
+            "identical_pairs", f"{_count(count, 'pair')} had the same chosen and rejected reply and "
+            f"{'was' if count == 1 else 'were'} dropped", count,
             _shown(where),
             "A pair whose two replies are the same teaches no preference (its loss is constant), so the lab "
             "leaves it out. Many of them usually mean the rejected column holds the wrong field, or the "
             "replies were copied into both sides: check the export.",
         )
     return Advice(
-        "empty_sides", f"{count} records had an empty prompt or reply and were dropped", count, _shown(where),
+        "empty_sides", f"{_count(count, 'record')} had an empty prompt or reply and {'was' if count == 1 else 'were'} "
+        "dropped", count, _shown(where),
         "A preference needs a prompt and a reply on each side: an empty one says nothing about what is "
         "better. Fill them in or leave them out; many of them usually mean a column is mapped wrong.",
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _sides_alike(train: list[Example]) -> Advice | None:
@@ -351,7 +357,7 @@ def _sides_alike(train: list[Example]) -> Advice | None:
     if not alike:
         return None
     return Advice(
-        "pairs_alike", f"{len(alike)} pairs differ only in case, punctuation or spacing", len(alike),
+        "pairs_alike", f"{_count(len(alike), 'pair')} differ{'s' if len(alike) == 1 else ''} only in case, punctuation or spacing", len(alike),
         _shown(f"{_snippet(e)} -> {_short(e.response)!r} over {_short(e.rejected or '')!r}" for e in alike),
         "The preference in these pairs is a capital letter or a full stop: the model learns that formatting, "
         "not better content. Drop them unless the formatting is what you want to teach.",

@@ -1,6 +1,8 @@
 """Tab 1, Data: choose a dataset (bundled, uploaded, or from the Hub), see how
 the engine reads it (format, columns, records), one example as the model sees
-it with the trained tokens marked, lengths, and the split."""
+it with the trained tokens marked (for preference data its prompt with the
+chosen and the rejected reply side by side, as TRL's trainer tokenizes them),
+lengths, the split, and the data advice."""
 
 from __future__ import annotations
 
@@ -20,11 +22,15 @@ from ui.views import fields, plots
 from ui.views.data_views import (
     FORMAT_HINT,
     MODEL_HINT,
+    SIDE_COLORS,
     advice_view,
     details,
     empty_highlight,
+    first_pair,
     highlighted_example,
     preview_update,
+    run_facts,
+    side_views,
     summary_markdown,
 )
 
@@ -48,13 +54,25 @@ class DataTab:
     example: gr.HighlightedText
     histogram: gr.Plot
     details: gr.JSON
-    facts: gr.State  # this session's dataset facts for the run summary: train examples and tokens
+    facts: gr.State  # this session's dataset facts for the run summary: examples and tokens per objective
     prepared: gr.State  # this session's PreparedData from the last load, reused by a start with the same data
+    # Preference data: the first training example's two sides, each with its prompt (chosen | rejected;
+    # KTO's one reply, desirable or undesirable, in the first), drawn when `sides` changes. Not outputs of
+    # /load_dataset itself, so its answer stays as documented.
+    chosen: gr.HighlightedText = None
+    rejected: gr.HighlightedText = None
+    sides: gr.State = None  # data_views.first_pair of the last load: None for supervised data
 
     def source_inputs(self) -> dict:
         """The dataset source controls, by the parameter names the API shows."""
         return {"source": self.source, "file": self.file, "bundled_dataset": self.bundled,
                 "hub_dataset": self.hub_id, "hub_token": self.token}
+
+    def load_outputs(self, settings: dict) -> list:
+        """Everything a load (load_dataset) updates, in the order /load_dataset answers (the States
+        are not in its answer): any event that loads data (this tab's, a lesson's) gives them all."""
+        return [self.summary, settings["format"], *(settings[n] for n in COLUMN_FIELDS), self.preview,
+                self.example, self.histogram, self.advice, self.details, self.facts, self.prepared, self.sides]
 
 
 def is_mapped(format_name: str) -> bool:
@@ -103,6 +121,13 @@ def build(lab: Lab, settings: dict) -> DataTab:
     summary = gr.Markdown("Choose a dataset and press **Load and inspect**.", elem_id="data-summary",
                           elem_classes="data-summary")
     advice = gr.HTML("", elem_id="data-advice")
+    with gr.Row(equal_height=False):  # preference data: the two sides of one example, side by side
+        chosen = gr.HighlightedText(empty_highlight(), label="Chosen", color_map=SIDE_COLORS, show_legend=True,
+                                    combine_adjacent=True, visible=False, elem_id="pair-chosen",
+                                    elem_classes="rendered-example", min_width=320)
+        rejected = gr.HighlightedText(empty_highlight(), label="Rejected", color_map=SIDE_COLORS, show_legend=True,
+                                      combine_adjacent=True, visible=False, elem_id="pair-rejected",
+                                      elem_classes="rendered-example", min_width=320)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
             example = gr.HighlightedText(empty_highlight(), label="One training example as the model sees it",
@@ -115,7 +140,7 @@ def build(lab: Lab, settings: dict) -> DataTab:
     with gr.Accordion("Details (JSON)", open=False):
         details_json = gr.JSON(label="Dataset report")
     return DataTab(source, bundled, file, hub_id, token, load, summary, advice, preview, example, histogram,
-                   details_json, gr.State(None), gr.State(None))
+                   details_json, gr.State(None), gr.State(None), chosen, rejected, gr.State(None))
 
 
 def dataset_source(lab: Lab, owner: str, source: str, file, bundled: str, hub: str) -> tuple[str, str]:
@@ -152,6 +177,7 @@ def load_dataset(lab: Lab, tab: DataTab, settings: dict, owner: str, source, fil
         with lab.tokenizer(config.model, token) as tokenizer:
             prepared = dataset.prepare(config, tokenizer, token=token, limits=lab.limits, table=table)
             example = highlighted_example(tokenizer, config, prepared.split.train[0])
+            sides = first_pair(tokenizer, prepared)
     except (DataError, ModelError) as err:
         message = redact(str(err), token)
         gr.Warning(message)
@@ -164,22 +190,19 @@ def load_dataset(lab: Lab, tab: DataTab, settings: dict, owner: str, source, fil
         return {**shown, tab.summary: summary_markdown(name, table, None, message, hint), settings["format"]: fmt,
                 tab.example: empty_highlight(), tab.histogram: plots.length_histogram([], config.max_length),
                 tab.advice: "", tab.details: {"source": name, "columns": table.columns, "error": message},
-                tab.facts: None,
-                tab.prepared: None}
+                tab.facts: None, tab.prepared: None, tab.sides: None}
     return {**shown, tab.summary: summary_markdown(name, table, prepared),
             settings["format"]: gr.update(label=f"Format (detected: {prepared.format})"), tab.example: example,
             tab.histogram: plots.length_histogram(prepared.report["lengths"], config.max_length),
             tab.advice: advice_view(prepared), tab.details: details(name, table, prepared),
-            tab.facts: {"train_examples": len(prepared.train), "train_tokens": prepared.train_tokens},
-            tab.prepared: prepared}
+            tab.facts: run_facts(config, prepared), tab.prepared: prepared, tab.sides: sides}
 
 
 def wire(lab: Lab, tab: DataTab, settings: dict, owner_key, demo: gr.Blocks) -> None:
     data_settings = {f.name: settings[f.name] for f in cfg.fields()
                      if f.metadata["group"] == "data" and f.name in settings}
     data_settings["seed"] = settings["seed"]  # the split is drawn with the run's seed
-    outputs = [tab.summary, settings["format"], *(settings[n] for n in COLUMN_FIELDS), tab.preview, tab.example,
-               tab.histogram, tab.advice, tab.details, tab.facts, tab.prepared]
+    outputs = tab.load_outputs(settings)
     inputs = {**tab.source_inputs(), **data_settings, "owner_key": owner_key}
 
     # `file=None` in the signature makes the file optional for API clients using another source.
@@ -201,6 +224,7 @@ def wire(lab: Lab, tab: DataTab, settings: dict, owner_key, demo: gr.Blocks) -> 
         lambda s: {tab.bundled: gr.update(visible=s == "bundled"), tab.file: gr.update(visible=s == "upload"),
                    tab.hub_id: gr.update(visible=s == "hub")},
         tab.source, [tab.bundled, tab.file, tab.hub_id], api_visibility="private")
+    tab.sides.change(side_views, tab.sides, [tab.example, tab.chosen, tab.rejected], api_visibility="private")
     settings["format"].change(lambda f: {settings[n]: gr.update(visible=is_mapped(f)) for n in COLUMN_FIELDS},
                               settings["format"], [settings[n] for n in COLUMN_FIELDS], api_visibility="private")
     if lab.default_dataset:  # a first visit shows the preselected demo data without a click

@@ -237,8 +237,7 @@ def _then_load_data(lab: Lab, event, data, settings, owner_key) -> None:
     data_settings = {f.name: settings[f.name] for f in cfg.fields()
                      if f.metadata["group"] == "data" and f.name in settings}
     data_settings["seed"] = settings["seed"]
-    outputs = [data.summary, settings["format"], *(settings[n] for n in COLUMN_FIELDS), data.preview, data.example,
-               data.histogram, data.details, data.facts, data.prepared]
+    outputs = data.load_outputs(settings)  # all of them: a load returns each (the advice was missing here)
 
     def reload(source, file=None, bundled_dataset=None, hub_dataset="", hub_token="", owner_key=None,
                request: gr.Request = None, **values):

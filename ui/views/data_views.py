@@ -12,8 +12,9 @@ import pandas as pd
 from finetune.data.advice import Advice, data_advice
 from finetune.data.dataset import PreparedData
 from finetune.data.formats import FORMATS, Example
-from finetune.data.render import Renderer
+from finetune.data.render import EncodedPair, Renderer
 from finetune.sources.files import Table
+from finetune.train import objectives
 from finetune.train.config import TrainConfig
 
 PREVIEW_ROWS = 50
@@ -54,8 +55,91 @@ def highlighted_example(tokenizer, config: TrainConfig, example: Example) -> dic
     return {"text": text, "entities": entities}
 
 
+# How a preference example's tokens are marked: the prompt is never trained; each reply is,
+# as the side it is on (a pair's two, or KTO's one labelled reply).
+PROMPT_MASKED = "prompt (masked)"
+SIDE_COLORS = {"chosen": "#16a34a", "rejected": "#dc2626", "desirable": "#16a34a", "undesirable": "#dc2626",
+               PROMPT_MASKED: "#cbd5e1"}
+
+
+def highlighted_side(tokenizer, prompt_ids: list[int], reply_ids: list[int], side: str) -> dict:
+    """The prompt and one reply as TRL's trainer reads them (its own token ids, decoded),
+    the prompt marked masked and the reply marked as its side."""
+    prompt = tokenizer.decode(prompt_ids)
+    whole = tokenizer.decode(list(prompt_ids) + list(reply_ids))
+    if not whole.startswith(prompt):  # a token that merges across the seam: show the two decoded apart
+        whole = prompt + tokenizer.decode(reply_ids)
+    entities = [{"entity": PROMPT_MASKED, "start": 0, "end": len(prompt)}] if prompt else []
+    if len(whole) > len(prompt):
+        entities.append({"entity": side, "start": len(prompt), "end": len(whole)})
+    return {"text": whole, "entities": entities}
+
+
+def pair_sides(tokenizer, example: Example, encoded: EncodedPair) -> list[tuple[str, dict, str]]:
+    """(side, highlighted text, label) for each reply of a preference example: chosen and
+    rejected for a pair; the one reply, desirable or undesirable, for KTO's unpaired data."""
+    if example.kind == "unpaired":
+        side = "desirable" if example.desirable else "undesirable"
+        replies = [(side, encoded.chosen_ids)]
+    else:
+        replies = [("chosen", encoded.chosen_ids), ("rejected", encoded.rejected_ids)]
+    prompt = len(encoded.prompt_ids)
+    return [(side, highlighted_side(tokenizer, encoded.prompt_ids, ids, side),
+             f"{side.capitalize()}: {len(ids)} tokens trained as {side} (the prompt's {prompt} masked)")
+            for side, ids in replies]
+
+
+def first_pair(tokenizer, prepared: PreparedData | None) -> list[dict] | None:
+    """The first training example's sides as shown ({side, value, label} each), or None for
+    supervised data: kept in a State whose change redraws the views (side_views)."""
+    pairs = prepared.train_pairs if prepared is not None else []
+    if not pairs:
+        return None
+    return [{"side": side, "value": value, "label": label} for side, value, label in pair_sides(tokenizer, *pairs[0])]
+
+
+def side_views(sides: list[dict] | None) -> tuple:
+    """Updates of (the supervised example, the chosen view, the rejected view): preference data
+    shows its sides side by side in place of the supervised example (which is what SFT would train)."""
+    shown = [gr.update(value=s["value"], label=s["label"], visible=True) for s in sides or []]
+    hidden = [gr.update(visible=False)] * (2 - len(shown))
+    return (gr.update(visible=not sides), *shown, *hidden)
+
+
 def _split_counts(prepared: PreparedData) -> dict:
     return {"train": len(prepared.train), "validation": len(prepared.validation), "held_out": len(prepared.held_out)}
+
+
+def _pair_counts(prepared: PreparedData) -> dict:
+    return {"train": len(prepared.train_pairs), "validation": len(prepared.validation_pairs),
+            "held_out": len(prepared.held_out_pairs)}
+
+
+KIND_WORDS = {
+    "pair": "preference pairs (a prompt, a chosen and a rejected reply): DPO trains on each pair; KTO splits each "
+            "into a desirable and an undesirable reply",
+    "unpaired": "replies labelled desirable or undesirable (KTO)",
+}
+
+
+def preference_lines(prepared: PreparedData) -> list[str]:
+    """What a preference dataset holds per split, and what each objective makes of it."""
+    pairs, report = _pair_counts(prepared), prepared.report
+    word = "pairs" if prepared.kind == "pair" else "replies"
+    dropped = sum(report.get(f"{split}_pairs_dropped", 0) for split in pairs)
+    lines = ["", f"**Preference data:** {KIND_WORDS[prepared.kind]}.", "",
+             "| split | train | validation | held out (before/after) |", "|---|---|---|---|",
+             f"| {word} | {pairs['train']} | {pairs['validation']} | {pairs['held_out']} |"]
+    if prepared.kind == "unpaired":
+        good = sum(1 for e, _ in prepared.train_pairs if e.desirable)
+        lines.append(f"| desirable / undesirable (train) | {good} / {pairs['train'] - good} | | |")
+    if dropped:
+        lines.append(f"\n{dropped} {word} left out: the prompt fills the max length, or (overlong 'drop') a reply "
+                     "runs past it.")
+    usable = [objectives.NAMES[o] for o in objectives.SIGNALS if o != "sft"
+              and objectives.data_problem(o, prepared.kind) is None]
+    lines.append(f"\nObjectives this data trains: {', '.join(usable)} (Hyperparameters tab, *Objective*).")
+    return lines
 
 
 FORMAT_HINT = "Pick the right <b>Format</b>, or <i>columns</i> and map the prompt and response columns."
@@ -83,6 +167,8 @@ def summary_markdown(name: str, table: Table, prepared: PreparedData | None, err
         f"**Tokens per example:** min {tokens['min']}, median {tokens['median']:g}, 95% under {tokens['p95']}, "
         f"max {tokens['max']} &nbsp;·&nbsp; **{over}** over the max length of {report['max_length']}",
     ]
+    if prepared.kind != "sft":
+        lines += preference_lines(prepared)
     if pinned:
         lines.append("\nThe file's `split` column decides which records are held out or used for validation.")
     quality = [f"{report['duplicates']} duplicates"] if report["duplicates"] else []
@@ -96,9 +182,22 @@ def summary_markdown(name: str, table: Table, prepared: PreparedData | None, err
 
 def details(name: str, table: Table, prepared: PreparedData) -> dict:
     report = {k: v for k, v in prepared.report.items() if k != "lengths"}
-    return {"source": name, "format": prepared.format, "template": prepared.template, "columns": table.columns,
-            "records": len(table.records), "split": _split_counts(prepared), "report": report,
-            "notices": prepared.notices, "train_tokens": prepared.train_tokens}
+    found = {"source": name, "format": prepared.format, "template": prepared.template, "columns": table.columns,
+             "records": len(table.records), "split": _split_counts(prepared), "report": report,
+             "notices": prepared.notices, "train_tokens": prepared.train_tokens}
+    if prepared.kind != "sft":
+        found.update(kind=prepared.kind, pairs=_pair_counts(prepared), pair_tokens=prepared.pair_tokens)
+    return found
+
+
+def run_facts(config: TrainConfig, prepared: PreparedData) -> dict:
+    """What the Hyperparameters tab's run summary needs of the data: for each objective this
+    data can train, the examples a pass holds and the tokens it reads (objectives.training_units:
+    a pair is one DPO example and two KTO ones)."""
+    units = {o: list(objectives.training_units(config.replace(objective=o), prepared)) for o in objectives.SIGNALS
+             if objectives.data_problem(o, prepared.kind) is None}
+    return {"train_examples": len(prepared.train), "train_tokens": prepared.train_tokens, "kind": prepared.kind,
+            "units": units}
 
 
 ADVICE_MARKS = {"warning": ("⚠", "warning"), "info": ("ℹ", "note")}
@@ -107,7 +206,7 @@ ADVICE_MARKS = {"warning": ("⚠", "warning"), "info": ("ℹ", "note")}
 def prepared_advice(prepared: PreparedData) -> list[Advice]:
     """The engine's data advice on the split this session prepared."""
     split = prepared.split
-    return data_advice(split.train, split.validation, split.held_out)
+    return data_advice(split.train, split.validation, split.held_out, prepared.report.get("dropped"))
 
 
 def advice_view(prepared: PreparedData) -> str:

@@ -1,0 +1,80 @@
+"""How the app shows preference data and runs, without a server: a pair's
+two sides with the tokens each trains (TRL's own ids, decoded), the counts
+per split, the facts the run summary counts steps with, and the objective's
+settings shown only where they apply."""
+
+import json
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from finetune.data import dataset  # noqa: E402
+from finetune.train.config import TrainConfig  # noqa: E402
+from ui.views import data_views  # noqa: E402
+
+PAIRS = [{"prompt": f"Convert to ISO 8601: March {d}, 2021", "chosen": f"2021-03-{d:02d}",
+          "rejected": f"{d}/3/2021, I think"} for d in range(1, 29)]
+
+
+def prepared_from(write, tokenizer, rows, **settings):
+    path = write("pairs.jsonl", "\n".join(json.dumps(r) for r in rows))
+    config = TrainConfig(data=str(path), held_out=4, validation_fraction=0.1, **settings)
+    return config, dataset.prepare(config, tokenizer)
+
+
+def test_a_pair_shows_its_prompt_masked_and_each_reply_trained_as_its_side(write, tiny_tokenizer):
+    config, prepared = prepared_from(write, tiny_tokenizer, PAIRS)
+    example, encoded = prepared.train_pairs[0]
+    sides = data_views.first_pair(tiny_tokenizer, prepared)
+    assert [s["side"] for s in sides] == ["chosen", "rejected"]
+    for side, reply_ids in zip(sides, (encoded.chosen_ids, encoded.rejected_ids)):
+        text, entities = side["value"]["text"], side["value"]["entities"]
+        assert [e["entity"] for e in entities] == ["prompt (masked)", side["side"]]
+        prompt, reply = (text[e["start"]:e["end"]] for e in entities)
+        # Exactly the tokens TRL's trainer builds: the prompt's ids, then the reply's.
+        assert tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"] == encoded.prompt_ids
+        assert reply == tiny_tokenizer.decode(reply_ids) and example.messages[-2]["content"] in prompt
+        assert f"{len(reply_ids)} tokens trained as {side['side']}" in side["label"]
+    assert example.response in sides[0]["value"]["text"] and example.rejected in sides[1]["value"]["text"]
+    # The views: the supervised example hidden, both sides shown.
+    example_view, chosen, rejected = data_views.side_views(sides)
+    assert example_view["visible"] is False and chosen["visible"] and rejected["visible"]
+    assert chosen["label"] == sides[0]["label"]
+    # Supervised data: the example shown, the sides hidden.
+    assert [u["visible"] for u in data_views.side_views(None)] == [True, False, False]
+
+
+def test_unpaired_replies_show_one_side_labelled_desirable_or_not(write, tiny_tokenizer):
+    rows = [{"prompt": r["prompt"], "completion": r["rejected"], "label": False} for r in PAIRS]
+    _, prepared = prepared_from(write, tiny_tokenizer, rows)
+    sides = data_views.first_pair(tiny_tokenizer, prepared)
+    assert [s["side"] for s in sides] == ["undesirable"]
+    assert sides[0]["value"]["entities"][-1]["entity"] == "undesirable"
+    _, shown, hidden = data_views.side_views(sides)
+    assert shown["visible"] and hidden["visible"] is False
+
+
+def test_the_summary_gives_pairs_per_split_and_the_objectives_the_data_trains(write, tiny_tokenizer):
+    rows = PAIRS + [dict(PAIRS[0], rejected=PAIRS[0]["chosen"])]  # one pair whose sides are equal: dropped
+    config, prepared = prepared_from(write, tiny_tokenizer, rows)
+    text = data_views.summary_markdown("pairs.jsonl", prepared.table, prepared)
+    counts = (len(prepared.train_pairs), len(prepared.validation_pairs), len(prepared.held_out_pairs))
+    assert f"| pairs | {counts[0]} | {counts[1]} | {counts[2]} |" in text and counts[2] == 4
+    assert "preference pairs (prompt / chosen / rejected)" in text  # the detected preference format
+    assert "DPO (preference pairs), KTO" in text
+    advice = data_views.advice_view(prepared)
+    assert "1 pair had the same chosen and rejected reply and was dropped" in advice
+    found = data_views.details("pairs.jsonl", prepared.table, prepared)
+    assert found["kind"] == "pair" and found["pairs"]["train"] == counts[0]
+
+
+def test_the_run_facts_count_a_pair_once_for_dpo_and_twice_for_kto(write, tiny_tokenizer):
+    config, prepared = prepared_from(write, tiny_tokenizer, PAIRS)
+    facts = data_views.run_facts(config, prepared)
+    pairs = len(prepared.train_pairs)
+    assert facts["kind"] == "pair" and facts["units"]["dpo"][0] == pairs and facts["units"]["kto"][0] == 2 * pairs
+    assert facts["units"]["sft"][0] == len(prepared.train)  # supervised on the chosen replies
+    unpaired = [{"prompt": r["prompt"], "completion": r["chosen"], "label": True} for r in PAIRS]
+    _, prepared = prepared_from(write, tiny_tokenizer, unpaired)
+    assert set(data_views.run_facts(config, prepared)["units"]) == {"kto"}  # neither SFT nor DPO trains on it

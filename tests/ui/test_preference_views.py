@@ -78,3 +78,62 @@ def test_the_run_facts_count_a_pair_once_for_dpo_and_twice_for_kto(write, tiny_t
     unpaired = [{"prompt": r["prompt"], "completion": r["chosen"], "label": True} for r in PAIRS]
     _, prepared = prepared_from(write, tiny_tokenizer, unpaired)
     assert set(data_views.run_facts(config, prepared)["units"]) == {"kto"}  # neither SFT nor DPO trains on it
+
+
+# ------------------------------------------------------------------ the Hyperparameters tab
+
+def test_the_objective_group_shows_only_the_settings_that_apply():
+    from finetune.train.preference import objective_arguments
+    from ui.tabs import params_tab
+
+    group = params_tab.objective_fields()
+    listed = {name for names in params_tab.OBJECTIVE_SETTINGS.values() for name in names}
+    assert listed == set(group), "each objective setting is shown for some objective (a new one is not hidden)"
+    shown = {o: [name for name, u in zip(group, params_tab.objective_views(o)) if u["visible"]]
+             for o in params_tab.OBJECTIVE_SETTINGS}
+    assert shown == {"sft": [], "dpo": ["beta", "dpo_loss", "precompute_ref"],
+                     "kto": ["beta", "precompute_ref", "desirable_weight", "undesirable_weight"]}
+    # What is shown is what the objective gives TRL.
+    trl_names = {"beta": "beta", "dpo_loss": "loss_type", "precompute_ref": "precompute_ref_log_probs",
+                 "desirable_weight": "desirable_weight", "undesirable_weight": "undesirable_weight"}
+    for objective in ("dpo", "kto"):
+        given = set(objective_arguments(TrainConfig(objective=objective)))
+        assert {trl_names[name] for name in shown[objective]} <= given, objective
+
+
+def test_the_run_summary_names_the_objective_and_counts_its_examples(write, tiny_tokenizer):
+    from ui.tabs import params_tab
+
+    config, prepared = prepared_from(write, tiny_tokenizer, PAIRS)
+    facts = data_views.run_facts(config, prepared)
+    pairs = len(prepared.train_pairs)
+    common = dict(batch_size=4, grad_accum=1, epochs=1, max_steps=0)
+    dpo, _ = params_tab.plan_summary(facts, False, objective="dpo", beta=0.2, **common)
+    assert "DPO (preference pairs) (beta 0.2, loss sigmoid, reference log-probabilities computed once" in dpo
+    assert f"**Optimizer steps:** {-(-pairs // 4)} (1 epochs of {pairs} pairs)" in dpo
+    kto, _ = params_tab.plan_summary(facts, False, objective="kto", **common)
+    assert f"**Optimizer steps:** {-(-2 * pairs // 4)} (1 epochs of {2 * pairs} replies)" in kto
+    assert "desirable weight 1, undesirable weight 1" in kto
+    lora, _ = params_tab.plan_summary(facts, False, objective="dpo", method="lora", learning_rate=1e-4, **common)
+    assert "the base with the adapters switched off" in lora
+    # Data the objective cannot train says so, in place of a step count.
+    unpaired = [{"prompt": r["prompt"], "completion": r["chosen"], "label": True} for r in PAIRS]
+    _, prepared = prepared_from(write, tiny_tokenizer, unpaired)
+    refused, _ = params_tab.plan_summary(data_views.run_facts(config, prepared), False, objective="dpo", **common)
+    assert "This data cannot train DPO" in refused and "use objective 'kto'" in refused
+    assert "Optimizer steps" not in refused
+
+
+def test_the_preference_presets_train_the_bundled_pairs_inside_the_recommended_ranges():
+    from pathlib import Path
+
+    from finetune.train import config as cfg
+    from finetune.train.presets import PRESETS
+    from ui.tabs.params_tab import PRESET_NOTES
+
+    for name, objective in (("dpo-demo", "dpo"), ("kto-demo", "kto")):
+        checked = cfg.build(preset=name)  # refused if a value were outside its recommended range
+        assert checked.config.objective == objective and not checked.warnings
+        assert checked.config.epochs == 1 and checked.config.beta == 0.1 and checked.config.method == "full"
+        assert 5e-6 <= checked.config.learning_rate <= 2e-5
+        assert Path(PRESETS[name]["data"]).name == "pairs.jsonl" and name in PRESET_NOTES

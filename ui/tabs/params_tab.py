@@ -12,7 +12,7 @@ import gradio as gr
 
 from finetune.memory.model_shape import KNOWN_SHAPES, ModelShape, shape_from_spec
 from finetune.train import config as cfg
-from finetune.train import device, plan
+from finetune.train import device, objectives, plan
 from finetune.train.presets import PRESETS
 from ui.lab import Lab
 from ui.views import fields, memory_view, plots
@@ -24,7 +24,18 @@ PRESET_NOTES = {
     "quick-demo": "A short run sized for a CPU: minutes on the demo data.",
     "lora": "LoRA adapters: fewer trained weights, less memory, a higher learning rate.",
     "lr-sweep-demo": "One epoch on the demo data: the settings of the learning-rate exercise (Experiments tab).",
+    "dpo-demo": "DPO on the bundled preference pairs: one epoch, beta 0.1, a small learning rate (full fine-tuning).",
+    "kto-demo": "KTO on the bundled preference pairs, each split into a desirable and an undesirable reply.",
 }
+# The objective group's settings each objective uses (what preference.objective_arguments gives TRL);
+# the others are hidden while it is chosen. Every setting of the group but `objective` is listed (tested).
+OBJECTIVE_SETTINGS = {
+    "sft": (),
+    "dpo": ("beta", "dpo_loss", "precompute_ref"),
+    "kto": ("beta", "precompute_ref", "desirable_weight", "undesirable_weight"),
+}
+# What one training example is, per objective, in the run summary's step count.
+UNIT_WORDS = {"sft": "examples", "dpo": "pairs", "kto": "replies"}
 PER_ROW = 2
 # The settings the memory estimate depends on (with the model).
 MEMORY_FIELDS = ("method", "weights", "optimizer", "precision", "batch_size", "grad_accum", "max_length",
@@ -43,6 +54,20 @@ class ParamsTab:
     memory: gr.HTML  # the memory estimate's breakdown, with its arithmetic
 
 
+def objective_fields() -> list[str]:
+    """The objective group's settings other than the objective itself."""
+    return [f.name for f in cfg.fields() if f.metadata["group"] == "objective" and f.name != "objective"]
+
+
+def applies(name: str, objective: str) -> bool:
+    return name in OBJECTIVE_SETTINGS.get(objective, ())
+
+
+def objective_views(objective: str) -> list:
+    """Visibility of each objective setting (objective_fields' order) for this objective."""
+    return [gr.update(visible=applies(name, objective)) for name in objective_fields()]
+
+
 def widget_options() -> dict[str, dict]:
     """The config fields this tab lays out (every field of its groups), with their layout arguments."""
     return {f.name: dict(min_width=290) for f in cfg.fields() if f.metadata["group"] in dict(GROUPS)}
@@ -58,11 +83,14 @@ def build(lab: Lab, settings: dict, preset: str) -> ParamsTab:
                                     min_width=160, info="For experiments: such runs often diverge or overfit. "
                                                         "The summary lists every value outside its range.")
             groups = {}
+            objective = settings["objective"].value
+            for name in objective_fields():  # only the settings the starting objective uses show
+                settings[name].visible = applies(name, objective)
             for group, title in GROUPS:
                 names = [f.name for f in cfg.fields() if f.metadata["group"] == group]
                 visible = group != "lora" or cfg.uses_adapters(settings["method"].value)
-                with gr.Accordion(title, open=group not in ("run", "memory", "objective"),
-                                  visible=visible) as groups[group]:
+                opened = group not in ("run", "memory", "objective") or (group == "objective" and objective != "sft")
+                with gr.Accordion(title, open=opened, visible=visible) as groups[group]:
                     for start in range(0, len(names), PER_ROW):
                         with gr.Row():
                             for name in names[start:start + PER_ROW]:
@@ -103,11 +131,21 @@ def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
         return f"<div class='lab-error'><b>Not a valid setting:</b> {err}</div>", plots.learning_rate_figure()
     hardware = device.detect(config.precision)
     lines = []
-    if facts:
-        p = plan.plan(config, facts["train_examples"], facts["train_tokens"])
+    units = training_units(config, facts)
+    if facts and units is None:
+        problem = objectives.data_problem(config.objective, facts.get("kind", "sft"))
+        lines += ["### The run these settings make", "", f"<div class='lab-error'><b>This data cannot train "
+                  f"{objectives.NAMES[config.objective]}:</b> {html.escape(problem or '', quote=False)}</div>", "",
+                  f"**Device:** {hardware.describe()}"]
+        figure = plots.learning_rate_figure(title="Learning-rate schedule",
+                                            waiting="choose an objective this data can train")
+    elif facts:
+        p = plan.plan(config, *units)
         lines += [
             "### The run these settings make", "",
-            f"- **Optimizer steps:** {p.steps} ({p.epochs:g} epochs of {p.train_examples} examples)",
+            f"- **Objective:** {objective_line(config)}",
+            f"- **Optimizer steps:** {p.steps} ({p.epochs:g} epochs of {p.train_examples} "
+            f"{UNIT_WORDS[config.objective]})",
             f"- **Warmup:** {p.warmup_steps} steps, then cosine down to {config.min_lr_ratio:g} x the peak "
             f"of {config.learning_rate:g}",
             f"- **Examples per step:** {config.batch_size} x {config.grad_accum} = {p.examples_per_step}",
@@ -136,6 +174,36 @@ def plan_summary(facts: dict | None, allow_out_of_range: bool, **settings):
     return "\n".join(lines), figure
 
 
+def training_units(config: cfg.TrainConfig, facts: dict | None) -> tuple[int, int] | None:
+    """(examples a pass holds, tokens it reads) for the config's objective, as the Data tab
+    counted them with objectives.training_units; None when the data cannot train it."""
+    if not facts:
+        return None
+    if "units" not in facts:  # facts of supervised data only (no per-objective counts)
+        return (facts["train_examples"], facts["train_tokens"]) if config.objective == "sft" else None
+    found = facts["units"].get(config.objective)
+    return tuple(found) if found else None
+
+
+def reference_line(config: cfg.TrainConfig) -> str:
+    """Where the reference model's log-probabilities come from (what memory it costs)."""
+    if cfg.uses_adapters(config.method):
+        return "reference: the base with the adapters switched off (no copy)"
+    if config.precompute_ref:
+        return "reference log-probabilities computed once before training (no copy)"
+    return "a frozen reference copy of the model beside the trained one"
+
+
+def objective_line(config: cfg.TrainConfig) -> str:
+    """The objective and the settings of it that apply, for the run summary."""
+    values = {"beta": f"beta {config.beta:g}", "dpo_loss": f"loss {config.dpo_loss}",
+              "precompute_ref": reference_line(config),
+              "desirable_weight": f"desirable weight {config.desirable_weight:g}",
+              "undesirable_weight": f"undesirable weight {config.undesirable_weight:g}"}
+    used = [values[name] for name in OBJECTIVE_SETTINGS[config.objective]]
+    return objectives.NAMES[config.objective] + (f" ({', '.join(used)})" if used else "")
+
+
 def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State, shown: gr.Tab | None = None) -> None:
     """`shown`: the tab's own gr.Tab, whose opening fills in the memory estimate."""
     tunable = {name: w for name, w in settings.items() if name not in fields.SOURCE_FIELDS}
@@ -158,6 +226,8 @@ def wire(lab: Lab, tab: ParamsTab, settings: dict, facts: gr.State, shown: gr.Ta
 
     gr.on([settings["method"].change, tab.allow.change], set_ranges, inputs=[settings["method"], tab.allow],
           inputs_kwargs=numeric, outputs=[*numeric.values(), tab.lora_group], api_name="set_ranges")
+    settings["objective"].change(objective_views, settings["objective"],
+                                 [settings[name] for name in objective_fields()], api_visibility="private")
     tab.allow.input(lambda on: gr.Warning("Values outside the recommended ranges are allowed now. They often "
                                           "make training diverge or overfit; the run summary lists them.")
                     if on else None, tab.allow, None, api_visibility="private")

@@ -137,3 +137,81 @@ def test_the_preference_presets_train_the_bundled_pairs_inside_the_recommended_r
         assert checked.config.epochs == 1 and checked.config.beta == 0.1 and checked.config.method == "full"
         assert 5e-6 <= checked.config.learning_rate <= 2e-5
         assert Path(PRESETS[name]["data"]).name == "pairs.jsonl" and name in PRESET_NOTES
+
+
+# ------------------------------------------------------------------ the Train tab
+
+DPO_HISTORY = [
+    {"step": 1, "loss": 0.69, "learning_rate": 1e-5, "rewards/chosen": 0.01, "rewards/rejected": -0.01,
+     "rewards/margins": 0.02, "rewards/accuracies": 0.5, "logps/chosen": -20.0, "logps/rejected": -31.0},
+    {"step": 2, "loss": 0.61, "learning_rate": 9e-6, "rewards/chosen": 0.05, "rewards/rejected": -0.09,
+     "rewards/margins": 0.14, "rewards/accuracies": 0.75, "logps/chosen": -19.5, "logps/rejected": -32.0},
+    {"step": 2, "eval_loss": 0.6, "eval_rewards/chosen": 0.04, "eval_rewards/rejected": -0.08,
+     "eval_rewards/margins": 0.12, "eval_rewards/accuracies": 0.8, "eval_logps/chosen": -19.0,
+     "eval_logps/rejected": -30.0},
+]
+
+
+def recorded_run(lab, name, objective, history):
+    from finetune.runs.records import write_record
+
+    folder = lab.output_root / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model": "default", "objective": objective}))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    (folder / "summary.json").write_text(json.dumps({"status": "completed", "steps": 2}))
+    write_record(folder, status="completed", created_at=float(len(list(lab.output_root.iterdir()))))
+    return folder
+
+
+@pytest.fixture
+def lab(tmp_path, tiny_model_dir):
+    from finetune.sources.files import Limits
+    from ui.lab import Lab
+
+    return Lab(str(tiny_model_dir), tmp_path / "runs", None, Limits())
+
+
+def train_views(lab):
+    from ui.tabs import compare_tab, train_tab
+
+    with gr.Blocks():
+        tab = train_tab.build(lab)
+        compare = compare_tab.build(lab, 32)
+    return tab, train_tab.views(lab, tab, compare, lab.scheduler.owner(""), None, force=True)
+
+
+def test_a_dpo_run_plots_its_signals_beside_the_loss(lab):
+    recorded_run(lab, "dpo-run", "dpo", DPO_HISTORY)
+    tab, shown = train_views(lab)
+    figures = {name: shown[plot] for name, plot in tab.signals.items()}
+    assert all(f["visible"] for f in figures.values())
+    traces = {name: {t.name: (t.x, t.y) for t in f["value"].data} for name, f in figures.items()}
+    assert traces["rewards"]["margin (chosen - rejected) (training)"] == ((1, 2), (0.02, 0.14))
+    assert traces["rewards"]["margin (chosen - rejected) (validation)"] == ((2,), (0.12,))
+    assert traces["accuracy"]["preference accuracy (training)"] == ((1, 2), (0.5, 0.75))
+    assert traces["accuracy"]["preference accuracy (validation)"] == ((2,), (0.8,))
+    assert set(traces["logps"]) == {"chosen log-probability (training)", "rejected log-probability (training)",
+                                    "chosen log-probability (validation)", "rejected log-probability (validation)"}
+    assert shown[tab.loss].layout.yaxis.title.text == "DPO loss (pairs)"
+    stats = shown[tab.stats]
+    assert "val. pref. accuracy</div><div class='stat-value'>80%" in stats and "+0.140" in stats
+    assert "perplexity" not in stats  # exp of a DPO loss is no perplexity
+
+
+def test_a_supervised_run_looks_as_before(lab):
+    recorded_run(lab, "sft-run", "sft", [{"step": 1, "loss": 2.0, "learning_rate": 1e-5},
+                                         {"step": 1, "eval_loss": 2.1}])
+    tab, shown = train_views(lab)
+    assert all(shown[plot]["visible"] is False for plot in tab.signals.values())
+    assert shown[tab.loss].layout.yaxis.title.text == "loss (response tokens)"
+    assert "val. perplexity" in shown[tab.stats] and "pref. accuracy" not in shown[tab.stats]
+
+
+def test_every_signal_of_every_objective_has_a_figure_on_the_train_tab():
+    from finetune.train.objectives import SIGNALS
+    from ui.views import plots
+
+    drawn = set(plots.signal_plots())
+    assert {s.plot for signals in SIGNALS.values() for s in signals} == drawn
+    assert drawn <= set(plots.SIGNAL_PLOTS)  # each with its title and axis

@@ -18,7 +18,7 @@ import gradio as gr
 from finetune.data import dataset
 from finetune.experiments.scheduler import QueueFull, Submission
 from finetune.runs import resume
-from finetune.runs.records import NoSuchRun
+from finetune.runs.records import NoSuchRun, read_config
 from finetune.sources.files import DataError
 from finetune.sources.models import ModelError
 from finetune.train import config as cfg
@@ -52,6 +52,9 @@ class TrainTab:
     details: gr.JSON
     timer: gr.Timer
     seen: gr.State  # change_key of what this page last drew
+    # A preference run's signals, one figure per plots.signal_plots() name (rewards, accuracy,
+    # log-probabilities): shown for a run whose objective logs that figure's signals, hidden otherwise.
+    signals: dict = None
 
 
 def build(lab: Lab) -> TrainTab:
@@ -69,12 +72,15 @@ def build(lab: Lab) -> TrainTab:
                        elem_id="loss-plot", min_width=320)
         learning_rate = gr.Plot(plots.learning_rate_figure(waiting="start a run to see the learning rate"),
                                 show_label=False, elem_id="lr-plot", min_width=320)
+    with gr.Row(equal_height=True):
+        signals = {name: gr.Plot(show_label=False, visible=False, elem_id=f"signal-{name}-plot", min_width=320)
+                   for name in plots.signal_plots()}
     gr.Markdown("The before/after answers to the held-out prompts fill in on the **Compare** tab: *before* as soon "
                 "as the model is loaded, *after* when training ends.", elem_classes="lab-muted")
     with gr.Accordion("Run status (JSON)", open=False):
         details = gr.JSON(label="Run status")
     return TrainTab(start, stop, refresh, resume_button, resume_note, status, stats, diagnoses, loss, learning_rate, details,
-                    gr.Timer(LIVE_POLL_SECONDS, active=False), gr.State(None))
+                    gr.Timer(LIVE_POLL_SECONDS, active=False), gr.State(None), signals)
 
 
 def submission(lab: Lab, owner: str, prepared, source, file, bundled_dataset, hub_dataset, hub_token,
@@ -162,13 +168,31 @@ def shown_snapshot(lab: Lab, shown: Shown | None):
     position = lab.scheduler.position(shown.live)
     if not position:
         return shown.snapshot
-    return replace(shown.snapshot, message=queue_message(position, lab.scheduler.wait_estimate(shown.live)))
+    scheduler = lab.scheduler
+    return replace(shown.snapshot, message=queue_message(position, scheduler.wait_estimate(shown.live),
+                                                         len(scheduler.training()), scheduler.admission.limit))
 
 
 def training_status(lab: Lab, owner: str, run_id: str | None) -> dict:
     shown = find(lab, owner, run_id)
     return status_dict(shown_snapshot(lab, shown), shown.stop_requested if shown else False,
                        busy=lab.scheduler.busy_with_another(owner))
+
+
+def run_objective(shown: Shown | None) -> str:
+    """What the shown run optimises: its live config's objective, or its config.json's."""
+    if shown is None:
+        return "sft"
+    if shown.live is not None:
+        return shown.live.config.objective
+    return read_config(shown.folder).get("objective") or "sft"
+
+
+def signal_views(tab: TrainTab, history, objective: str, waiting: str) -> dict:
+    """The preference signals' figures the objective logs, the others hidden (all, for supervised runs)."""
+    figures = plots.signal_figures(history, objective, waiting)
+    return {plot: gr.update(value=figures[name], visible=True) if name in figures else gr.update(visible=False)
+            for name, plot in tab.signals.items()}
 
 
 def views(lab: Lab, tab: TrainTab, compare, owner: str, seen, picked: str = compare_tab.LATEST,
@@ -183,7 +207,8 @@ def views(lab: Lab, tab: TrainTab, compare, owner: str, seen, picked: str = comp
     key = change_key(snap, stopping) + (busy, snap.message if snap else "")
     waiting_or_training = snap is not None and not snap.finished
     interval = poll_interval(snap, busy)
-    visible = {tab.status: status_markdown(snap, stopping, busy), tab.stats: stats_markdown(snap),
+    objective = run_objective(shown)
+    visible = {tab.status: status_markdown(snap, stopping, busy), tab.stats: stats_markdown(snap, objective),
                tab.timer: gr.Timer(interval or LIVE_POLL_SECONDS, active=interval is not None), tab.seen: key}
     if key == seen and not force:
         return visible
@@ -191,8 +216,9 @@ def views(lab: Lab, tab: TrainTab, compare, owner: str, seen, picked: str = comp
     waiting = snap.message if snap else "start a run to see the loss"
     planned = (snap.plan.curve_steps, snap.plan.curve_lr) if snap and snap.plan else ((), ())
     best = snap.best_checkpoint if snap else None
-    return {**visible, tab.loss: plots.loss_figure(history, waiting=waiting, best=best),
+    return {**visible, tab.loss: plots.loss_figure(history, waiting=waiting, best=best, objective=objective),
             tab.learning_rate: plots.learning_rate_figure(history, planned, waiting=waiting),
+            **signal_views(tab, history, objective, waiting),
             tab.details: status_dict(snap, stopping, busy), tab.diagnoses: train_diagnoses(snap),
             **resume_views(tab, shown),
             **compare_tab.held_out_views(compare, snap, compare_tab.run_choices(lab, owner), picked),
@@ -209,7 +235,7 @@ def train_diagnoses(snap) -> str:
 
 def wire(lab: Lab, tab: TrainTab, data: DataTab, params, settings: dict, compare, owner_key,
          demo: gr.Blocks) -> None:
-    outputs = [tab.status, tab.stats, tab.diagnoses, tab.loss, tab.learning_rate, tab.details,
+    outputs = [tab.status, tab.stats, tab.diagnoses, tab.loss, tab.learning_rate, *tab.signals.values(), tab.details,
                *compare_tab.held_out_outputs(compare),
                tab.stop, tab.resume, tab.resume_note, tab.timer, tab.seen]
     inputs = {"prepared": data.prepared, **data.source_inputs(), "allow_out_of_range": params.allow, **settings,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from finetune.experiments.figures import placeholder
+from finetune.train import objectives
 
 TRAIN_COLOR, VALIDATION_COLOR, PLAN_COLOR, BEST_COLOR = "#f97316", "#2563eb", "#94a3b8", "#16a34a"
 MARKERS_UP_TO = 60  # beyond this many points markers only clutter the line
@@ -27,11 +28,14 @@ def _trace(xs, ys, name: str, color: str, always_markers: bool = False, dash: st
                       marker=dict(size=7 if len(xs) <= 2 else 5))
 
 
+LOSS_TITLES = {"sft": "loss (response tokens)", "dpo": "DPO loss (pairs)", "kto": "KTO loss (replies)"}
+
+
 def loss_figure(history, waiting: str = "the loss appears after the first optimizer step",
-                best: dict | None = None) -> go.Figure:
+                best: dict | None = None, objective: str = "sft") -> go.Figure:
     """Training and validation loss by step; `best` ({step, eval_loss}: the checkpoint the run kept at its
     lowest validation loss) is marked on the validation curve with its label."""
-    fig = _figure("Loss", "loss (response tokens)")
+    fig = _figure("Loss", LOSS_TITLES.get(objective, "loss"))
     train = [(h["step"], h["loss"]) for h in history if "loss" in h]
     validation = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
     if not train and not validation:
@@ -69,6 +73,51 @@ def learning_rate_figure(history=(), planned: tuple = ((), ()), title: str = "Le
         return placeholder(fig, waiting)
     fig.update_yaxes(exponentformat="e", rangemode="tozero")
     return fig
+
+
+# A preference run's signals (objectives.SIGNALS), drawn by the figure each names: its title, the
+# y axis, and the line a chance level sits on (a coin toss picks the chosen reply half the time).
+SIGNAL_PLOTS = {
+    "rewards": ("Rewards (beta x log-probability ratio to the reference)", "reward", None),
+    "accuracy": ("Preference accuracy: chosen reward above rejected", "share of pairs", 0.5),
+    "logps": ("Log-probabilities of the replies", "log-probability (summed over the reply)", None),
+}
+# Colours by what a signal is about, the same in every figure: chosen green, rejected red.
+SIGNAL_COLORS = {"chosen": BEST_COLOR, "rejected": "#dc2626", "margins": VALIDATION_COLOR, "accuracies": TRAIN_COLOR,
+                 "kl": PLAN_COLOR}
+
+
+def signal_plots() -> tuple[str, ...]:
+    """Every figure any objective's signals are drawn in, in the order they first appear."""
+    return tuple(dict.fromkeys(s.plot for signals in objectives.SIGNALS.values() for s in signals))
+
+
+def signal_figures(history, objective: str, waiting: str = "the signals appear after the first logged step"
+                   ) -> dict[str, go.Figure]:
+    """The objective's signals by the figure each names: on the training batches (solid) and on the
+    validation pairs (dashed, "eval_" + key, with markers); {} for an objective without signals."""
+    figures = {}
+    for signal in objectives.signals(objective):
+        if signal.plot not in figures:
+            title, y_title, _ = SIGNAL_PLOTS.get(signal.plot, (signal.plot, signal.plot, None))
+            figures[signal.plot] = _figure(title, y_title)
+        color = SIGNAL_COLORS.get(signal.key.rpartition("/")[2], PLAN_COLOR)
+        for key, name, dash in ((signal.key, f"{signal.label} (training)", None),
+                                (f"eval_{signal.key}", f"{signal.label} (validation)", "dash")):
+            points = [(h["step"], h[key]) for h in history if isinstance(h.get(key), (int, float))]
+            if points:
+                figures[signal.plot].add_trace(_trace(*zip(*points), name, color, always_markers=dash is not None,
+                                                      dash=dash))
+    for plot, fig in figures.items():
+        if not fig.data:
+            placeholder(fig, waiting)
+            continue
+        chance = SIGNAL_PLOTS.get(plot, (None, None, None))[2]
+        if chance is not None:
+            fig.add_hline(y=chance, line=dict(color=PLAN_COLOR, dash="dot", width=1), annotation_text="chance",
+                          annotation_position="bottom right")
+            fig.update_yaxes(range=[-0.02, 1.02])
+    return figures
 
 
 def length_histogram(lengths: list[int], max_length: int) -> go.Figure:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 
 from finetune.runs.run import Snapshot
+from finetune.train import objectives
 from ui.views.badges import diagnoses_key, format_perplexity, perplexity_text, validation_perplexity
 
 BADGES = {
@@ -24,10 +25,12 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def queue_message(position: int, wait_seconds: float | None) -> str:
-    """What a waiting run's owner is told (nothing about whose run is ahead)."""
+def queue_message(position: int, wait_seconds: float | None, training: int = 1, at_once: int = 1) -> str:
+    """What a waiting run's owner is told (nothing about whose run is ahead): its place, how many
+    runs train now and how many may at once here, and when it should start."""
     when = f"; it should start in about {duration(wait_seconds)}" if wait_seconds is not None else ""
-    return f"the trainer is busy; your run is number {position} in the queue{when}"
+    beside = f" ({training} run{'s' * (training != 1)} training now, up to {at_once} at once here)" if at_once > 1 else ""
+    return f"the trainer is busy; your run is number {position} in the queue{beside}{when}"
 
 
 BUSY_WITH_ANOTHER = "the trainer is busy with another person's run; yours would wait in the queue"
@@ -67,20 +70,34 @@ def status_markdown(snap: Snapshot | None, stop_requested: bool = False, busy: b
     return text
 
 
-def stats_markdown(snap: Snapshot | None) -> str:
+# A preference run's cards: its latest margin on the training batches and its preference
+# accuracy on the validation pairs (each shown when the objective logs it).
+SIGNAL_CARDS = (("rewards/margins", "margin"), ("eval_rewards/accuracies", "val. pref. accuracy"))
+
+
+def stats_markdown(snap: Snapshot | None, objective: str = "sft") -> str:
     if snap is None:
         return ""
     tps = snap.tokens_per_second
     cards = [
         ("steps", f"{snap.step} / {snap.max_steps or '?'}"), ("epoch", f"{snap.epoch:.2f}"),
         ("elapsed", duration(snap.elapsed)), ("ETA", duration(snap.eta_seconds)),
-        ("tokens/s", f"{tps:,.0f}" if tps else "–"),
-        ("val. loss", _loss(last(snap, "eval_loss"))), ("val. perplexity", _perplexity(snap)),
+        ("tokens/s", f"{tps:,.0f}" if tps else "–"), ("val. loss", _loss(last(snap, "eval_loss"))),
     ]
+    if objective == "sft":  # a preference loss is no cross-entropy: exp of it is no perplexity
+        cards.append(("val. perplexity", _perplexity(snap)))
+    logged = objectives.logged_keys(objective)
+    cards += [(label, _signal(last(snap, key), key)) for key, label in SIGNAL_CARDS if key in logged]
     body = "".join(f"<div class='stat'><div class='stat-label'>{k}</div><div class='stat-value'>{v}</div></div>"
                    for k, v in cards)
     device = f"<div class='lab-muted'>{html.escape(snap.hardware)}</div>" if snap.hardware else ""
     return f"<div class='lab-stats'>{body}</div>{device}"
+
+
+def _signal(value, key: str) -> str:
+    if not isinstance(value, (int, float)):
+        return "–"
+    return f"{value:.0%}" if key.endswith("accuracies") else f"{value:+.3f}"
 
 
 def _loss(value) -> str:

@@ -33,6 +33,7 @@ from .labels import (
 from .noise import held_out_comparison, held_out_sentence, loss_margin, margin_sentence, versus_best_cells
 
 NOTE_CHARS = 200  # a table cell, not a traceback: the full error is on the run's own page
+CHAIN_MAX = 20  # runs named in one "from" cell: a chain is a few runs long; a loop in copied folders stops here
 METRIC_NAMES = {"eval_loss": "validation loss", "loss": "training loss"}
 VERSUS_BEST = "held-out vs best (95% interval)"
 
@@ -47,7 +48,8 @@ def runs_rows(records, versus_best: bool = False, held_out: dict | None = None) 
     verdict's `held_out` when there is one, so the intervals are not worked out twice."""
     differing = [n for n in differing_settings(records) if n not in FIXED_COLUMNS]
     labels = run_labels(records)
-    rows = [_row(r, labels[r.id], differing) for r in records]
+    by_id = {r.id: r for r in records}
+    rows = [_row(r, labels[r.id], differing, chain(r, by_id)) for r in records]
     if versus_best or held_out is not None:
         cells = versus_best_cells(held_out if held_out is not None else held_out_comparison(records))
         for record, row in zip(records, rows):
@@ -60,12 +62,27 @@ def runs_table(records, versus_best: bool = False, held_out: dict | None = None)
     return pd.DataFrame(rows, columns=list(rows[0]) if rows else ["run", "status"])
 
 
-def _row(record: RunRecord, label: str, differing: list[str]) -> dict:
+def chain(record: RunRecord, by_id: dict[str, RunRecord]) -> str:
+    """The runs `record` continues from, oldest first, each with the model taken from it:
+    "A (final) → B (best)" is a run continued from B's best checkpoint, B from A's final
+    model; the chain goes back as far as `by_id` (the runs listed) knows it. '' for none."""
+    links, seen, current = [], {record.id}, record
+    while current is not None and current.parent and len(links) < CHAIN_MAX:
+        parent = current.parent
+        links.append(f"{parent['run_id']} ({parent['which']})")
+        current = by_id.get(parent["run_id"])
+        if current is not None and current.id in seen:
+            break
+        seen.add(parent["run_id"])
+    return " → ".join(reversed(links))
+
+
+def _row(record: RunRecord, label: str, differing: list[str], parents: str = "") -> dict:
     summary = record.summary or {}
     history = [] if record.unreadable else record.history
     best = curves.best(history, "eval_loss")
     row = {"run": record.id, "label": label, "time": _when(record.created_at),
-           "model": _model_name(record), "data": display_value(record, "data")}
+           "model": _model_name(record), "from": parents, "data": display_value(record, "data")}
     row.update({name: display_value(record, name) for name in differing})
     row.update({
         "status": record.status,
@@ -91,6 +108,8 @@ def _note(record: RunRecord) -> str:
 
 
 def _model_name(record: RunRecord) -> str:
+    if record.parent:  # another run's folder: named by that run, not by "best" or "model"
+        return f"{record.parent['run_id']}/{'model' if record.parent['which'] == 'final' else 'best'}"
     resolved = record.config.get("resolved")
     resolved = resolved.get("model") if isinstance(resolved, dict) else None
     summary_model = (record.summary or {}).get("model")

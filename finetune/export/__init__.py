@@ -2,6 +2,7 @@
 GGUF file for llama.cpp and Ollama.
 
     checkpoint.py  which model leaves: the final one or the best checkpoint (LoRA adapters merged)
+    continuing.py  a run's best or final model as the base of the next run (LoRA's best merged, kept)
     formats.py     the forms a model leaves in: merged, adapters alone, GGUF (with an Ollama Modelfile)
     bundle.py      a zip of the trained model with a model card and the run's files
     card.py        the Hub's model card: YAML metadata over the lab's card, the loss curve as an image

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..runs.outputs import RunFolder
+from ..runs.records import read_config
 from ..sources import models
 
 WHICH = ("best", "final")
@@ -68,7 +69,7 @@ def merge_adapters(adapters: Path, run_root: Path, target: Path, progress=lambda
     from transformers import AutoTokenizer
 
     try:
-        spec = json.loads((run_root / "config.json").read_text(encoding="utf-8"))["model"]
+        spec = read_config(run_root)["model"]  # a local base is recorded relative to the run folder
         source = models.resolve(spec)
         progress(f"merging the best checkpoint's adapters into {source.label}")
         base, _ = models.load(source, dtype=models.saved_dtype(source), progress=progress)

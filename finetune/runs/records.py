@@ -7,10 +7,14 @@ each status change:
 
     {"id", "status", "owner", "created_at", "started_at", "finished_at",
      "pid", "pid_start", "host", "sweep", "label", "message", "error", "data_name",
-     "data_path", "earlier_seconds"}
+     "data_path", "earlier_seconds", "parent"}
 
 Times are Unix seconds; `earlier_seconds` is how long a resumed run trained
-before its latest resume (its duration counts them).
+before its latest resume (its duration counts them). `parent` is the run this
+one continues from, `{"run_id", "which"}` ("best" or "final"), or null: a run
+whose model is another run's saved model (its best/, its model/, or its best
+LoRA adapters merged into best-merged/) names that run, whoever started it
+(the app's "Continue from this run", or `train --model runs/<id>/best`).
 
 No file of a run holds an absolute path, so a folder copied to another machine
 reads the same there: `data_name` (and config.json's `data`) is the dataset's
@@ -44,6 +48,8 @@ from .folders import (
     RUN_FILE,
     SUMMARY_FILE,
     find_run,
+    is_run,
+    is_sweep,
     mtime,
     newest_first,
     number,
@@ -51,10 +57,11 @@ from .folders import (
     read_metrics,
     run_folders,
     text,
+    valid_id,
     visible,
     write_json,
 )
-from .portable import display_name, usable_paths
+from .portable import display_name, from_run_folder, usable_paths
 from .status import (
     ACTIVE,
     FINAL,
@@ -69,7 +76,12 @@ UNREADABLE = "unreadable"  # listed status of a folder whose files cannot be rea
 LOCAL_OWNER = "local"  # the one owner of a single-user install
 
 RECORD_FIELDS = ("id", "status", "owner", "created_at", "started_at", "finished_at", "pid", "pid_start",
-                 "host", "sweep", "label", "message", "error", "data_name", "data_path", "earlier_seconds")
+                 "host", "sweep", "label", "message", "error", "data_name", "data_path", "earlier_seconds", "parent")
+# The folders of a run that hold a model another run can start from, and which of its
+# models each is: the best checkpoint, the final model, and a LoRA run's best adapters
+# merged over its base (export/continuing.py writes it: best/ alone is no model).
+MERGED_BEST_DIR = "best-merged"
+MODEL_FOLDERS = {"best": "best", MERGED_BEST_DIR: "best", "model": "final"}
 
 NO_SUCH_RUN = "no such run"
 
@@ -89,11 +101,37 @@ def owner_hash(key: str) -> str:
 
 def write_record(folder: str | Path, **fields: Any) -> dict:
     """Create (or replace) run.json. Unset fields get defaults: id from the folder
-    name, status "queued", owner "local", created now by this process on this host."""
+    name, status "queued", owner "local", created now by this process on this host;
+    `parent` the run whose model config.json names (parent_of), when it is one."""
     folder = Path(folder)
-    record = _new_record(folder) | _checked(fields)
+    record = _new_record(folder) | {"parent": parent_of(read_config(folder).get("model"))} | _checked(fields)
     write_json(folder / RUN_FILE, record)
     return record
+
+
+def parent_of(model) -> dict | None:
+    """{"run_id", "which"} when `model` (a path) is a run's saved model: best/ or best-merged/
+    ("best"), model/ ("final") directly inside a run folder; None for anything else."""
+    if not isinstance(model, str) or not model:
+        return None
+    path = Path(model).expanduser()
+    which = MODEL_FOLDERS.get(path.name)
+    if which is None or not path.is_dir() or not is_run(path.parent):
+        return None
+    return {"run_id": path.parent.name, "which": which}
+
+
+def run_holding(root: str | Path, path: str | Path) -> str | None:
+    """The id of the run folder under `root` (or in one of its sweeps) that holds `path`;
+    None when no run folder of root holds it."""
+    root = Path(root).resolve()
+    try:
+        parts = Path(path).expanduser().resolve().relative_to(root).parts
+    except (ValueError, OSError):
+        return None
+    if len(parts) > 1 and is_sweep(root / parts[0]):
+        root, parts = root / parts[0], parts[1:]
+    return parts[0] if parts and valid_id(parts[0]) and is_run(root / parts[0]) else None
 
 
 def update_record(folder: str | Path, **changes: Any) -> dict:
@@ -176,6 +214,7 @@ class RunRecord:
     host: str | None = None
     data_path: str | None = None  # the data file, relative to the folder (None for a hub dataset)
     earlier_seconds: float = 0.0  # trained before the latest resume
+    parent: dict | None = None  # the run this one continues from: {"run_id", "which"}
     config: dict = field(default_factory=dict, repr=False, compare=False)
     summary: dict | None = field(default=None, repr=False, compare=False)
     unreadable: str | None = None
@@ -215,8 +254,15 @@ def load_record(folder: str | Path) -> RunRecord:
         error=text(record.get("error")) or _summary_error(summary),
         pid=record.get("pid") if isinstance(record.get("pid"), int) else None, host=text(record.get("host")),
         data_path=text(record.get("data_path")), earlier_seconds=number(record.get("earlier_seconds")) or 0.0,
-        config=config, summary=summary, unreadable=problem,
+        parent=_parent(record.get("parent")), config=config, summary=summary, unreadable=problem,
     )
+
+
+def _parent(value) -> dict | None:
+    """run.json's parent as written ({"run_id", "which"}), or None for anything else."""
+    if isinstance(value, dict) and isinstance(value.get("run_id"), str) and value.get("which") in ("best", "final"):
+        return {"run_id": value["run_id"], "which": value["which"]}
+    return None
 
 
 def _owner(record: dict, problem: str | None) -> str | None:

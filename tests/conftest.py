@@ -6,6 +6,9 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs train one at a time unless a test asks for more (tests/experiments/test_concurrency.py): the
+# queue tests check first-in-first-out on any machine, whatever its cores.
+os.environ.setdefault("FINETUNE_CONCURRENT_RUNS", "1")
 
 import pytest  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402

@@ -1,6 +1,7 @@
 """Many runs, compared: the lab's reason to exist.
 
-    scheduler.py  one trainer and a first-in-first-out queue in front of it; who owns which run
+    scheduler.py  the trainer and a first-in-first-out queue in front of it; who owns which run
+    admission.py  which waiting run may start beside the ones training: the machine's memory and cores
     sweep.py      one setting, several values, one queued run each
     labels.py     the settings that differ between runs, and each run's name from them
     compare.py    a table of outcomes and a verdict in words

@@ -1,9 +1,11 @@
-"""One trainer, a first-in-first-out queue in front of it, and who owns what.
+"""The trainer, a first-in-first-out queue in front of it, and who owns what.
 
 The app and the command line submit runs here, so both obey the same rules:
-one run trains at a time (the slot in runs/run.py), the others wait in order; a
-person may have a few entries waiting (a sweep counts as one) and the queue as a
-whole is bounded. Every read and action takes an owner: in public mode a
+runs start in order, beside the ones training while the machine has room for
+them (admission.py: memory on a GPU, cores on a CPU; FINETUNE_CONCURRENT_RUNS
+caps it), the others wait; a run that ran out of memory beside another is
+queued again once, to train alone. A person may have a few entries waiting (a
+sweep counts as one) and the queue as a whole is bounded. Every read and action takes an owner: in public mode a
 person sees and controls only their own runs, and someone else's run id gets
 the same answer as a missing one. Locally there is one owner and everything is
 visible. A stopped or interrupted run resumed (resume()) is queued again like a
@@ -12,6 +14,7 @@ start, under the same rules.
 
 from __future__ import annotations
 
+import heapq
 import os
 import secrets
 import threading
@@ -24,9 +27,10 @@ from ..runs import records, sweep_records
 from ..runs import resume as resuming
 from ..runs.records import NoSuchRun, RunRecord
 from ..runs.resume import CannotResume
-from ..runs.run import Identity, TrainingRun, active_run
+from ..runs.run import Identity, TrainingRun, active_runs
 from ..sources.models import ModelSource, resolve
-from ..train.config import PUBLIC_MAX_NEW_TOKENS, Checked
+from ..train.config import PUBLIC_MAX_NEW_TOKENS, Checked, check
+from .admission import Admission, Machine, run_estimate_bytes
 
 # Entries (runs, or sweeps counted once) one owner may have waiting or training:
 # a few locally, where one person queues their own experiments; one in public,
@@ -47,6 +51,13 @@ def queue_limit() -> int:
         return TOTAL_DEFAULT
 
 
+def _precision(run: TrainingRun) -> str:
+    """The autocast precision a run will train in on this machine ('auto' resolved)."""
+    from ..train import device
+
+    return device.detect(run.config.precision).precision
+
+
 def new_run_id() -> str:
     # Time first so folders sort by start; the random part keeps two starts in one second apart.
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -65,12 +76,18 @@ class Submission:
 
 
 class Scheduler:
-    def __init__(self, root: str | Path, public: bool = False, callbacks: tuple = ()):
+    def __init__(self, root: str | Path, public: bool = False, callbacks: tuple = (),
+                 admission: Admission | None = None):
         """`callbacks`: TrainerCallbacks every run started here is given (tests hold runs at a
-        known step through them, so a stop or a queue is checked at the same step on any machine)."""
+        known step through them, so a stop or a queue is checked at the same step on any machine).
+        `admission`: how many runs may train at once here (default: what this machine allows)."""
         self.root = Path(root)
         self.public = public
         self.callbacks = tuple(callbacks)
+        self.admission = admission or Admission.for_machine(Machine.detect())
+        self._estimates: dict[str, int | None] = {}  # run id -> estimated peak bytes (for a GPU's admission)
+        self._alone: set[str] = set()  # runs queued again to train with nothing beside them
+        self._beside: set[str] = set()  # runs started beside others (may be retried alone after running out of memory)
         self.per_owner = PER_OWNER_PUBLIC if public else PER_OWNER_LOCAL
         self.total = queue_limit()
         self._lock = threading.Lock()
@@ -178,8 +195,7 @@ class Scheduler:
             del self._live[run_id]
 
     def _waiting_or_training(self) -> list[TrainingRun]:
-        current = active_run()
-        return self._queue + ([current] if current is not None and current.run_id in self._live else [])
+        return self._queue + [r for r in active_runs() if r.run_id in self._live]
 
     def _make(self, submission: Submission, owner: str, parent: Path, sweep: str | None,
               label: str | None) -> TrainingRun:
@@ -191,25 +207,74 @@ class Scheduler:
 
     # --- the trainer
     def _advance(self) -> None:
-        """Start the first queued run when the trainer is free."""
-        with self._lock:
-            if not self._queue or active_run() is not None:
-                return
-            run = self._queue.pop(0)
-        try:
-            run.start()
-        except RuntimeError:  # the slot was taken meanwhile (a run started outside the queue)
+        """Start queued runs, first in first out, while the machine has room for the next one
+        beside those training (a run that must train alone waits for an empty trainer)."""
+        while True:
             with self._lock:
-                self._queue.insert(0, run)
+                if not self._queue:
+                    return
+                run, running = self._queue[0], list(active_runs())
+                if not self._admits(run, running):
+                    return
+                self._queue.pop(0)
+                if not running:
+                    self._split_threads()  # before any run computes: torch's thread count is process-wide
+                if running:
+                    self._beside.add(run.run_id)
+            try:
+                run.start(alongside=bool(running))
+            except RuntimeError:  # the slot was taken meanwhile (a run started outside the queue)
+                with self._lock:
+                    self._queue.insert(0, run)
+                return
+
+    def _admits(self, run: TrainingRun, running: list[TrainingRun]) -> bool:
+        alone = run.run_id in self._alone or any(r.run_id in self._alone for r in running)
+        if running and any(_precision(r) != _precision(run) for r in running):
+            return False  # accelerate keeps one mixed precision per process
+        return self.admission.admits([self._estimate(r) for r in running], self._estimate(run), alone=alone)
+
+    def _estimate(self, run: TrainingRun) -> int | None:
+        """A run's estimated peak, read once; only a GPU's admission needs it."""
+        if self.admission.machine.device != "cuda":
+            return None
+        if run.run_id not in self._estimates:
+            from ..train import device
+
+            self._estimates[run.run_id] = run_estimate_bytes(run.config, device.detect(run.config.precision))
+        return self._estimates[run.run_id]
+
+    def _split_threads(self) -> None:
+        """Give each run its share of the CPU's cores, so runs side by side never oversubscribe them."""
+        if self.admission.limit > 1 and self.admission.machine.device == "cpu":
+            import torch
+
+            torch.set_num_threads(self.admission.threads_per_run)
 
     def _finished(self, run: TrainingRun) -> None:
-        """Called from a run's thread when it ends: learn its pace, close its sweep, start the next."""
+        """Called from a run's thread when it ends: learn its pace, close its sweep, queue a run that
+        ran out of memory beside another again to train alone, start the next."""
         snap = run.snapshot()
         if snap.status == "completed" and snap.step and snap.plan:
             self._seconds_per_step = snap.elapsed / max(snap.step, 1)
-        if run.identity.sweep:
+        if snap.status == "failed" and (snap.error or "").startswith("out of memory") and \
+                run.run_id in self._beside and run.run_id not in self._alone:
+            self._retry_alone(run)
+        elif run.identity.sweep:
             self._close_sweep(run.identity.sweep, run.folder.root.parent)
         self._advance()
+
+    def _retry_alone(self, run: TrainingRun) -> None:
+        """The same run (settings, folder, record) queued again at the front, to train with nothing beside it."""
+        message = "queued again to train alone: it ran out of memory beside another run"
+        retry = TrainingRun(check(run.config, allow_out_of_range=True), run.folder.root, token=run.token,
+                            allowed_model_roots=run.allowed_model_roots, identity=run.identity,
+                            on_finished=self._finished, callbacks=self.callbacks, message=message)
+        with self._lock:
+            self._alone.add(retry.run_id)
+            self._queue.insert(0, retry)
+            self._live.pop(retry.run_id, None)
+            self._live[retry.run_id] = retry
 
     def _close_sweep(self, sweep_id: str, folder: Path) -> None:
         from .compare import verdict
@@ -268,9 +333,10 @@ class Scheduler:
             waiting, self._queue = self._queue, []
         for run in waiting:
             run.cancel("cancelled (server stopped)")
-        current = active_run()
-        if current is not None and current.run_id in self._live:
+        mine = [r for r in active_runs() if r.run_id in self._live]
+        for current in mine:
             current.stop()
+        for current in mine:
             current.wait(timeout)
 
     # --- the queue as its owner sees it
@@ -280,22 +346,28 @@ class Scheduler:
             return self._queue.index(run) + 1 if run in self._queue else 0
 
     def wait_estimate(self, run: TrainingRun) -> float | None:
-        """Seconds until the run starts: what the training run has left plus the
-        planned steps of the runs ahead at the measured pace; None before any run
-        has finished here (no pace to go by)."""
+        """Seconds until the run starts: the places the trainer has (admission.limit) free up
+        as the training runs finish (what each has left) and then as the runs ahead finish
+        (their planned steps at the measured pace), each run ahead taking the first place free;
+        this one starts at the first place free after them. None before any run has finished
+        here (no pace to go by)."""
         position = self.position(run)
-        if not position:
+        if not position or self._seconds_per_step is None:
             return None
-        current = active_run()
-        left = (current.snapshot().eta_seconds or 0.0) if current is not None else 0.0
         with self._lock:
             ahead = self._queue[:position - 1]
-        if self._seconds_per_step is None:
-            return None
-        steps = sum(r.snapshot().max_steps or 0 for r in ahead)
-        return left + steps * self._seconds_per_step
+        places = sorted(r.snapshot().eta_seconds or 0.0 for r in self.training())
+        places += [0.0] * max(0, self.admission.limit - len(places))
+        for waiting in ahead:
+            heapq.heapify(places)
+            free = heapq.heappop(places)
+            heapq.heappush(places, free + (waiting.snapshot().max_steps or 0) * self._seconds_per_step)
+        return min(places)
+
+    def training(self) -> list[TrainingRun]:
+        """The runs training now (started and not ended), this scheduler's or not."""
+        return [r for r in active_runs() if not r.snapshot().finished]
 
     def busy_with_another(self, owner: str) -> bool:
         """The trainer is training someone else's run (only ever said, never shown)."""
-        current = active_run()
-        return current is not None and self.public and current.owner != owner
+        return self.public and any(r.owner != owner for r in self.training())

@@ -5,6 +5,7 @@ from here, so the run depends on the worker and never the other way round."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ..data.dataset import PreparedData
 from ..sources.models import ModelSource
@@ -26,3 +27,5 @@ class Job:
     data_name: str = ""  # what the run's files call the dataset (never an upload's server path)
     plan: Plan | None = None  # known before the thread starts when the data is prepared already
     judge: ModelSource | None = None  # the model judging the answers (evaluate.judge.judge_source); None: no judge
+    # Whether other runs train in this process now (the run's slot, runs/run.py), asked when the Trainer is built.
+    others_training: Callable[[], bool] | None = None

@@ -1,8 +1,10 @@
 """TrainingRun: one fine-tuning run in a worker thread, observed through
 immutable snapshots. The UI and the command line both drive this seam.
 
-One run at a time per process: the module-level slot below is the only
-mutable module state, claimed in start() and released in the worker's finally.
+The module-level slot below is the only mutable module state: the runs
+training in this process, claimed in start() and released in the worker's
+finally. One at a time unless the scheduler admits a run beside the others
+(experiments/admission.py: where the machine has room).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .portable import display_name
 from .outputs import RunFolder
 
 _SLOT_LOCK = threading.Lock()
-_ACTIVE: list["TrainingRun"] = []  # the one-run-at-a-time slot: empty or one run
+_ACTIVE: list["TrainingRun"] = []  # the slot: the runs training now (one, unless admitted beside others)
 
 
 class RunBusyError(RuntimeError):
@@ -37,8 +39,15 @@ class RunBusyError(RuntimeError):
 
 
 def active_run() -> "TrainingRun | None":
+    """The first run training now, or None."""
     with _SLOT_LOCK:
         return _ACTIVE[0] if _ACTIVE else None
+
+
+def active_runs() -> tuple["TrainingRun", ...]:
+    """Every run training now, first started first."""
+    with _SLOT_LOCK:
+        return tuple(_ACTIVE)
 
 
 def ensure_idle() -> None:
@@ -167,14 +176,16 @@ class TrainingRun:
     def __init__(self, settings: Checked | TrainConfig, output_dir: str | Path, prepared: PreparedData | None = None,
                  token: str | None = None, allowed_model_roots: tuple[Path, ...] | None = None,
                  allow_out_of_range: bool = False, resume: bool = False, callbacks: tuple = (),
-                 source: ModelSource | None = None, identity: Identity = Identity(), on_finished=None):
+                 source: ModelSource | None = None, identity: Identity = Identity(), on_finished=None,
+                 message: str = ""):
         """`settings`: a config that build() checked, or a bare one checked here
         (with `allow_out_of_range`). `source`: the model spec already resolved
         by the caller; else a bad model id or folder is refused here, not in the thread.
         The run is a record on disk from here on (run.json, status queued).
         `on_finished(run)` is called from the run's thread once it has ended.
         `resume`: continue the run in `output_dir` (its record and curve) from its last
-        complete checkpoint; without one it starts over there."""
+        complete checkpoint; without one it starts over there. `message`: what its owner is told
+        while it waits (default: "queued")."""
         checked = settings if isinstance(settings, Checked) else check(settings, allow_out_of_range)
         refuse_unsupported(checked.config)
         config = checked.config
@@ -185,8 +196,10 @@ class TrainingRun:
         self._job = Job(config=config, folder=RunFolder(Path(output_dir)), source=source, prepared=prepared,
                         resume=resume, callbacks=callbacks,
                         data_name=identity.data_name or display_name(config.data) or config.data,
-                        plan=run_plan, judge=judge_source(config.judge, source, allowed_model_roots))
+                        plan=run_plan, judge=judge_source(config.judge, source, allowed_model_roots),
+                        others_training=lambda: any(run is not self for run in active_runs()))
         self.identity = identity
+        self.allowed_model_roots = allowed_model_roots
         self._token = token  # used for downloads only; never stored in snapshots, configs or logs
         self._on_finished = on_finished
         self._lock = threading.Lock()
@@ -196,7 +209,7 @@ class TrainingRun:
         self._result = None
         pending = tuple(comparison_rows(prepared.held_out, None, None)) if prepared else ()
         earlier = _resume_point(self.folder.root) if resume else None
-        message = f"queued to resume from step {earlier[0]}" if earlier else "queued"
+        message = f"queued to resume from step {earlier[0]}" if earlier else (message or "queued")
         self._snapshot = Snapshot(run_id=self.folder.root.name, status="queued", message=message,
                                   label=identity.label, max_steps=run_plan.steps if run_plan else config.max_steps,
                                   plan=run_plan, comparison=pending, earlier_seconds=earlier[1] if earlier else 0.0)
@@ -241,6 +254,11 @@ class TrainingRun:
         return self._job.data_name
 
     @property
+    def token(self) -> str | None:
+        """The hub token the run downloads with (never in a snapshot, config or log)."""
+        return self._token
+
+    @property
     def started(self) -> bool:
         return self._thread is not None
 
@@ -251,9 +269,11 @@ class TrainingRun:
             return self._result
 
     # --- control
-    def start(self) -> "TrainingRun":
+    def start(self, alongside: bool = False) -> "TrainingRun":
+        """Start the thread; RunBusyError when another run trains, unless `alongside` (the
+        scheduler found room for this one beside the others: experiments/admission.py)."""
         with _SLOT_LOCK:
-            if _ACTIVE:
+            if _ACTIVE and not alongside:
                 raise RunBusyError(_busy_message(_ACTIVE[0]))
             _ACTIVE.append(self)
         self._publish(status="loading", message="loading the model and data", started_at=time.time())

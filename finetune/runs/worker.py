@@ -185,7 +185,8 @@ def _train(job: Job, model, tokenizer, prepared, hardware, run_plan: Plan, resum
     trainer = build_trainer(config, model, tokenizer, prepared, hardware, job.folder.checkpoints_dir, run_plan,
                             callbacks=[*filter(None, [keeper]), *job.callbacks,
                                        RunCallback(record, stop_requested, lambda: trainer,
-                                                   objectives.logged_keys(config.objective))])
+                                                   objectives.logged_keys(config.objective))],
+                            alongside=bool(job.others_training and job.others_training()))
     publish(hardware=f"{hardware.describe()}; {trainer.checkpointing.reason}"
                      + ("; compiled" if trainer.compiled else ""))
     estimate = memory_estimate(model, config, hardware, prepared, trainer.checkpointing.on, job.source.label)

@@ -10,8 +10,10 @@ from .plan import Plan
 
 
 def training_arguments(config: TrainConfig, hardware, checkpoints_dir, plan: Plan, has_validation: bool,
-                       checkpointing: bool, arguments_class=None, **extra):
-    """`arguments_class`: TrainingArguments, or a TRL config (a subclass) given its own `extra` fields."""
+                       checkpointing: bool, arguments_class=None, alongside: bool = False, **extra):
+    """`arguments_class`: TrainingArguments, or a TRL config (a subclass) given its own `extra` fields.
+    `alongside`: other runs train in this process; keep accelerate's configured state, which
+    TrainingArguments otherwise resets (the other runs then fail mid-step)."""
     from transformers import TrainingArguments
 
     arguments_class = arguments_class or TrainingArguments
@@ -33,6 +35,7 @@ def training_arguments(config: TrainConfig, hardware, checkpoints_dir, plan: Pla
         fp16=hardware.precision == "fp16", use_cpu=hardware.device == "cpu", report_to="none", disable_tqdm=True,
         remove_unused_columns=False, dataloader_pin_memory=on_gpu, dataloader_num_workers=2 if on_gpu else 0,
         ddp_find_unused_parameters=False,  # every weight gets a gradient; the search costs a pass per step
+        **({"accelerator_config": {"use_configured_state": True}} if alongside else {}),
         **extra,
     )
 

@@ -68,7 +68,7 @@ def trl_records(renderer: Renderer, pairs, objective: str) -> list[dict]:
 
 
 def build_preference_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, checkpoints_dir,
-                             plan: Plan, callbacks, checkpointing: bool):
+                             plan: Plan, callbacks, checkpointing: bool, alongside: bool = False):
     from datasets import Dataset
 
     renderer = Renderer(tokenizer, prepared.template, config.system_prompt)
@@ -77,7 +77,7 @@ def build_preference_trainer(config: TrainConfig, model, tokenizer, prepared, ha
         if prepared.validation_pairs else None
     arguments_class, trainer_class = trainer_classes(config.objective)
     args = training_arguments(config, hardware, checkpoints_dir, plan, validation is not None, checkpointing,
-                              arguments_class, **objective_arguments(config))
+                              arguments_class, alongside=alongside, **objective_arguments(config))
     trainer = trainer_class(model=model, args=args, train_dataset=train, eval_dataset=validation,
                             processing_class=tokenizer, callbacks=list(callbacks))
     return trainer

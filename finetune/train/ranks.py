@@ -31,6 +31,11 @@ def _state():
         return PartialState(cpu=not torch.cuda.is_available())
 
 
+def configure() -> None:
+    """Make accelerate's process state now (a Trainer built beside a running one reuses it)."""
+    _state()
+
+
 def launched() -> bool:
     """True when a launcher started several processes (its environment says so)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -246,8 +247,35 @@ def with_lora(model, config: TrainConfig):
     return get_peft_model(model, lora)
 
 
+# Trainers are built one at a time: building one may reset accelerate's process-wide state.
+_BUILD_LOCK = threading.Lock()
+
+
+def side_by_side() -> None:
+    """Let Trainers train in two threads of one process. accelerate keeps one GradientState per
+    process (whether this micro-batch syncs and the optimizer steps): two Trainers would step, or
+    skip, each other's optimizers under gradient accumulation. One per thread, as accelerate itself
+    does for TPU threads. Idempotent."""
+    from accelerate import state
+
+    if not isinstance(state.GradientState.__dict__.get("_shared_state"), state.ThreadLocalSharedDict):
+        state.GradientState._shared_state = state.ThreadLocalSharedDict()
+
+
 def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, checkpoints_dir, plan: Plan,
-                  callbacks=()) -> LabTrainer:
+                  callbacks=(), alongside: bool = False) -> LabTrainer:
+    """`alongside`: other runs train in this process now; the Trainer then keeps accelerate's
+    configured state (building TrainingArguments resets it, under the other runs' feet)."""
+    side_by_side()
+    if alongside:
+        ranks.configure()  # the configured state the Trainer keeps must exist before its arguments
+    with _BUILD_LOCK:
+        return _build_trainer(config, model, tokenizer, prepared, hardware, checkpoints_dir, plan, callbacks,
+                              alongside)
+
+
+def _build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, checkpoints_dir, plan: Plan,
+                   callbacks, alongside: bool) -> LabTrainer:
     """The engine's Trainer for a config: packed rows, response-only chunked
     loss, the config's optimizer and checkpointing, cosine schedule to a minimum
     learning rate. Step and warmup counts come from the run's plan. A preference
@@ -265,11 +293,12 @@ def build_trainer(config: TrainConfig, model, tokenizer, prepared, hardware, che
         from .preference import build_preference_trainer
 
         trainer = build_preference_trainer(config, model, tokenizer, prepared, hardware, checkpoints_dir, plan,
-                                           callbacks, checkpointing.on)
+                                           callbacks, checkpointing.on, alongside)
         trainer.remove_callback(PrinterCallback)
         trainer.compiled, trainer.checkpointing = False, checkpointing
         return trainer
-    args = training_arguments(config, hardware, checkpoints_dir, plan, bool(prepared.validation), checkpointing.on)
+    args = training_arguments(config, hardware, checkpoints_dir, plan, bool(prepared.validation), checkpointing.on,
+                              alongside=alongside)
     compiled = _should_compile(config, plan, hardware) and compile_layers(model, hardware.device,
                                                                          hardware.autocast_dtype)
     trainer = LabTrainer(

@@ -61,13 +61,15 @@ def operator_model_roots() -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in os.environ.get("FINETUNE_MODEL_DIRS", "").split(os.pathsep) if p)
 
 
-def _default_roots(default_model: str, public: bool) -> tuple[Path, ...] | None:
+def _default_roots(default_model: str, public: bool, output_root: Path | None = None) -> tuple[Path, ...] | None:
     """Local model folders the app may load. On a workstation any folder (None);
     in a public deployment only the model cache (the bundled default), the
-    default model's own folder and the operator's allow-list."""
+    default model's own folder, the operator's allow-list and the runs folder
+    (a run continued from another: each person only from their own runs, checked
+    by ui/tabs/continuing.check_own_model)."""
     if not public and not operator_model_roots():
         return None
-    roots = [models.cache_root(), *operator_model_roots()]
+    roots = [models.cache_root(), *operator_model_roots(), *([output_root] if output_root is not None else [])]
     if Path(default_model).expanduser().is_dir():
         roots.append(Path(default_model).expanduser())
     return tuple(roots)
@@ -104,7 +106,8 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
     for name, value in QUEUE_ANALYTICS.items():  # read when the queue is made, as the Blocks closes
         os.environ.setdefault(name, value)
     output_root = Path(output_root or default_output_root())
-    roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, public)
+    roots = allowed_model_roots if allowed_model_roots is not None else _default_roots(default_model, public,
+                                                                                        output_root)
     lab = Lab(default_model, output_root, roots, limits or (public_limits() if public else Limits()), assets,
               public=public, run_callbacks=run_callbacks)
     # Runs train in daemon threads: stop them before the interpreter finalizes, or torch aborts the exit.

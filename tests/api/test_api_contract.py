@@ -123,6 +123,9 @@ def tour(app: App, holds) -> Toured:
         rec.call("resume_run", c, run_id=run_id, api_name="/resume_run")
         rec.until_finished("training_status completed", c, run_id)
         rec.call("resume_run completed", c, run_id=run_id, api_name="/resume_run")
+        rec.call("continue_from", c, run_id=run_id, which="best", api_name="/continue_from")
+        rec.call("continue_from someone else's", other, run_id=run_id, owner_key=OTHER_KEY,
+                 api_name="/continue_from")
     rec.call("training_status unknown", c, run_id="not-a-run-of-yours", api_name="/training_status")
 
     rec.call("ask", c, "What is the capital of France?", 16, run_id=run_id, api_name="/ask")
@@ -327,6 +330,19 @@ def test_resume_run(api):
 
 
 # ------------------------------------------------------------------ the Compare and Export tabs
+
+@contract("/continue_from")
+def test_continue_from(api):
+    """A preference run continued from this one end to end: tests/api/test_continue_from.py."""
+    found = api.value("continue_from")
+    assert set(found) == {"model", "parent", "message"}
+    assert found["parent"] == {"run_id": api.run_id, "which": "best"}
+    assert found["model"].endswith(f"{api.run_id}/best") and api.run_id in found["message"]
+    if api.public:  # only one's own runs
+        assert api.error("continue_from someone else's") == "no such run"
+    else:  # locally one person uses the app: every run is theirs
+        assert api.value("continue_from someone else's")["parent"] == found["parent"]
+
 
 @contract("/ask")
 def test_ask(api):

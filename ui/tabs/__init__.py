@@ -8,4 +8,5 @@ wires their handlers to the Lab and the engine.
     export_tab.py       5 Export: a finished run as a zip with its model card
     experiments_tab.py  6 Experiments: your runs compared, sweeps, the learning-rate exercise
     lessons_tab.py      7 Lessons: the tutorial's exercises, answered from your runs
+    continuing.py       Compare and Experiments: continue from a run (its model the next run's base)
 """

@@ -21,6 +21,7 @@ from finetune.train import config as cfg
 from finetune.train import device
 from ui import limits
 from ui.lab import Lab, Shown, user_error
+from ui.tabs import continuing
 from ui.views import badges, changes, evidence_views, fields
 
 COLUMNS = ["category", "prompt", "reference", "before", "after", "match"]
@@ -46,6 +47,10 @@ class CompareTab:
     before: gr.Textbox
     after: gr.Textbox
     evidence: gr.Markdown = None  # the run's standard benchmarks and judge (ui.views.evidence_views)
+    # "Continue from this run": the picked run's best (or final) model becomes the next run's Model setting.
+    continue_which: gr.Radio = None
+    continue_button: gr.Button = None
+    continue_note: gr.Markdown = None
 
 
 def build(lab: Lab, max_new_tokens: int) -> CompareTab:
@@ -59,6 +64,11 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
                          interactive=False, max_height=520, column_widths=["9%", "25%", "18%", "20%", "20%", "8%"],
                          elem_id="comparison-table")
     evidence = gr.Markdown(evidence_views.evidence_markdown(None), elem_id="compare-evidence")
+    with gr.Row(equal_height=True):
+        continue_which = gr.Radio(continuing.CHOICES, value="best", label="Continue from its", info=continuing.HELP,
+                                  scale=3, min_width=260, elem_id="compare-continue-which")
+        continue_button = gr.Button("Continue from this run", scale=1, min_width=160, elem_id="compare-continue")
+    continue_note = gr.Markdown("", elem_id="compare-continue-note", elem_classes="lab-muted")
     gr.Markdown("### Ask both models")
     question = gr.Textbox(label="Your prompt", lines=3, max_length=QUESTION_MAX_CHARS,
                           placeholder="Rendered with the same chat template and system prompt as training.")
@@ -70,7 +80,8 @@ def build(lab: Lab, max_new_tokens: int) -> CompareTab:
         before = gr.Textbox(label="Before: the base model", lines=6, interactive=False, min_width=300)
         after = gr.Textbox(label="After: the trained model", lines=6, interactive=False, min_width=300)
     return CompareTab(run, diagnoses, memory, scores, table, question, limit, ask_button, before, after,
-                      evidence=evidence)
+                      evidence=evidence, continue_which=continue_which, continue_button=continue_button,
+                      continue_note=continue_note)
 
 
 def run_choices(lab: Lab, owner: str) -> list[tuple[str, str]]:
@@ -186,6 +197,8 @@ def ask_both(lab: Lab, owner: str, prompt: str, max_new_tokens: int, run_id: str
     if shown is not None and not shown.snapshot.finished:
         raise user_error("This run is still training; ask again when it ends. Its held-out table fills in live.")
     hardware = device.detect("auto")
+    if trained is None:
+        continuing.check_own_model(lab, owner, model)  # the base model asked alone: none of another's runs
     try:
         if trained is not None:
             settings = _run_settings(shown.folder)
@@ -251,3 +264,6 @@ def wire(lab: Lab, tab: CompareTab, settings: dict, data, owner_key) -> None:
 
     tab.run.input(pick, [tab.run, owner_key], [tab.table, tab.scores, tab.diagnoses, tab.memory, tab.evidence],
                   api_visibility="private")
+    continuing.wire_button(lab, tab.continue_button, tab.run, tab.continue_which, tab.continue_note,
+                           settings["model"], owner_key)
+    continuing.wire_api(lab)

@@ -18,6 +18,7 @@ from finetune.sources.hub_token import redact
 from finetune.sources.models import ModelError
 from finetune.train import config as cfg
 from ui.lab import Lab, user_error
+from ui.tabs import continuing
 from ui.views import fields, plots
 from ui.views.data_views import (
     FORMAT_HINT,
@@ -168,6 +169,7 @@ def load_dataset(lab: Lab, tab: DataTab, settings: dict, owner: str, source, fil
     data, name = dataset_source(lab, owner, source, file, bundled_dataset, hub_dataset)
     try:
         config = fields.build_config({**values, "data": data}, allow=True).config
+        continuing.check_own_model(lab, owner, config.model)  # public: only one's own runs' models
         table = load_table(data, token=token, limits=lab.limits)
     except (cfg.ConfigError, DataError) as err:
         raise user_error(err, token) from None

@@ -24,6 +24,7 @@ from finetune.sources.models import ModelError
 from finetune.train import config as cfg
 from finetune.train.config import ConfigError
 from ui.lab import Lab, user_error
+from ui.tabs import continuing
 from ui.tabs.train_tab import submission
 
 POLL_SECONDS = 3.0
@@ -51,6 +52,11 @@ class ExperimentsTab:
     verdict: gr.Markdown
     timer: gr.Timer
     seen: gr.State  # progress_key of what this page last drew
+    # "Continue from this run": one finished run of yours, its best (or final) model the next run's Model.
+    continue_run: gr.Dropdown = None
+    continue_which: gr.Radio = None
+    continue_button: gr.Button = None
+    continue_note: gr.Markdown = None
 
 
 def build(lab: Lab) -> ExperimentsTab:
@@ -65,7 +71,16 @@ def build(lab: Lab) -> ExperimentsTab:
                                 info=f"{sweep.MIN_VALUES} to {sweep.MAX_VALUES} values, separated by commas",
                                 scale=2, min_width=240)
             start = gr.Button("Start the sweep", scale=1, min_width=160, elem_id="start-sweep")
-    table = gr.Dataframe(label="Your runs", interactive=False, wrap=True, max_height=320, elem_id="runs-table")
+    table = gr.Dataframe(label="Your runs (from: the run each continues from, and that run's own)", interactive=False,
+                         wrap=True, max_height=320, elem_id="runs-table")
+    with gr.Row(equal_height=True):
+        continue_run = gr.Dropdown([], label="Continue from this run", scale=2, min_width=220,
+                                   elem_id="experiments-continue-run",
+                                   info="A finished run of yours: its model becomes the next run's Model setting.")
+        continue_which = gr.Radio(continuing.CHOICES, value="best", label="Its", info=continuing.HELP, scale=2,
+                                  min_width=220, elem_id="experiments-continue-which")
+        continue_button = gr.Button("Continue from this run", scale=1, min_width=160, elem_id="experiments-continue")
+    continue_note = gr.Markdown("", elem_id="experiments-continue-note", elem_classes="lab-muted")
     with gr.Row(equal_height=True):
         chosen = gr.CheckboxGroup([], label="Compare these runs", scale=4, elem_id="compare-runs")
         refresh = gr.Button("Refresh", scale=0, min_width=100)
@@ -76,12 +91,19 @@ def build(lab: Lab) -> ExperimentsTab:
     learning_rate = gr.Plot(show_label=False, elem_id="runs-lr")
     diff = gr.Dataframe(label="Settings that differ", interactive=False, wrap=True)
     return ExperimentsTab(exercise, setting, values, start, table, chosen, refresh, loss, eval_loss, learning_rate,
-                          diff, verdict, gr.Timer(POLL_SECONDS, active=False), gr.State(None))
+                          diff, verdict, gr.Timer(POLL_SECONDS, active=False), gr.State(None), continue_run,
+                          continue_which, continue_button, continue_note)
 
 
 def _choices(records) -> list[tuple[str, str]]:
     labels = run_labels(records)
     return [(f"{labels[r.id]} · {r.status}", r.id) for r in records if not r.unreadable]
+
+
+def _finished_choices(records) -> list[tuple[str, str]]:
+    """The runs one can continue from: those that ended, newest first."""
+    labels = run_labels(records)
+    return [(f"{labels[r.id]} · {r.status}", r.id) for r in records if not r.unreadable and r.finished]
 
 
 def _default_selection(records) -> list[str]:
@@ -134,7 +156,8 @@ def views(lab: Lab, tab: ExperimentsTab, owner: str, chosen: list[str] | None, s
         return {tab.timer: gr.Timer(active=active), tab.seen: key}
     compared = compare_runs(lab, owner, chosen)
     return {tab.seen: key, tab.table: experiments.runs_table(records) if records else pd.DataFrame(),
-            tab.chosen: gr.update(choices=_choices(records), value=chosen), tab.loss: compared["loss"],
+            tab.chosen: gr.update(choices=_choices(records), value=chosen),
+            tab.continue_run: gr.update(choices=_finished_choices(records)), tab.loss: compared["loss"],
             tab.eval_loss: compared["eval_loss"], tab.learning_rate: compared["learning_rate"],
             tab.diff: compared["diff"], tab.verdict: compared["verdict"], tab.timer: gr.Timer(active=active)}
 
@@ -175,8 +198,8 @@ def exercise_submission(lab: Lab) -> Submission:
 
 
 def wire(lab: Lab, tab: ExperimentsTab, data, params, settings: dict, owner_key, tab_block: gr.Tab) -> None:
-    outputs = [tab.table, tab.chosen, tab.loss, tab.eval_loss, tab.learning_rate, tab.diff, tab.verdict, tab.timer,
-               tab.seen]
+    outputs = [tab.table, tab.chosen, tab.continue_run, tab.loss, tab.eval_loss, tab.learning_rate, tab.diff,
+               tab.verdict, tab.timer, tab.seen]
 
     def show(chosen=None, owner_key=None, request: gr.Request = None):
         return views(lab, tab, lab.owner(owner_key, request), chosen)
@@ -229,3 +252,5 @@ def wire(lab: Lab, tab: ExperimentsTab, data, params, settings: dict, owner_key,
     tab.timer.tick(tick, [tab.chosen, tab.seen, owner_key], outputs, api_visibility="private", show_progress="hidden",
                    concurrency_limit=None)
     tab_block.select(show, [tab.chosen, owner_key], outputs, api_visibility="private")
+    continuing.wire_button(lab, tab.continue_button, tab.continue_run, tab.continue_which, tab.continue_note,
+                           settings["model"], owner_key)

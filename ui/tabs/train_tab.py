@@ -23,7 +23,7 @@ from finetune.sources.files import DataError
 from finetune.sources.models import ModelError
 from finetune.train import config as cfg
 from ui.lab import Lab, Shown, user_error
-from ui.tabs import compare_tab
+from ui.tabs import compare_tab, continuing
 from ui.tabs.data_tab import DataTab, dataset_source
 from ui.views import badges, fields, plots
 from ui.views.train_views import (
@@ -92,6 +92,8 @@ def submission(lab: Lab, owner: str, prepared, source, file, bundled_dataset, hu
     data, name = dataset_source(lab, owner, source, file, bundled_dataset, hub_dataset)
     try:
         checked = fields.build_config({**settings, "data": data}, allow_out_of_range)
+        for spec in (checked.config.model, checked.config.judge):  # public: only one's own runs' models
+            continuing.check_own_model(lab, owner, spec)
         model = lab.resolve(checked.config.model)
         if prepared is None or prepared.key != checked.config.data_key():
             with lab.tokenizer(checked.config.model, token) as tokenizer:

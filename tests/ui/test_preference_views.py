@@ -215,3 +215,27 @@ def test_every_signal_of_every_objective_has_a_figure_on_the_train_tab():
     drawn = set(plots.signal_plots())
     assert {s.plot for signals in SIGNALS.values() for s in signals} == drawn
     assert drawn <= set(plots.SIGNAL_PLOTS)  # each with its title and axis
+
+
+# ------------------------------------------------------------------ the Experiments tab
+
+def test_the_experiments_tab_offers_finished_runs_to_continue_from_and_shows_the_chain(lab):
+    from finetune.runs.records import write_record
+    from ui.tabs import experiments_tab
+
+    sft = recorded_run(lab, "sft-run", "sft", [{"step": 1, "loss": 2.0}])
+    (sft / "model").mkdir()
+    (sft / "model" / "config.json").write_text("{}")
+    dpo = recorded_run(lab, "dpo-run", "dpo", DPO_HISTORY)
+    (dpo / "config.json").write_text(json.dumps({"model": "../sft-run/model", "objective": "dpo"}))
+    write_record(dpo, status="completed", created_at=5.0)  # written as a run writes it: after its config.json
+    waiting = recorded_run(lab, "waiting-run", "sft", [])
+    write_record(waiting, status="queued", created_at=9.0)  # held by this (live) process: still waiting
+    with gr.Blocks():
+        tab = experiments_tab.build(lab)
+    shown = experiments_tab.views(lab, tab, "local", None)
+    offered = [value for _, value in shown[tab.continue_run]["choices"]]
+    assert set(offered) == {"sft-run", "dpo-run"}, "a run can be continued from once it has ended"
+    table = shown[tab.table]
+    assert "from" in table.columns
+    assert dict(zip(table["run"], table["from"]))["dpo-run"] == "sft-run (final)"

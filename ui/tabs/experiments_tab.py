@@ -101,9 +101,10 @@ def _choices(records) -> list[tuple[str, str]]:
 
 
 def _finished_choices(records) -> list[tuple[str, str]]:
-    """The runs one can continue from: those that ended, newest first."""
+    """The runs one can continue from: those that ended (a cancelled one never trained), newest first."""
     labels = run_labels(records)
-    return [(f"{labels[r.id]} · {r.status}", r.id) for r in records if not r.unreadable and r.finished]
+    return [(f"{labels[r.id]} · {r.status}", r.id) for r in records
+            if not r.unreadable and r.finished and r.status != "cancelled"]
 
 
 def _default_selection(records) -> list[str]:

@@ -239,3 +239,12 @@ def test_the_experiments_tab_offers_finished_runs_to_continue_from_and_shows_the
     table = shown[tab.table]
     assert "from" in table.columns
     assert dict(zip(table["run"], table["from"]))["dpo-run"] == "sft-run (final)"
+
+
+def test_the_length_histogram_counts_a_pair_by_its_prompt_and_longer_reply(write, tiny_tokenizer):
+    _, prepared = prepared_from(write, tiny_tokenizer, PAIRS)
+    counted, what = data_views.lengths(prepared)
+    assert what == "pair" and len(counted) == len(PAIRS)
+    example, encoded = prepared.train_pairs[0]
+    assert encoded.longest == len(encoded.prompt_ids) + len(encoded.rejected_ids)  # "…, I think" is the longer
+    assert encoded.longest in counted

@@ -29,6 +29,7 @@ from ui.views.data_views import (
     empty_highlight,
     first_pair,
     highlighted_example,
+    lengths,
     preview_update,
     run_facts,
     side_views,
@@ -193,9 +194,10 @@ def load_dataset(lab: Lab, tab: DataTab, settings: dict, owner: str, source, fil
                 tab.example: empty_highlight(), tab.histogram: plots.length_histogram([], config.max_length),
                 tab.advice: "", tab.details: {"source": name, "columns": table.columns, "error": message},
                 tab.facts: None, tab.prepared: None, tab.sides: None}
+    counted, what = lengths(prepared)
     return {**shown, tab.summary: summary_markdown(name, table, prepared),
             settings["format"]: gr.update(label=f"Format (detected: {prepared.format})"), tab.example: example,
-            tab.histogram: plots.length_histogram(prepared.report["lengths"], config.max_length),
+            tab.histogram: plots.length_histogram(counted, config.max_length, what),
             tab.advice: advice_view(prepared), tab.details: details(name, table, prepared),
             tab.facts: run_facts(config, prepared), tab.prepared: prepared, tab.sides: sides}
 

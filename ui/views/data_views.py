@@ -4,6 +4,7 @@ objects to widget values."""
 from __future__ import annotations
 
 import json
+import statistics
 from html import escape
 
 import gradio as gr
@@ -106,6 +107,15 @@ def side_views(sides: list[dict] | None) -> tuple:
     return (gr.update(visible=not sides), *shown, *hidden)
 
 
+def lengths(prepared: PreparedData) -> tuple[list[int], str]:
+    """(the lengths the max length applies to, what each counts): a supervised example's tokens;
+    a preference pair's prompt with its longer reply (KTO's one reply), as TRL truncates it."""
+    if prepared.kind == "sft":
+        return prepared.report["lengths"], "example"
+    pairs = prepared.train_pairs + prepared.validation_pairs + prepared.held_out_pairs
+    return [encoded.longest for _, encoded in pairs], "pair" if prepared.kind == "pair" else "reply"
+
+
 def _split_counts(prepared: PreparedData) -> dict:
     return {"train": len(prepared.train), "validation": len(prepared.validation), "held_out": len(prepared.held_out)}
 
@@ -133,6 +143,14 @@ def preference_lines(prepared: PreparedData) -> list[str]:
     if prepared.kind == "unpaired":
         good = sum(1 for e, _ in prepared.train_pairs if e.desirable)
         lines.append(f"| desirable / undesirable (train) | {good} / {pairs['train'] - good} | | |")
+    counted, what = lengths(prepared)
+    if counted:
+        ordered = sorted(counted)
+        over = sum(1 for n in ordered if n > report["max_length"])
+        reply = "its longer reply" if prepared.kind == "pair" else "its reply"
+        lines.append(f"\n**Tokens per {what}** (the prompt with {reply}, as the preference trainer reads "
+                     f"it): median {statistics.median(ordered):g}, max {ordered[-1]} &nbsp;·&nbsp; **{over}** over "
+                     f"the max length (TRL truncates the replies)")
     if dropped:
         lines.append(f"\n{dropped} {word} left out: the prompt fills the max length, or (overlong 'drop') a reply "
                      "runs past it.")
@@ -165,7 +183,8 @@ def summary_markdown(name: str, table: Table, prepared: PreparedData | None, err
         f"| examples | {split['train']} | {split['validation']} | {split['held_out']} |",
         "",
         f"**Tokens per example:** min {tokens['min']}, median {tokens['median']:g}, 95% under {tokens['p95']}, "
-        f"max {tokens['max']} &nbsp;·&nbsp; **{over}** over the max length of {report['max_length']}",
+        f"max {tokens['max']} &nbsp;·&nbsp; **{over}** over the max length of {report['max_length']}"
+        + (" (the prompt with its chosen reply, as supervised fine-tuning reads it)" if prepared.kind != "sft" else ""),
     ]
     if prepared.kind != "sft":
         lines += preference_lines(prepared)

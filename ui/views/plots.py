@@ -120,9 +120,10 @@ def signal_figures(history, objective: str, waiting: str = "the signals appear a
     return figures
 
 
-def length_histogram(lengths: list[int], max_length: int) -> go.Figure:
+def length_histogram(lengths: list[int], max_length: int, what: str = "example") -> go.Figure:
+    """`what` one length counts: an example, or a preference pair (its prompt and longer reply)."""
     over = sum(1 for n in lengths if n > max_length)
-    fig = _figure(f"Tokens per example ({over} over the max length of {max_length})", "examples",
+    fig = _figure(f"Tokens per {what} ({over} over the max length of {max_length})", "count",
                   x_title="tokens", height=300)
     if not lengths:
         return placeholder(fig, "load a dataset to see its lengths")

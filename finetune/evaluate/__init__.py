@@ -6,6 +6,7 @@ training.
                      each category's one reading of them (the verdict every screen states)
     significance.py  is a change bigger than the noise: intervals and exact tests on paired scores
     probe.py         the general-capability probe: bundled questions and a reference text's perplexity
+    preference.py    a preference run's evidence: how often unseen pairs' chosen reply is the likelier per token
     ask.py           one free-text question, rendered as training rendered its prompts
     benchmarks.py    standard benchmarks offline: bundled 100-item lm-eval tasks, scored item by item
     judge.py         a judge model's pairwise preference of the tuned over the base answers, in both orders

@@ -13,6 +13,12 @@ metrics moved in opposite directions beyond the noise (the answers changed
 form) or a failure-mode detector found it degraded. The command line, the
 Compare tab, the Lessons answer, the model card and summary.json all state it
 through readings(), so they cannot tell different stories.
+
+A preference run adds the category "preference" (evaluate/preference.py): on
+pairs never trained on, how often the model gives the chosen reply the higher
+length-normalised likelihood. It reads no answer, so it has its own metric
+(PREFERENCE_METRICS, metrics_for()), and its reading also says how many
+held-out answers lean to the rejected reply (CLOSER), through the same readings().
 """
 
 from __future__ import annotations
@@ -112,6 +118,38 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
+def _no_answer_score(answer: str, reference: str) -> float:
+    raise TypeError("a preference metric compares two replies' likelihoods; it scores no answer")
+
+
+# A preference run's likelihood evidence (evaluate/preference.py): the category, and its
+# one metric, computed from the model's log-probabilities of two replies, not from an answer.
+PREFERENCE = "preference"
+PREFERRED = "chosen_preferred"
+PREFERENCE_METRICS: dict[str, Metric] = {PREFERRED: Metric(
+    PREFERRED, "chosen preferred", "the model gives the chosen reply a higher mean log-probability per reply token "
+    "than the rejected one (the length-normalised likelihood, on the tokens the preference loss trains)",
+    _no_answer_score, "prefer the chosen reply more often", "prefer the chosen reply less often")}
+# A held-out answer of preference data is scored against the chosen reply; it leans the wrong
+# way when it is closer to the rejected reply than to the chosen one by this metric (ROUGE-L:
+# the longest run of words in order, so a paraphrase of one reply is closer to it than to the
+# other, where exact or normalised match would call both sides 0).
+CLOSER, CLOSENESS = "closer_to_rejected", "rouge_l"
+
+
+def metrics_for(category: str) -> dict[str, Metric]:
+    """The metrics a category is scored on: the answers' METRICS, or the preference evidence's own."""
+    return PREFERENCE_METRICS if category == PREFERENCE else METRICS
+
+
+def closer_to_rejected(answer: str | None, chosen: str, rejected: str) -> bool | None:
+    """The answer is closer (CLOSENESS) to the rejected reply than to the chosen one; None without an answer."""
+    if answer is None:
+        return None
+    closeness = METRICS[CLOSENESS].score
+    return closeness(answer, rejected) > closeness(answer, chosen)
+
+
 def score(answer: str | None, reference: str) -> dict[str, float]:
     """Every metric for one answer; a missing answer scores 0 on all."""
     if answer is None:
@@ -124,11 +162,16 @@ def comparison_rows(held_out: list[HeldOutPrompt], before: list[str] | None, aft
     for i, item in enumerate(held_out):
         b = before[i] if before else None
         a = after[i] if after else None
-        rows.append({
+        row = {
             "prompt": item.question, "reference": item.reference, "category": item.category, "task": item.task,
             "before": b, "after": a, "before_score": score(b, item.reference) if before else None,
             "after_score": score(a, item.reference) if after else None,
-        })
+        }
+        if item.rejected:  # a preference pair's: does each answer lean to the rejected reply?
+            row.update({"rejected": item.rejected,
+                        **{f"{side}_{CLOSER}": closer_to_rejected(answer, item.reference, item.rejected)
+                           for side, answer in (("before", b), ("after", a))}})
+        rows.append(row)
     return rows
 
 
@@ -160,6 +203,9 @@ def summarise_scores(rows: list[dict]) -> dict:
             if scored:
                 for metric in METRICS:
                     entry[f"{side}_{metric}"] = round(sum(s.get(metric, 0.0) for s in scored) / len(scored), 4)
+            leaning = [m[f"{side}_{CLOSER}"] for m in members if isinstance(m.get(f"{side}_{CLOSER}"), bool)]
+            if leaning:  # preference data: the share of answers closer to the rejected reply
+                entry[f"{side}_{CLOSER}"] = round(sum(leaning) / len(leaning), 4)
         result[name] = entry
     return result
 
@@ -179,7 +225,9 @@ HEADLINE = "normalised"
 OPEN_QUESTIONS = {"general": "contains", "general_probe": "contains"}
 # How a sentence names a category's prompts ("better on the task prompts: ...").
 WHERE = {"all": "on all held-out prompts", "task": "on the task prompts", "general": "on the general prompts",
-         "general_probe": "on the general-knowledge probe"}
+         "general_probe": "on the general-knowledge probe", PREFERENCE: "on the pairs never trained on"}
+# What a category counts: prompts, or (the preference evidence) pairs.
+UNITS = {PREFERENCE: "pairs"}
 # The verdicts a category's reading adds to a single metric's (significance.py):
 # its metrics moved in opposite directions beyond the noise, or its headline got
 # better while a failure-mode detector found the category degraded.
@@ -195,6 +243,8 @@ def where(category: str) -> str:
 
 def headline(category: str) -> str:
     """The metric a category's verdict is read from, for what its references are."""
+    if category == PREFERENCE:
+        return PREFERRED
     return OPEN_QUESTIONS.get(category, HEADLINE)
 
 
@@ -261,8 +311,9 @@ class Reading:
         """"task (20 prompts), normalised 10% → 95%: better on the task prompts: +85 points, ..."."""
         diff = self.difference
         shares = f"{diff.before:.0%} → {diff.after:.0%}: " if diff.n else ""
-        return (f"{self.category} ({diff.n if count is None else count} prompts), {METRICS[self.metric].label} "
-                f"{shares}{self.sentence}")
+        unit = UNITS.get(self.category, "prompts")
+        return (f"{self.category} ({diff.n if count is None else count} {unit}), "
+                f"{metrics_for(self.category)[self.metric].label} {shares}{self.sentence}")
 
     def to_dict(self) -> dict:
         return {"metric": self.metric, "verdict": self.verdict, "sentence": self.sentence, "rose": list(self.rose),
@@ -277,6 +328,8 @@ def read_category(category: str, entry) -> Reading | None:
     the headline metric's change is missing or damaged."""
     if not isinstance(entry, dict):
         return None
+    if category == PREFERENCE:
+        return _read_preference(entry)
     facts = entry.get("reading") if isinstance(entry.get("reading"), dict) else {}
     metric = facts.get("metric") if facts.get("metric") in METRICS else headline(category)
     found = {name: Difference.from_dict(entry.get(name)) for name in METRICS}
@@ -300,6 +353,56 @@ def read_category(category: str, entry) -> Reading | None:
     else:
         verdict, sentence = main.verdict, main.sentence(place)
     return Reading(category, metric, main, verdict, sentence, rose, fell, words, degraded)
+
+
+def _read_preference(entry: dict) -> Reading | None:
+    """The preference evidence's reading: its one metric's change (chosen preferred, on pairs
+    never trained on), "mixed" when it got better while more held-out answers moved to the
+    rejected reply beyond the noise, or a detector found the category degraded (length
+    exploitation, likelihood displacement, margin runaway); the answers' lean (CLOSER) is
+    stated beside it."""
+    facts = entry.get("reading") if isinstance(entry.get("reading"), dict) else {}
+    main = Difference.from_dict(entry.get(PREFERRED))
+    if main is None:
+        return None
+    leaning = Difference.from_dict(entry.get(CLOSER))
+    degraded = tuple(d for d in facts.get("degraded") or () if isinstance(d, str))
+    place, label = where(PREFERENCE), PREFERENCE_METRICS[PREFERRED].label
+    toward_rejected = leaning is not None and leaning.verdict == BETTER  # a rise in answers closer to it
+    if main.verdict == BETTER and (degraded or toward_rejected):
+        but = [f"more held-out answers are {closer_sentence(leaning)}"] if toward_rejected else []
+        verdict = MIXED
+        sentence = f"{MIXED} {place}: {label} better by {main.numbers()}, but " + "; and ".join(but + list(degraded))
+    else:
+        verdict, sentence = main.verdict, main.sentence(place)
+    if leaning is not None and not (verdict == MIXED and toward_rejected):  # else the "but" said it
+        sentence += f"; held-out answers {closer_sentence(leaning)}"
+    rose, fell = tuple(PREFERENCE_METRICS) if main.verdict == BETTER else (), \
+        tuple(PREFERENCE_METRICS) if main.verdict == WORSE else ()
+    return Reading(PREFERENCE, PREFERRED, main, verdict, sentence, rose, fell, None, degraded)
+
+
+def closer_change(rows: list[dict]) -> dict | None:
+    """The paired change in the share of held-out answers closer to the rejected reply than to
+    the chosen one, over the rows of preference data answered before and after (None without
+    any): a Difference dict whose verdict and sentence say which way the answers moved."""
+    paired = [r for r in rows if all(isinstance(r.get(f"{side}_{CLOSER}"), bool) for side in ("before", "after"))]
+    if not paired:
+        return None
+    diff = paired_difference(*([float(r[f"{side}_{CLOSER}"]) for r in paired] for side in ("before", "after")))
+    moved = {BETTER: "toward the rejected replies", WORSE: "away from the rejected replies"}.get(diff.verdict,
+                                                                                                 diff.verdict)
+    return {**diff.to_dict(), "verdict": moved, "sentence": closer_sentence(diff)}
+
+
+def closer_sentence(diff: Difference) -> str:
+    """"closer to the rejected reply than to the chosen one (ROUGE-L): 10% → 40% of 10, +30 points,
+    95% interval +2 to +58 (exact test p = 0.03)": a rise here is the answers leaning the wrong way."""
+    if diff.n < 2:
+        return f"closer to the rejected reply than to the chosen one: too few answers to tell ({diff.n})"
+    exact = f" (exact test p = {diff.p_value:.2g})" if diff.p_value is not None else ""
+    return (f"closer to the rejected reply than to the chosen one ({METRICS[CLOSENESS].label}): {diff.before:.0%} → "
+            f"{diff.after:.0%} of {diff.n}, {diff.numbers()}{exact}")
 
 
 def _changed_form(place: str, metric: str, found: dict[str, Difference], rose, fell, words) -> str:

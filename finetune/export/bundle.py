@@ -15,7 +15,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from ..evaluate.metrics import METRICS, change_lines, readings
+from ..evaluate.metrics import METRICS, PREFERENCE, PREFERENCE_METRICS, PREFERRED, change_lines, readings
 from ..runs.folders import read_json, read_json_object
 from ..runs.outputs import BEST_INFO
 from ..sources.files import looks_like_path
@@ -150,14 +150,17 @@ def _score_lines(scores: dict, changes: dict | None = None) -> list[str]:
     header.append("change on its headline metric (95% interval)")
     lines += ["", "| prompts | count | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
     for name, entry in scores.items():
-        if name in ("benchmarks", "judge"):
-            continue  # not rows of answer scores: evaluate.benchmarks' and evaluate.judge's records
+        if name in ("benchmarks", "judge", PREFERENCE):
+            continue  # not rows of answer scores: evaluate.benchmarks', evaluate.judge's and evaluate.preference's
         cells = [f"{entry[k]:.0%}" if isinstance(entry.get(k), (int, float)) else "n/a"
                  for k in (f"{side}_{m}" for m in METRICS for side in ("before", "after"))]
         reading = found.get(name)
         cells.append(f"{METRICS[reading.metric].label}: {reading.difference.numbers()}" if reading else "n/a")
         lines.append(f"| {name} | {entry.get('prompts', 0)} | " + " | ".join(cells) + " |")
     said = change_lines({name: changes[name] for name in scores if isinstance(changes.get(name), dict)}, scores)
+    if PREFERENCE in scores:
+        lines += ["", f"*{PREFERENCE}*: on preference pairs never trained on (held-out and validation), "
+                      f"{PREFERENCE_METRICS[PREFERRED].help}; before and after training, pair by pair."]
     if said:
         lines += ["", "Is each change bigger than the noise? Better or worse only when the 95% interval leaves out "
                       "zero, and not better when other metrics moved the other way (the answers changed form) or a "

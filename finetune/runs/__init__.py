@@ -4,7 +4,7 @@ snapshots, and kept on disk as a record the app, the CLI and the API read.
     run.py                TrainingRun, the seam the app and CLI drive; the slot of the runs training now
     job.py                what the run hands its thread
     worker.py             what the thread does: load, answer before, train, answer after, save
-    measures.py           what a run measures besides training: answers, probe, benchmarks, judge, losses
+    measures.py           what a run measures besides training: answers, probe, preference, benchmarks, judge, losses
     reuse.py              the "before" measurements computed once per model and question set, kept by key
     saving.py             how its models are written: final, adapters alone, best checkpoint
     validation_losses.py  each validation example's loss under the final model, to compare runs by example

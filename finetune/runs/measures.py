@@ -1,8 +1,8 @@
 """What a run measures besides its training, before and after it: the
-held-out answers, the general probe, the standard benchmarks, the judge and
-each validation example's loss. Each runs on the main process while the others
-wait at a barrier, and each is a diagnostic: one that fails is reported and
-the run goes on without it.
+held-out answers, the general probe, the preference evidence (on preference
+pairs), the standard benchmarks, the judge and each validation example's
+loss. Each runs on the main process while the others wait at a barrier, and
+each is a diagnostic: one that fails is reported and the run goes on without it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Callable, TypeVar
 from ..data.render import Renderer
 from ..evaluate import benchmarks as bench
 from ..evaluate import judge as judging
-from ..evaluate import probe
+from ..evaluate import preference, probe
 from ..evaluate.generate import generate
 from ..sources import models
 from ..train import device, ranks
@@ -61,6 +61,25 @@ def probe_on_main(general, model, tokenizer, prepared, config: TrainConfig, hard
 
     return measured_on_main(publish, f"answering the general-capability probe {side} training", measure,
                             lambda why: f"the general-capability probe failed and is left out: {why}")
+
+
+def preference_pairs(prepared) -> list | None:
+    """The pairs the preference evidence is measured on (held-out, then validation), or None
+    when the data has no pairs (supervised data, KTO's unpaired replies): nothing is measured."""
+    if getattr(prepared, "kind", "sft") != "pair":
+        return None
+    return preference.unseen_pairs(prepared) or None
+
+
+def preference_on_main(pairs, model, config: TrainConfig, hardware, publish, side: str) -> list | None:
+    """Each unseen pair's chosen and rejected mean log-probability per token under `model`,
+    before or after training (evaluate/preference.py); None when there are no pairs."""
+    if not pairs:
+        return None
+    return measured_on_main(
+        publish, f"measuring which reply of {len(pairs)} unseen preference pairs the model prefers, {side} training",
+        lambda: preference.measure(model, pairs, config.max_length, hardware.autocast_dtype),
+        lambda why: f"the preference evidence is left out: {why}")
 
 
 def validation_losses_on_main(model, prepared, hardware, publish, objective: str = "sft") -> dict | None:

@@ -6,6 +6,8 @@
     comparison.csv    the same table for spreadsheets (formula-looking cells escaped)
     summary.json      status, steps, final losses, scores, changes (before -> after with 95% intervals), duration
     probe.json        the general probe's answers before and after, scored per question
+    preference.json   preference data: each unseen pair's chosen and rejected log-likelihood per token,
+                      before and after, and which one the model preferred (evaluate/preference.py)
     validation_losses.json  each validation example's loss under the final model (validation_losses.py)
     model/            safetensors weights and tokenizer
     adapter/          a LoRA or QLoRA run's adapters alone, with the tokenizer (PeftModel.from_pretrained)
@@ -30,13 +32,15 @@ import threading
 from pathlib import Path
 
 from ..diagnose.findings import degraded
-from ..evaluate.metrics import category_changes, score_changes
+from ..evaluate.metrics import PREFERENCE, category_changes, score_changes
+from ..evaluate.preference import preference_changes
 from .folders import read_json_object, read_metrics, write_atomically
 from .portable import to_run_folder
 
 ADAPTER_DIR = "adapter"  # a LoRA or QLoRA run's trained adapters alone (peft's save_pretrained)
 BEST_DIR, BEST_INFO = "best", "best.json"  # best.json sits inside best/, so both are replaced at once
 PROBE_FILE = "probe.json"
+PREFERENCE_FILE = "preference.json"  # evaluate/preference.py's record
 VALIDATION_LOSSES_FILE = "validation_losses.json"  # written by validation_losses.py
 
 
@@ -97,7 +101,8 @@ class RunFolder:
         """Create the folder; on resume keep the metrics logged up to the
         checkpoint's step, so the curve continues where it left off."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in ("error.json", "comparison.json", "summary.json", PROBE_FILE, VALIDATION_LOSSES_FILE):
+        for stale in ("error.json", "comparison.json", "summary.json", PROBE_FILE, PREFERENCE_FILE,
+                      VALIDATION_LOSSES_FILE):
             (self.root / stale).unlink(missing_ok=True)
         self._prune_best(keep_metrics_until)
         shutil.rmtree(self.adapter_dir, ignore_errors=True)  # written again at the end, from this run's adapters
@@ -155,7 +160,9 @@ class RunFolder:
         ("reading": evaluate.metrics.Reading), which no found failure-mode
         diagnosis of the snapshot contradicts. The held-out categories pair the
         prompts of the comparison; the general probe's entry pairs its questions,
-        scored in probe.json (only when this run measured it: "general_probe" in scores)."""
+        scored in probe.json (only when this run measured it: "general_probe" in scores);
+        the preference evidence's pairs its unseen pairs, in preference.json, and the held-out
+        answers' lean to the rejected reply (only on preference data: "preference" in scores)."""
         try:
             found = degraded(snapshot.diagnoses)
             changes = score_changes(list(snapshot.comparison), found)
@@ -164,6 +171,9 @@ class RunFolder:
                 if isinstance(answers, list) and all(isinstance(a, dict) and "after_score" in a for a in answers):
                     changes["general_probe"] = category_changes(answers, "general_probe",
                                                                 found.get("general_probe", ()))
+            if PREFERENCE in (snapshot.scores or {}):
+                changes[PREFERENCE] = preference_changes(self.read_json(PREFERENCE_FILE), list(snapshot.comparison),
+                                                         found.get(PREFERENCE, ()))
         except Exception:  # noqa: BLE001 -- a measurement: the run's outcome must never depend on it
             return {}
         return changes

@@ -18,7 +18,7 @@ from ..data import dataset
 from ..data.render import IGNORE
 from ..diagnose import findings
 from ..evaluate import benchmarks as bench
-from ..evaluate import probe
+from ..evaluate import preference, probe
 from ..evaluate.generate import generate
 from ..evaluate.metrics import comparison_rows, summarise_scores, with_scores
 from ..memory import estimate as memory
@@ -47,10 +47,12 @@ from .measures import (
     general_probe,
     judge_on_main,
     place,
+    preference_on_main,
+    preference_pairs,
     probe_on_main,
     validation_losses_on_main,
 )
-from .outputs import VALIDATION_LOSSES_FILE
+from .outputs import PREFERENCE_FILE, VALIDATION_LOSSES_FILE
 from .resume import CHECKPOINT_KEPT
 from .saving import adapter_base_name, best_keeper, merged_over_full_base, save_adapter, save_model
 
@@ -70,6 +72,9 @@ class RunResult:
     # it failed) and the training responses that memorisation compares answers against.
     probe: dict | None = None
     train_responses: tuple[str, ...] = ()
+    # The preference evidence's record (preference.json; None without preference pairs or when
+    # it failed), for the preference failure modes' "no preference learned".
+    preference: dict | None = None
 
 
 def execute(job: Job, token: str | None, publish: Callable[..., None], record: Callable[[dict], None],
@@ -104,6 +109,8 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     publish(comparison=tuple(comparison_rows(prepared.held_out, before, None)))
     general = general_probe(config, publish)
     probe_before = probe_on_main(general, model, tokenizer, prepared, config, hardware, publish, "before")
+    pairs = preference_pairs(prepared)  # preference data only: which reply of unseen pairs the model prefers
+    preferred_before = preference_on_main(pairs, model, config, hardware, publish, "before")
     failed: dict[str, str] = {}  # what the benchmarks or the judge could not measure, and why, for the summary
     bench_before = benchmarks_on_main(config, model, tokenizer, hardware, publish, "before", failed)
 
@@ -117,6 +124,7 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     final, after = _save_and_answer(job, model, trainer, tokenizer, prompts, hardware, token)
     # Called on every process whenever the probe is on: the main one measures, the others wait at its barrier.
     probe_after = probe_on_main(general, final, tokenizer, prepared, config, hardware, publish, "after")
+    preferred_after = preference_on_main(pairs, final, config, hardware, publish, "after")
     bench_after = benchmarks_on_main(config, final, tokenizer, hardware, publish, "after", failed)
     losses = validation_losses_on_main(final, prepared, hardware, publish, config.objective)
     del model, trainer, final  # the judge may be as big as the trained model: free it first
@@ -126,6 +134,10 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     scores = summarise_scores(rows)
     if probe_found and probe_after:
         scores["general_probe"] = probe.scores_entry(probe_found)  # beside the task's, never mixed into "all"
+    preference_found = preference.preference_record(pairs, preferred_before, preferred_after) \
+        if preferred_before and preferred_after else None
+    if preference_found:
+        scores["preference"] = preference.scores_entry(preference_found)
     if bench_before or bench_after:  # beside the probe, per task, with the paired difference
         scores["benchmarks"] = bench.benchmarks_record(bench_before, bench_after)
     if judged:
@@ -140,6 +152,8 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
             folder.write_json("probe.json", {**probe_found, "answers": answers})
         if losses:
             folder.write_json(VALIDATION_LOSSES_FILE, losses)
+        if preference_found:
+            folder.write_json(PREFERENCE_FILE, preference_found)
         if bench_before or bench_after:
             folder.write_json("benchmarks.json", {"summary": scores["benchmarks"],
                                                   "items": bench.items_table(bench_before, bench_after)})
@@ -147,7 +161,7 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
         status="stopped" if stopped else "completed",
         message="stopped: the checkpoint and model are saved" if stopped else "training complete",
         source=job.source, hardware=hardware, template=prepared.template, comparison=tuple(rows), scores=scores,
-        probe=probe_found, train_responses=training_responses(prepared),
+        probe=probe_found, train_responses=training_responses(prepared), preference=preference_found,
     )
 
 

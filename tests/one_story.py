@@ -23,10 +23,11 @@ from finetune.diagnose.curve_modes import overfitting
 from finetune.diagnose.findings import degraded
 from finetune.diagnose.modes import diagnose_final
 from finetune.evaluate.judge import MIN_LABEL_MASS, MIN_POSITION_CONSISTENCY, judge_sentence, judge_verdict
-from finetune.evaluate.metrics import METRICS, WHERE, change_lines, readings, summarise_scores
+from finetune.evaluate import preference as preference_evidence
+from finetune.evaluate.metrics import METRICS, PREFERENCE, WHERE, change_lines, metrics_for, readings, summarise_scores
 from finetune.evaluate.probe import scores_entry
 from finetune.evaluate.significance import BETTER, NO_VERDICT, TOO_FEW, WORSE, Difference
-from finetune.runs.outputs import PROBE_FILE, RunFolder
+from finetune.runs.outputs import PREFERENCE_FILE, PROBE_FILE, RunFolder
 from finetune.runs.records import load_record, write_record
 
 # How a verdict opens its sentence about a category's prompts ("better on the task prompts: ...").
@@ -59,9 +60,13 @@ def write_run(fixture: dict, folder: Path, train_responses=()) -> Path:
     if probe:
         run.write_json(PROBE_FILE, probe)
         scores["general_probe"] = scores_entry(probe)
+    preference = fixture.get("preference")  # a preference run's evidence on unseen pairs
+    if preference:
+        run.write_json(PREFERENCE_FILE, preference)
+        scores[PREFERENCE] = preference_evidence.scores_entry(preference)
     scores.update(fixture.get("evidence") or {})
     found = diagnose_final(history, config, comparison, probe, list(train_responses), fixture.get("error"),
-                           fixture.get("status") or "completed")
+                           fixture.get("status") or "completed", preference=preference)
     steps = [h["step"] for h in history if "step" in h]
     snapshot = Snapshot(run_id=folder.name, status=fixture.get("status") or "completed", history=tuple(history),
                         comparison=tuple(comparison), scores=scores, model=fixture.get("model") or "",
@@ -113,7 +118,7 @@ def contradictions(folder: Path) -> list[str]:
         said = f"{category} reads {reading.sentence!r}"
         if reading.verdict == BETTER and category in worse_in:
             reasons.append(f"{said}: better, while {'; '.join(worse_in[category])}")
-        verdicts = {name: Difference.from_dict(changes[category].get(name)) for name in METRICS}
+        verdicts = {name: Difference.from_dict(changes[category].get(name)) for name in metrics_for(category)}
         opposite = {BETTER: WORSE, WORSE: BETTER}.get(reading.verdict)
         against = [name for name, diff in verdicts.items() if diff is not None and diff.verdict == opposite]
         if against:
@@ -125,6 +130,7 @@ def contradictions(folder: Path) -> list[str]:
         if _zero_width(reading.difference):
             reasons.append(f"{said}: a verdict from an interval of zero width")
     reasons += _diagnoses_against_readings(diagnoses, read)
+    reasons += _preference_against_reading(diagnoses, read.get(PREFERENCE))
     reasons += _evidence(scores)
     reasons += _surfaces(folder, changes, scores, read)
     return reasons
@@ -149,6 +155,25 @@ def _diagnoses_against_readings(diagnoses, read) -> list[str]:
                     reasons.append(f"{d.get('title')} reads {category} on {metric} ({before}% -> {after}%), its "
                                    f"verdict on {METRICS[reading.metric].label} ({diff.before:.0%} → "
                                    f"{diff.after:.0%}): {reading.sentence!r}")
+    return reasons
+
+
+def _preference_against_reading(diagnoses, reading) -> list[str]:
+    """"No preference learned" found while the preference evidence reads better, or reading the
+    unseen pairs' share otherwise than the preference evidence does."""
+    found = next((d for d in diagnoses if isinstance(d, dict) and d.get("name") == "no_preference_learned"), None)
+    if found is None or reading is None:
+        return []
+    reasons = []
+    if found.get("status") == FOUND and reading.verdict == BETTER:
+        reasons.append(f"no preference learned was found ({found.get('evidence')!r}) while the preference evidence "
+                       f"reads {reading.sentence!r}")
+    diff = reading.difference
+    shares = re.findall(r"chosen reply on (\d+)% -> (\d+)% of (\d+) pairs", found.get("evidence", ""))
+    for before, after, n in shares:
+        if (int(before), int(after), int(n)) != (round(100 * diff.before), round(100 * diff.after), diff.n):
+            reasons.append(f"no preference learned reads the unseen pairs as {before}% -> {after}% of {n}, the "
+                           f"preference evidence as {diff.before:.0%} → {diff.after:.0%} of {diff.n}")
     return reasons
 
 

@@ -63,6 +63,8 @@ class RunFacts:
     error: str | None = None
     nonfinite_step: int | None = None
     status: str = "running"
+    # A preference run's evidence on unseen pairs (evaluate/preference.py's record, preference.json).
+    preference: dict | None = None
 
 
 # ---------------------------------------------------------------- small helpers

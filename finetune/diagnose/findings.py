@@ -11,7 +11,7 @@ import time
 from typing import Callable
 
 from .base import FOUND, UNKNOWN, Finding, RunFacts
-from .modes import DETECTORS, LIVE
+from .modes import detectors_for, live_for
 
 # The live detectors rerun at most this often: each pass reads the whole
 # history, and the screen polls every 1-2 s, so more often shows nothing new
@@ -21,7 +21,7 @@ LIVE_INTERVAL_S = 2.0
 
 def _run_detector(name: str, record: RunFacts) -> Finding:
     try:
-        return DETECTORS[name](record)
+        return detectors_for(record.config)[name](record)
     except Exception as err:  # noqa: BLE001 -- a detector's bug must never end the run it watches
         return Finding(name, name.replace("_", " ").capitalize(), UNKNOWN,
                        f"not enough data to judge: the detector failed ({type(err).__name__}: {err})", "", "")
@@ -34,16 +34,18 @@ def _settings(config) -> dict:
 def live(history, config, error: str | None = None) -> tuple[dict, ...]:
     """The findings the logged history supports so far, as Finding.to_dict() items."""
     record = RunFacts(list(history or []), _settings(config), error=error)
-    return tuple(_run_detector(name, record).to_dict() for name in LIVE)
+    return tuple(_run_detector(name, record).to_dict() for name in live_for(record.config))
 
 
 def final(history, config, comparison=(), probe: dict | None = None, train_responses=(), status: str = "completed",
-          error: str | None = None, nonfinite_step: int | None = None) -> tuple[dict, ...]:
-    """Every detector on the finished run's record (a stopped or failed run has
-    less to judge from; its detectors say "not enough data to judge")."""
+          error: str | None = None, nonfinite_step: int | None = None,
+          preference: dict | None = None) -> tuple[dict, ...]:
+    """Every detector that applies, on the finished run's record (a stopped or failed run
+    has less to judge from; its detectors say "not enough data to judge"); `preference`:
+    a preference run's evidence on unseen pairs (evaluate/preference.py's record)."""
     record = RunFacts(list(history or []), _settings(config), list(comparison or []), probe,
-                      list(train_responses or []), error, nonfinite_step, status)
-    return tuple(_run_detector(name, record).to_dict() for name in DETECTORS)
+                      list(train_responses or []), error, nonfinite_step, status, preference)
+    return tuple(_run_detector(name, record).to_dict() for name in detectors_for(record.config))
 
 
 class LiveDiagnoses:

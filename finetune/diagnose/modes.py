@@ -13,7 +13,10 @@ run's own settings ("lower the learning rate from 5e-05 to 2e-05").
 The detectors live by what they read: curve_modes.py (the loss curves:
 divergence, overfitting, no learning) and answer_modes.py (the answers and
 the probe: mode collapse, forgetting, memorisation); what they share, the
-Finding they return and the RunFacts they read, is in base.py.
+Finding they return and the RunFacts they read, is in base.py. A preference
+run (DPO, KTO) is also checked by preference_modes.py (likelihood
+displacement, margin runaway, length exploitation, no preference learned);
+a supervised run is not, so its diagnoses read as they always did.
 """
 
 from __future__ import annotations
@@ -23,6 +26,16 @@ from typing import Any, Callable
 from .answer_modes import FORGETTING, MEMORISATION, MODE_COLLAPSE, forgetting, memorisation, mode_collapse
 from .base import Finding, RunFacts
 from .curve_modes import DIVERGENCE, NO_LEARNING, OVERFITTING, divergence, no_learning, overfitting
+from .preference_modes import (
+    LENGTH_EXPLOITATION,
+    LIKELIHOOD_DISPLACEMENT,
+    MARGIN_RUNAWAY,
+    NO_PREFERENCE_LEARNED,
+    length_exploitation,
+    likelihood_displacement,
+    margin_runaway,
+    no_preference_learned,
+)
 
 # ----------------------------------------------------------------- the registry
 
@@ -38,6 +51,28 @@ DETECTORS: dict[str, Callable[[RunFacts], Finding]] = {
 }
 # The detectors that read only what is logged during training.
 LIVE = (DIVERGENCE.name, OVERFITTING.name, NO_LEARNING.name)
+# A preference run's own (preference_modes.py), checked after the others for the objectives
+# that log TRL's rewards; those that read only the history also run live.
+PREFERENCE_DETECTORS: dict[str, Callable[[RunFacts], Finding]] = {
+    LIKELIHOOD_DISPLACEMENT.name: likelihood_displacement,
+    MARGIN_RUNAWAY.name: margin_runaway,
+    LENGTH_EXPLOITATION.name: length_exploitation,
+    NO_PREFERENCE_LEARNED.name: no_preference_learned,
+}
+PREFERENCE_LIVE = (LIKELIHOOD_DISPLACEMENT.name, MARGIN_RUNAWAY.name, NO_PREFERENCE_LEARNED.name)
+PREFERENCE_OBJECTIVES = ("dpo", "kto")
+
+
+def detectors_for(config) -> dict[str, Callable[[RunFacts], Finding]]:
+    """The detectors that apply to a run: every run's, and a preference run's own."""
+    if _settings(config).get("objective") in PREFERENCE_OBJECTIVES:
+        return {**DETECTORS, **PREFERENCE_DETECTORS}
+    return dict(DETECTORS)
+
+
+def live_for(config) -> tuple[str, ...]:
+    """The names of the detectors that run live for this run's objective."""
+    return LIVE + (PREFERENCE_LIVE if _settings(config).get("objective") in PREFERENCE_OBJECTIVES else ())
 
 
 def _settings(config) -> dict[str, Any]:
@@ -49,12 +84,14 @@ def _settings(config) -> dict[str, Any]:
 def diagnose_live(history, config, error: str | None = None, nonfinite_step: int | None = None) -> list[Finding]:
     """The findings that the logged history already supports, while the run trains."""
     record = RunFacts(list(history or []), _settings(config), error=error, nonfinite_step=nonfinite_step)
-    return [DETECTORS[name](record) for name in LIVE]
+    detectors = detectors_for(config)
+    return [detectors[name](record) for name in live_for(config)]
 
 
 def diagnose_final(history, config, comparison, probe, train_responses, error: str | None = None,
-                   status: str = "completed", nonfinite_step: int | None = None) -> list[Finding]:
-    """Every detector, on the finished (or stopped, or failed) run's record."""
+                   status: str = "completed", nonfinite_step: int | None = None,
+                   preference: dict | None = None) -> list[Finding]:
+    """Every detector that applies, on the finished (or stopped, or failed) run's record."""
     record = RunFacts(list(history or []), _settings(config), list(comparison or []), probe,
-                       list(train_responses or []), error, nonfinite_step, status)
-    return [detector(record) for detector in DETECTORS.values()]
+                       list(train_responses or []), error, nonfinite_step, status, preference)
+    return [detector(record) for detector in detectors_for(config).values()]

@@ -427,7 +427,7 @@ def _final_diagnoses(final: Snapshot, config: TrainConfig, result, failure: Base
     try:
         return findings.final(final.history, config, final.comparison, getattr(result, "probe", None),
                               getattr(result, "train_responses", ()), final.status, final.error,
-                              step if isinstance(step, int) else None)
+                              step if isinstance(step, int) else None, getattr(result, "preference", None))
     except Exception:  # noqa: BLE001 -- the findings of a run must never be what fails it
         return final.diagnoses
 

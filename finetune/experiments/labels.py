@@ -1,5 +1,10 @@
 """How runs are named when they are compared: the settings that differ between
-them, each run's label from those (lr=5e-05), and the settings side by side."""
+them, each run's label from those (lr=5e-05), and the settings side by side.
+
+A setting the run's objective does not read (beta in a supervised run, the DPO
+loss in a KTO run: train/objectives.uses) is shown as NOT_USED, never names the
+run in a legend, and never makes two runs of that objective differ: two
+supervised runs do not differ by a beta neither read."""
 
 from __future__ import annotations
 
@@ -7,12 +12,16 @@ import json
 
 from ..runs.portable import display_name
 from ..runs.records import RunRecord
+from ..train import objectives
 from ..train.config import fields
 
 # Legend names for the settings a sweep usually varies; other settings use their field name.
 SHORT_NAMES = {"learning_rate": "lr", "batch_size": "batch", "epochs": "epochs", "warmup_ratio": "warmup",
                "weight_decay": "wd", "lora_r": "r"}
 
+
+# How the table shows a setting the run's objective does not read.
+NOT_USED = "–"
 
 # A legend entry naming more settings than this no longer reads; the table shows them all.
 LABEL_SETTINGS_MAX = 3
@@ -39,17 +48,27 @@ def setting_value(record: RunRecord, name: str):
     return record.config.get(name, DEFAULTS.get(name))
 
 
+def used(record: RunRecord, name: str) -> bool:
+    """Whether the run's objective reads this setting (an older run without one was supervised)."""
+    return objectives.uses(str(setting_value(record, "objective") or "sft"), name)
+
+
 def differing_settings(records) -> list[str]:
-    """TrainConfig field names (in field order) whose values differ between the readable runs."""
+    """TrainConfig field names (in field order) whose values differ between the readable runs,
+    a setting a run's objective does not read counting as none."""
     runs = readable(records)
     if len(runs) < 2:
         return []
     return [name for name in DEFAULTS
-            if len({json.dumps(setting_value(r, name), sort_keys=True, default=str) for r in runs}) > 1]
+            if len({json.dumps(setting_value(r, name) if used(r, name) else None, sort_keys=True, default=str)
+                    for r in runs}) > 1]
 
 
 def display_value(record: RunRecord, name: str) -> str:
-    """A setting for people: the dataset by its name (never a server path), numbers short."""
+    """A setting for people: the dataset by its name (never a server path), numbers short,
+    NOT_USED where the run's objective does not read it."""
+    if not used(record, name):
+        return NOT_USED
     if name == "data":
         return record.data_name or display_name(setting_value(record, name)) or "?"
     if name == "model":
@@ -68,7 +87,8 @@ def run_label(record: RunRecord, differing) -> str:
     """The legend name: run.json's label, else the differing settings' values (lr=5e-05), else the id."""
     if record.label or record.unreadable:  # an unreadable run's settings are unknown: its id names it
         return record.label or record.id
-    named = [f"{SHORT_NAMES.get(n, n)}={display_value(record, n)}" for n in list(differing)[:LABEL_SETTINGS_MAX]]
+    read = [n for n in differing if used(record, n)]  # a supervised run is not named by the DPO run's beta
+    named = [f"{SHORT_NAMES.get(n, n)}={display_value(record, n)}" for n in read[:LABEL_SETTINGS_MAX]]
     return ", ".join(named) or record.id
 
 

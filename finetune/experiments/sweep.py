@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from ..train import config as cfg
+from ..train import objectives
 from .labels import setting_label
 
 DEFAULT_SETTING = "learning_rate"
@@ -51,7 +52,14 @@ def parse_values(setting: str, values) -> list:
 def member_settings(base: cfg.TrainConfig, setting: str, values: list,
                     allow_out_of_range: bool) -> list[cfg.Checked]:
     """One checked config per value; values outside the recommended range follow the
-    same allow-switch rule as single runs. Every refusal is listed at once."""
+    same allow-switch rule as single runs. Every refusal is listed at once. A setting
+    the objective does not read (beta in supervised fine-tuning) is refused: the runs
+    would all be the same."""
+    if not objectives.uses(base.objective, setting):
+        readers = [name.upper() for name, names in objectives.SETTINGS.items() if setting in names]
+        raise SweepError(f"{setting} is a setting of {' and '.join(readers)}; these settings' objective is "
+                         f"{base.objective!r}, which does not read it, so every run would be the same: set objective "
+                         f"to {' or '.join(r.lower() for r in readers)}")
     checked, problems = [], []
     for value in values:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import TrainConfig
+from .config import TrainConfig, fields
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,49 @@ SIGNALS: dict[str, tuple[Signal, ...]] = {
     "kto": (*_REWARDS, Signal("kl", "KL to the reference", "rewards"), *_LOGPS),
 }
 NAMES = {"sft": "supervised fine-tuning", "dpo": "DPO (preference pairs)", "kto": "KTO (desirable / undesirable)"}
+GROUP = tuple(f.name for f in fields() if f.metadata.get("group") == "objective")
+# The objective group's settings each objective reads (what preference.objective_arguments gives TRL).
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "sft": (),
+    "dpo": ("beta", "dpo_loss", "precompute_ref"),
+    "kto": ("beta", "precompute_ref", "desirable_weight", "undesirable_weight"),
+}
+
+
+def uses(objective: str, name: str) -> bool:
+    """Whether a run of this objective reads setting `name`: every setting outside the objective
+    group does; of the group, the objective itself and the ones SETTINGS lists for it."""
+    if name == "objective" or name not in GROUP:
+        return True
+    return name in SETTINGS.get(objective, ())
+
+
+def describe(config) -> str:
+    """The objective and the settings it reads, in words, from a TrainConfig or a run's
+    config.json: 'DPO (preference pairs): beta 0.1, loss sigmoid, reference log-probabilities
+    precomputed'; 'supervised fine-tuning'. What a card, a Hub commit and a comparison say."""
+    get = config.get if isinstance(config, dict) else (lambda name, default=None: getattr(config, name, default))
+    objective = str(get("objective") or "sft")
+    words = {"beta": lambda v: f"beta {v:g}", "dpo_loss": lambda v: f"loss {v}",
+             "precompute_ref": lambda v: _reference_words(str(get("method") or "full"), bool(v)),
+             "desirable_weight": lambda v: f"desirable weight {v:g}",
+             "undesirable_weight": lambda v: f"undesirable weight {v:g}"}
+    used = [words[name](get(name)) for name in SETTINGS.get(objective, ()) if get(name) is not None]
+    return NAMES.get(objective, objective) + (f": {', '.join(used)}" if used else "")
+
+
+def tags(config) -> list[str]:
+    """A run's tags on the Hub for its objective (a TrainConfig or config.json): a preference
+    run's objective and 'trl', whose trainer trained it, as TRL tags the models it trains;
+    none for supervised fine-tuning."""
+    objective = str((config.get("objective") if isinstance(config, dict) else config.objective) or "sft")
+    return [] if objective == "sft" else [objective, "trl"]
+
+
+def _reference_words(method: str, precomputed: bool) -> str:
+    if method != "full":
+        return "reference: the adapters switched off"
+    return "reference log-probabilities precomputed" if precomputed else "reference model held as a copy"
 
 
 def signals(objective: str) -> tuple[Signal, ...]:

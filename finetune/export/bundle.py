@@ -20,6 +20,7 @@ from ..runs.folders import read_json, read_json_object
 from ..runs.outputs import BEST_INFO
 from ..sources.files import looks_like_path
 from ..sources.models import DEFAULT_HUB_ID, DEFAULT_SPEC
+from ..train import objectives
 from .checkpoint import ExportError, checkpoint_summary, has_final_model
 from .formats import check_format, format_files, gguf_name
 
@@ -67,6 +68,7 @@ def model_card(folder: str | Path, which: str = "final", fmt: str = "merged", wh
     base_label = resolved.get("model") or config.get("model", "unknown")
     data = _data_label(config.get("data", ""))
     lines = ["---", "library_name: transformers", "tags:", "- fine-tuned", "- finetune-lab"]
+    lines += [f"- {tag}" for tag in objectives.tags(config)]
     if base_id:
         lines.append(f"base_model: {base_id}")
     name = (base_id or base_label).split("/")[-1]
@@ -76,6 +78,8 @@ def model_card(folder: str | Path, which: str = "final", fmt: str = "merged", wh
               "qlora": "QLoRA (adapters trained over a 4-bit base, "
                        f"{apart or 'merged into the full-precision weights'})"
               }.get(config.get("method"), "full fine-tuning")
+    if config.get("objective", "sft") != "sft":
+        method += f", trained by {objectives.NAMES.get(config['objective'], config['objective'])}"
     lines += [f"Fine-tuned from **{base_id or base_label}** on **{data}** ({resolved.get('format', '?')} format, "
               f"{resolved.get('template', '?')} template) with {method}, using the fine-tuning lab.", ""]
     if summary.get("status") == "stopped" and which == "final":
@@ -83,6 +87,7 @@ def model_card(folder: str | Path, which: str = "final", fmt: str = "merged", wh
     lines += _checkpoint_lines(folder, summary, which)
     lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
     settings = [
+        ("objective", objectives.describe(config)),
         ("learning rate (peak)", config.get("learning_rate")),
         ("schedule", f"linear warmup ({config.get('warmup_ratio')} of steps), cosine to "
                      f"{config.get('min_lr_ratio')} x peak"),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..runs.folders import read_json_object, read_metrics
 from ..sources.files import looks_like_path
+from ..train import objectives
 from .bundle import base_model_id, model_card, without_front_matter
 
 TAGS = ["fine-tuned", "finetune-lab"]
@@ -26,7 +27,8 @@ def hub_card(folder: str | Path, adapter_only: bool = False, license: str | None
     config = read_json_object(Path(folder) / "config.json")
     base = base_model_id(config.get("model", ""))
     data = config.get("data", "")
-    tags = TAGS + (["lora"] if config.get("method") in ("lora", "qlora") else []) + (["gguf"] if gguf_files else [])
+    tags = TAGS + objectives.tags(config) + (["lora"] if config.get("method") in ("lora", "qlora") else []) \
+        + (["gguf"] if gguf_files else [])
     metadata = ModelCardData(
         base_model=base, datasets=[data] if data and not looks_like_path(data) else None,
         library_name="peft" if adapter_only else "transformers", license=license, tags=tags,

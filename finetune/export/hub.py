@@ -18,13 +18,16 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runs.folders import read_json_object
 from ..runs.outputs import BEST_INFO, RunFolder
+from ..train import objectives
 from .card import hub_card, loss_curve_png
 from .checkpoint import ExportError, has_final_model, model_folder, no_best_message
 from .formats import adapter_folder, copy_files, format_files, gguf_files
 
 UPLOAD_DIR = "hub"
-RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json", "probe.json")
+# The run's record under training/; preference.json is a preference run's evidence, pair by pair.
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "comparison.json", "probe.json", "preference.json")
 
 
 class PushError(ValueError):
@@ -127,13 +130,22 @@ def push(folder: str | Path, repo_id: str, token: str | None = None, private: bo
     try:
         created = not api.repo_exists(repo_id)
         url = api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=upload, commit_message="Upload from the fine-tuning lab")
+        api.upload_folder(repo_id=repo_id, folder_path=upload, commit_message=commit_message(folder))
     except Exception as err:  # noqa: BLE001 -- every failure becomes one line, and the repo it made goes
         if created:
             _delete_quietly(api, repo_id)
         raise PushError(_explain(err, repo_id), later) from None
     files = tuple(sorted(str(p.relative_to(upload)) for p in upload.rglob("*") if p.is_file()))
     return Pushed(str(url), private, files)
+
+
+def commit_message(folder: Path) -> str:
+    """The Hub commit's title, naming how the run trained: 'Upload from the fine-tuning lab: DPO
+    (preference pairs): beta 0.1, ...'; supervised runs keep the plain title."""
+    config = read_json_object(folder / "config.json")
+    if str(config.get("objective") or "sft") == "sft":
+        return "Upload from the fine-tuning lab"
+    return f"Upload from the fine-tuning lab: {objectives.describe(config)}"
 
 
 def _check_finished(folder: Path, adapter_only: bool, which: str) -> None:

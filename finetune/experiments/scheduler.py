@@ -30,6 +30,7 @@ from ..runs.resume import CannotResume
 from ..runs.run import Identity, TrainingRun, active_runs
 from ..sources.models import ModelSource, resolve
 from ..train.config import PUBLIC_MAX_NEW_TOKENS, Checked, check
+from ..runs.reuse import reuse_for
 from .admission import Admission, Machine, run_estimate_bytes
 
 # Entries (runs, or sweeps counted once) one owner may have waiting or training:
@@ -88,6 +89,7 @@ class Scheduler:
         self._estimates: dict[str, int | None] = {}  # run id -> estimated peak bytes (for a GPU's admission)
         self._alone: set[str] = set()  # runs queued again to train with nothing beside them
         self._beside: set[str] = set()  # runs started beside others (may be retried alone after running out of memory)
+        self.reused = reuse_for(self.root)  # every run's 'before' measurements, computed once
         self.per_owner = PER_OWNER_PUBLIC if public else PER_OWNER_LOCAL
         self.total = queue_limit()
         self._lock = threading.Lock()
@@ -203,7 +205,7 @@ class Scheduler:
         return TrainingRun(submission.settings, parent / new_run_id(), prepared=submission.prepared,
                            token=submission.token, allowed_model_roots=submission.allowed_model_roots,
                            source=submission.source, identity=identity, on_finished=self._finished,
-                           callbacks=self.callbacks)
+                           callbacks=self.callbacks, reused=self.reused)
 
     # --- the trainer
     def _advance(self) -> None:

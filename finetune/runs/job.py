@@ -12,6 +12,7 @@ from ..sources.models import ModelSource
 from ..train.config import TrainConfig
 from ..train.plan import Plan
 from .outputs import RunFolder
+from .reuse import Reused
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,4 @@ class Job:
     judge: ModelSource | None = None  # the model judging the answers (evaluate.judge.judge_source); None: no judge
     # Whether other runs train in this process now (the run's slot, runs/run.py), asked when the Trainer is built.
     others_training: Callable[[], bool] | None = None
+    reused: Reused | None = None  # the 'before' measurements computed once (runs/reuse.py); None: always computed

@@ -7,6 +7,7 @@ each is a diagnostic: one that fails is reported and the run goes on without it.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, TypeVar
 
 from ..data.render import Renderer
@@ -17,7 +18,7 @@ from ..evaluate.generate import generate
 from ..sources import models
 from ..train import device, ranks
 from ..train.config import TrainConfig
-from . import validation_losses
+from . import reuse, validation_losses
 from .job import Job
 
 T = TypeVar("T")
@@ -47,6 +48,49 @@ def measured_on_main(publish, message: str, measure: Callable[[], T], left_out: 
             publish(message=left_out(f"{type(err).__name__}: {err}"))
     ranks.barrier()
     return result
+
+
+def before_key(job: Job, kind: str, hardware, **inputs) -> str:
+    """The key a 'before' measurement is kept under (runs/reuse.py): the base model's files, the
+    device and precision it ran in, the weights' precision, and what it was asked."""
+    return reuse.key_of(kind, model=reuse.model_fingerprint(job.source.location), device=hardware.device,
+                        precision=hardware.precision, weights=job.config.weights, **inputs)
+
+
+def answers_before(job: Job, model, tokenizer, prompts: list[str], hardware) -> tuple[list[str] | None, str | None]:
+    """The base model's answers to the held-out prompts, and the key they were kept under when
+    they were reused (the same model asked the same prompts the same way before); on the main
+    process, the others waiting at its barrier."""
+    config = job.config
+    if job.reused is None or not prompts:
+        return answers_on_main(model, tokenizer, prompts, config, hardware), None
+    key = before_key(job, "held-out-answers", hardware, prompts=prompts, max_new_tokens=config.max_new_tokens)
+    answers, reused = None, False
+    if ranks.is_main():
+        answers, reused = job.reused.get(key, lambda: generate(model, tokenizer, prompts, config.max_new_tokens,
+                                                               autocast_dtype=hardware.autocast_dtype))
+    ranks.barrier()
+    return answers, key if reused else None
+
+
+def probe_before_training(job: Job, general, model, tokenizer, prepared, hardware,
+                          publish) -> tuple[probe.ProbeSide | None, str | None]:
+    """The general probe on the base model, and its key when it was reused."""
+    config = job.config
+    if general is None or job.reused is None:
+        return probe_on_main(general, model, tokenizer, prepared, config, hardware, publish, "before"), None
+    renderer = Renderer(tokenizer, prepared.template, config.system_prompt)
+    key = before_key(job, "probe-before", hardware, prompts=probe.probe_prompts(general, renderer),
+                     answers=list(general.answers), reference=general.reference,
+                     max_new_tokens=min(config.max_new_tokens, probe.PROBE_NEW_TOKENS))
+    found = measured_on_main(
+        publish, "answering the general-capability probe before training",
+        lambda: job.reused.get(key, lambda: probe.measure(model, tokenizer, general, renderer, config.max_new_tokens,
+                                                          hardware.autocast_dtype),
+                               encode=dataclasses.asdict, decode=lambda d: probe.ProbeSide(
+                                   tuple(d["answers"]), d["scores"], d["perplexity"])),
+        lambda why: f"the general-capability probe failed and is left out: {why}")
+    return (found[0], key if found[1] else None) if found else (None, None)
 
 
 def probe_on_main(general, model, tokenizer, prepared, config: TrainConfig, hardware, publish,

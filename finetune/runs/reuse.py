@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +48,14 @@ def key_of(kind: str, **inputs: Any) -> str:
     """The key of a measurement: `kind` and every input, hashed (inputs must be JSON)."""
     text = json.dumps({"kind": kind, "version": VERSION, **inputs}, sort_keys=True, default=str)
     return f"{kind}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:24]}"
+
+
+def reuse_for(root: Path) -> "Reused | None":
+    """The store for the runs under `root` (root/.reuse), or None with FINETUNE_REUSE=off (every
+    run computes its own: how bench.workshop measures what reuse saves)."""
+    if os.environ.get("FINETUNE_REUSE", "").lower() in ("off", "0", "false", "no"):
+        return None
+    return Reused(Path(root) / REUSE_DIR)
 
 
 class Reused:

@@ -29,6 +29,7 @@ from . import status as run_status
 from .job import Job
 from .portable import display_name
 from .outputs import RunFolder
+from .reuse import Reused, reuse_for
 
 _SLOT_LOCK = threading.Lock()
 _ACTIVE: list["TrainingRun"] = []  # the slot: the runs training now (one, unless admitted beside others)
@@ -177,7 +178,7 @@ class TrainingRun:
                  token: str | None = None, allowed_model_roots: tuple[Path, ...] | None = None,
                  allow_out_of_range: bool = False, resume: bool = False, callbacks: tuple = (),
                  source: ModelSource | None = None, identity: Identity = Identity(), on_finished=None,
-                 message: str = ""):
+                 message: str = "", reused: Reused | None | bool = True):
         """`settings`: a config that build() checked, or a bare one checked here
         (with `allow_out_of_range`). `source`: the model spec already resolved
         by the caller; else a bad model id or folder is refused here, not in the thread.
@@ -185,7 +186,8 @@ class TrainingRun:
         `on_finished(run)` is called from the run's thread once it has ended.
         `resume`: continue the run in `output_dir` (its record and curve) from its last
         complete checkpoint; without one it starts over there. `message`: what its owner is told
-        while it waits (default: "queued")."""
+        while it waits (default: "queued"). `reused`: where its 'before' measurements are kept and
+        found (runs/reuse.py; default: beside the run folder, on disk); None: always computed."""
         checked = settings if isinstance(settings, Checked) else check(settings, allow_out_of_range)
         refuse_unsupported(checked.config)
         config = checked.config
@@ -197,7 +199,8 @@ class TrainingRun:
                         resume=resume, callbacks=callbacks,
                         data_name=identity.data_name or display_name(config.data) or config.data,
                         plan=run_plan, judge=judge_source(config.judge, source, allowed_model_roots),
-                        others_training=lambda: any(run is not self for run in active_runs()))
+                        others_training=lambda: any(run is not self for run in active_runs()),
+                        reused=reuse_for(Path(output_dir).parent) if reused is True else reused or None)
         self.identity = identity
         self.allowed_model_roots = allowed_model_roots
         self._token = token  # used for downloads only; never stored in snapshots, configs or logs

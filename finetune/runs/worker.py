@@ -42,6 +42,7 @@ from ..train.trainer import (
 )
 from .job import Job
 from .measures import (
+    answers_before,
     answers_on_main,
     benchmarks_on_main,
     general_probe,
@@ -49,6 +50,7 @@ from .measures import (
     place,
     preference_on_main,
     preference_pairs,
+    probe_before_training,
     probe_on_main,
     validation_losses_on_main,
 )
@@ -105,10 +107,10 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
             comparison=tuple(comparison_rows(prepared.held_out, None, None)))
     place(model, hardware)
     prompts = [item.prompt for item in prepared.held_out]
-    before = answers_on_main(model, tokenizer, prompts, config, hardware)
+    before, answers_reused = answers_before(job, model, tokenizer, prompts, hardware)
     publish(comparison=tuple(comparison_rows(prepared.held_out, before, None)))
     general = general_probe(config, publish)
-    probe_before = probe_on_main(general, model, tokenizer, prepared, config, hardware, publish, "before")
+    probe_before, probe_reused = probe_before_training(job, general, model, tokenizer, prepared, hardware, publish)
     pairs = preference_pairs(prepared)  # preference data only: which reply of unseen pairs the model prefers
     preferred_before = preference_on_main(pairs, model, config, hardware, publish, "before")
     failed: dict[str, str] = {}  # what the benchmarks or the judge could not measure, and why, for the summary
@@ -129,8 +131,11 @@ def execute(job: Job, token: str | None, publish: Callable[..., None], record: C
     losses = validation_losses_on_main(final, prepared, hardware, publish, config.objective)
     del model, trainer, final  # the judge may be as big as the trained model: free it first
     judged = judge_on_main(job, token, prepared, before, after, hardware, publish, failed)
-    rows = comparison_rows(prepared.held_out, before, after)
+    rows = [{**row, "before_reused": answers_reused} if answers_reused else row
+            for row in comparison_rows(prepared.held_out, before, after)]
     probe_found = probe.probe_record(general, probe_before, probe_after) if probe_before else None
+    if probe_found and probe_reused:
+        probe_found = {**probe_found, "before_reused": probe_reused}
     scores = summarise_scores(rows)
     if probe_found and probe_after:
         scores["general_probe"] = probe.scores_entry(probe_found)  # beside the task's, never mixed into "all"

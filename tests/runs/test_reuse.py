@@ -48,3 +48,33 @@ def test_a_damaged_file_is_computed_again(tmp_path):
     key = key_of("probe-before", model="m")
     (tmp_path / f"{key}.json").write_text("{not json")
     assert store.get(key, lambda: {"answers": ["x"]}) == ({"answers": ["x"]}, False)
+
+
+def test_a_second_run_reuses_the_first_runs_before_answers_and_says_so(tiny_model_dir, write, tmp_path):
+    """Same model, prompts and settings: the base answers and the probe's before are the ones
+    computed by the first run, marked with their key; a changed setting in the key computes anew."""
+    from tiny_runs import RECORDS, tiny_config
+
+    from finetune.runs.run import TrainingRun
+
+    data = write("dates.json", json.dumps(RECORDS))
+    config = tiny_config(tiny_model_dir, data, max_steps=1, held_out=3, general_probe=True, precision="fp32")
+
+    def run(name, cfg):
+        snap = TrainingRun(cfg, tmp_path / "runs" / name, allow_out_of_range=True).start().wait(timeout=300)
+        assert snap.status == "completed", snap.error
+        folder = tmp_path / "runs" / name
+        return (json.loads((folder / "comparison.json").read_text()),
+                json.loads((folder / "probe.json").read_text()))
+
+    first_rows, first_probe = run("first", config)
+    assert not any("before_reused" in row for row in first_rows) and "before_reused" not in first_probe
+    rows, probe = run("second", config.replace(learning_rate=1e-3))  # trains differently, asks the same
+    keys = {row["before_reused"] for row in rows}
+    assert len(keys) == 1 and next(iter(keys)).startswith("held-out-answers-")
+    assert [r["before"] for r in rows] == [r["before"] for r in first_rows]
+    assert probe["before_reused"].startswith("probe-before-")
+    assert [a["before"] for a in probe["answers"]] == [a["before"] for a in first_probe["answers"]]
+    assert (tmp_path / "runs" / ".reuse" / f"{next(iter(keys))}.json").is_file()
+    rows, probe = run("longer", config.replace(max_new_tokens=16))  # in the key: computed again
+    assert not any("before_reused" in row for row in rows) and "before_reused" not in probe

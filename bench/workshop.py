@@ -1,6 +1,16 @@
 """A workshop on one server: N simulated students against the app in public mode.
 
     python -m bench.workshop --students 30 [--model tiny|default] [--max-steps 3]
+    python -m bench.workshop --students 4 --model default --preset quick-demo   # the class's figure of merit
+
+With --preset, each student makes one real run of that preset on the bundled
+demo data (as a class following the lesson does), and the class is run twice
+on fresh servers: first serially (one run at a time, nothing reused:
+FINETUNE_CONCURRENT_RUNS=1, FINETUNE_REUSE=off), then with the scheduler as it
+is (runs side by side where the machine has room, before-answers reused). The
+figure of merit is the time until the last student has their before/after
+result; the final JSON line carries serial / scheduled as `last_result_ratio`,
+with each's status latency p95, peak memory and the disk the class left.
 
 Starts the app in public mode (as on a Space, or `FINETUNE_PUBLIC=1`) in a
 subprocess, then runs one gradio_client per student, each in its own thread
@@ -132,7 +142,7 @@ class HttpPoll:
 
 
 def run_student(student: Student, url: str, max_steps: int, start_gate: threading.Event,
-                poll_with: str = "http", skip: tuple[str, ...] = ()) -> None:
+                poll_with: str = "http", skip: tuple[str, ...] = (), preset: str | None = None) -> None:
     from gradio_client import Client, handle_file
 
     try:
@@ -141,11 +151,19 @@ def run_student(student: Student, url: str, max_steps: int, start_gate: threadin
         student.errors.append(f"connect: {err}")
         return
     key = dict(owner_key=student.owner_key)
-    data = dict(source="upload", file=handle_file(str(student.data)), **key)
+    if preset:  # the lesson's run: the bundled demo data and the preset's settings, as the page sends them
+        from finetune.train.presets import PRESETS
+
+        data = dict(source="bundled", bundled_dataset="demo/demo.jsonl", **key)
+        settings = {**{k: v for k, v in PRESETS[preset].items() if k != "data"},
+                    **({"max_steps": max_steps} if max_steps else {})}
+    else:
+        data = dict(source="upload", file=handle_file(str(student.data)), **key)
+        settings = dict(held_out=2, max_steps=max_steps, max_new_tokens=16)
     start_gate.wait()
-    call(student, "load", client, **data, held_out=2, api_name="/load_dataset")
+    call(student, "load", client, **data, **({} if preset else {"held_out": 2}), api_name="/load_dataset")
     student.submitted_at = time.time()
-    status = call(student, "start", client, **data, held_out=2, max_steps=max_steps, max_new_tokens=16,
+    status = call(student, "start", client, **data, allow_out_of_range=True, **settings,
                   api_name="/start_training")
     if status is None:
         return
@@ -256,7 +274,7 @@ def rss_marker(students: list[Student], watch: MemoryWatch, marks: dict, done: t
 def one_class(students: list[Student], url: str, args, watch: MemoryWatch) -> tuple[float, dict]:
     """Every student of one class at once, to the end or the timeout; (start time, memory marks)."""
     gate, done, marks = threading.Event(), threading.Event(), {}
-    steps = (url, args.max_steps, gate, args.poll_with, tuple(args.skip))
+    steps = (url, args.max_steps, gate, args.poll_with, tuple(args.skip), args.preset)
     threads = [threading.Thread(target=run_student, args=(s, *steps), daemon=True) for s in students]
     for thread in threads:
         thread.start()
@@ -277,11 +295,32 @@ def one_class(students: list[Student], url: str, args, watch: MemoryWatch) -> tu
     return began, marks
 
 
-def bench(args) -> dict:
+def folder_mib(folder: Path) -> float:
+    return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+def compared(args) -> dict:
+    """The class twice on fresh servers: serially with nothing reused, then as the scheduler runs it."""
+    serial = bench(args, {"FINETUNE_CONCURRENT_RUNS": "1", "FINETUNE_REUSE": "off"})
+    scheduled = bench(args, {})
+    keys = ("completed", "errors", "error_examples", "last_finished_after_s", "status_p50_s", "status_p95_s",
+            "server_peak_rss_mib", "disk_left_mib", "seconds_per_run", "concurrent_runs")
+    result = {"students": args.students, "model": args.model, "preset": args.preset,
+              "serial": {k: serial.get(k) for k in keys}, "scheduled": {k: scheduled.get(k) for k in keys},
+              "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+    a, b = serial.get("last_finished_after_s"), scheduled.get("last_finished_after_s")
+    result["last_result_ratio"] = round(a / b, 2) if a and b else None
+    result["completed"] = min(serial["completed"], scheduled["completed"])
+    result["errors"] = serial["errors"] + scheduled["errors"]
+    result["leaks"] = 0  # one shared dataset: nothing secret to leak
+    return result
+
+
+def bench(args, env: dict | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="workshop-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    server = start_server(args.model, work, port)
+    server = start_server(args.model, work, port, env or {})
     try:
         wait_until_up(url, server)
         watch = MemoryWatch(server.pid)
@@ -303,6 +342,8 @@ def bench(args) -> dict:
         watch.done.set()
         cpu = {"server": cpu_seconds(server.pid) - cpu["server"], "students": time.process_time() - cpu["students"]}
         result = report(everyone[:args.students], watch, first_began, first_marks, args, cpu)
+        result["disk_left_mib"] = folder_mib(work / "runs") if (work / "runs").is_dir() else None
+        result["concurrent_runs"] = (env or {}).get("FINETUNE_CONCURRENT_RUNS", "as the machine allows")
         if args.classes > 1:
             result["classes"] = args.classes
             result["server_rss_after_each_class_mib"] = after_each
@@ -334,9 +375,12 @@ def main(argv=None) -> int:
                         help="leave these steps out, to see what each costs (memory, time)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before the benchmark gives up")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (runs, datasets)")
+    parser.add_argument("--preset", default=None,
+                        help="each student runs this preset on the bundled demo data, and the class is run "
+                             "serially and then scheduled, compared (last_result_ratio)")
     args = parser.parse_args(argv)
     try:
-        result = bench(args)
+        result = compared(args) if args.preset else bench(args)
     except Exception:  # noqa: BLE001 - the benchmark itself broke: say so in the JSON line too
         traceback.print_exc()
         print(json.dumps({"error": "the benchmark failed; see the traceback above"}))

@@ -58,8 +58,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, work: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "FINETUNE_PUBLIC": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def start_server(model: str, work: Path, port: int, extra_env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "FINETUNE_PUBLIC": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           **(extra_env or {})}
     command = [sys.executable, "-m", "bench.workshop_server", "--model", model, "--work", str(work),
                "--port", str(port)]
     return subprocess.Popen(command, cwd=ROOT, env=env)

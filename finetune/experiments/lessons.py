@@ -269,6 +269,85 @@ def diagnoses_answer(runs: list[RunRecord]) -> str:
     return "\n".join(lines) + _still_running(runs)
 
 
+# summary.json's "changes" category for a preference run's likelihood evidence (evaluate/preference.py).
+PREFERENCE = "preference"
+
+
+def _objective(record: RunRecord) -> str:
+    return str((record.config or {}).get("objective") or "sft")
+
+
+def preference_answer(runs: list[RunRecord]) -> str:
+    """What the newest finished preference run changed and what it cost, from its own
+    summary.json: the held-out preference accuracy before -> after with its interval
+    (changes.preference), the general probe's reading (the alignment tax) and the held-out
+    answers' readings; the run it continued from, named from its record."""
+    record = next((r for r in _finished(runs) if _objective(r) != "sft"), None)
+    if record is None:
+        return ("No finished preference run yet: train the supervised run first, then press **Continue from this "
+                "run** on the Compare tab, pick the `dpo-demo` preset and press **Start training**."
+                + _still_running(runs))
+    summary = record.summary or {}
+    found = readings(summary.get("changes"))
+    scores = summary.get("scores") or {}
+    lines = [_preference_heading(record, runs)]
+    lines.append(_preference_change(found.get(PREFERENCE), scores.get(PREFERENCE)))
+    lines.append(_alignment_tax(found.get("general_probe"), scores.get("general_probe")))
+    answers = [f"- {reading.line((scores.get(c) or {}).get('prompts'))}" for c, reading in found.items()
+               if c in ("task", "general")]
+    if answers:
+        lines.append("**The held-out answers** (scored against the chosen reply):\n" + "\n".join(answers))
+    return "\n\n".join(lines) + _still_running(runs)
+
+
+def _preference_heading(record: RunRecord, runs: list[RunRecord]) -> str:
+    config = record.config or {}
+    settings = f"{_objective(record).upper()}, beta {config.get('beta', '?')}"
+    if _objective(record) == "dpo":
+        settings += f", loss {config.get('dpo_loss', 'sigmoid')}"
+    settings += f", learning rate {config.get('learning_rate', '?')}"
+    parent = record.parent
+    if parent is None:
+        return f"Your preference {_name(record)} ({settings}) started from the base model, not from a supervised run."
+    known = next((r for r in runs if r.id == parent["run_id"]), None)
+    which = "best checkpoint" if parent["which"] == "best" else "final model"
+    shown = _name(known) if known is not None else f"run `{parent['run_id']}` (not among your runs now)"
+    return f"Your preference {_name(record)} ({settings}) continued from the {which} of your {shown}."
+
+
+def _preference_change(reading, entry) -> str:
+    if reading is None:
+        return ("**Preference on pairs it never trained on:** this run has no such measure in its summary.json "
+                "(`changes.preference`): it was trained before the lab measured it, or its data had no held-out "
+                "or validation pairs to measure it on.")
+    text = f"**Preference on pairs it never trained on:** {reading.line((entry or {}).get('pairs'))}."
+    if reading.verdict == BETTER:
+        return text + " The interval leaves out zero: the run learned to prefer the chosen replies."
+    if reading.verdict == WORSE:
+        return text + " It prefers the chosen replies less often than before, by more than the noise."
+    if reading.verdict == MIXED:
+        return text + " It learned the preference, but something degraded on the way (above)."
+    return text + " Not measurably: the interval includes zero, so the preference may not have been learned."
+
+
+def _alignment_tax(reading, entry) -> str:
+    if reading is None:
+        return ("**The alignment tax:** this run did not answer the general probe (`general_probe` off), so what "
+                "it cost elsewhere is not measured.")
+    entry = entry if isinstance(entry, dict) else {}
+    text = ("**The alignment tax** (the general probe, questions it never trained on): "
+            + reading.line(entry.get("prompts")))
+    before, after = entry.get("perplexity_before"), entry.get("perplexity_after")
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        text += f"; the general reference text's perplexity {before:.1f} → {after:.1f}"
+    text += "."
+    if reading.verdict == WORSE:
+        return text + " That is the cost: general answers got worse by more than the noise."
+    if reading.verdict == BETTER:
+        return text + " No cost here: the general answers got better."
+    return text + " No cost measurable on these questions."
+
+
 def memory_answer(runs: list[RunRecord], tutorial_bytes: float, yours: tuple[str, float] | None) -> str:
     """The tutorial's 7B total beside the student's settings' estimate, and the
     newest run's estimate beside its measured peak when the run recorded them.
@@ -313,4 +392,5 @@ ANSWERS = {
     "before_after": before_after_answer,
     "sweep": sweep_answer,
     "diagnoses": diagnoses_answer,
+    "preference": preference_answer,
 }

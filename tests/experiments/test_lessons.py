@@ -37,9 +37,9 @@ def bundled():
 # --------------------------------------------------------------------------- the files
 
 
-def test_the_four_bundled_lessons_parse_in_order_and_name_real_presets_and_tabs(bundled):
+def test_the_bundled_lessons_parse_in_order_and_name_real_presets_and_tabs(bundled):
     found = load_lessons(ASSETS / "lessons", ui_app.TAB_IDS)
-    assert [lesson.answer for lesson in found] == ["memory", "before_after", "sweep", "diagnoses"]
+    assert [lesson.answer for lesson in found] == ["memory", "before_after", "sweep", "diagnoses", "preference"]
     for lesson in found:
         assert lesson.title and lesson.explanation and lesson.question and lesson.look_at
         assert lesson.tab in ui_app.TAB_IDS

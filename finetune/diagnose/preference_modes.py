@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from ..data.text import normalise_answer
-from ..evaluate.metrics import PREFERENCE, UNITS
+from ..evaluate.metrics import LENGTH_CHANGE, PREFERENCE, UNITS
 from ..evaluate.preference import preferred_difference
 from ..evaluate.significance import BETTER
 from .answer_modes import mode_collapse
@@ -46,19 +46,23 @@ MARGIN_GROWTH_NATS = 0.5
 # 50 nats of log-ratio: the chosen reply e^50 times likelier against the rejected one
 # than under the starting model. No preference between two replies needs that much:
 # the healthy tiny run of tests/fixtures (dpo-healthy) changed its replies' format
-# with 25 nats, the runaway one (beta 0.01, learning rate 5e-3) passed 300 and its
-# answers degenerated. In reward units it is a margin of 5 at beta 0.1 (DPO's sigmoid
-# loss under 0.01), where the loss has long stopped asking for more.
+# with 25 nats, the runaway one (beta 0.01, learning rate 5e-3) passed 250 and its
+# answers collapsed; the default model at learning rate 5e-5 (dpo-length) reached 94
+# while its answers filled with padding. In reward units it is a margin of 5 at beta
+# 0.1 (DPO's sigmoid loss under 0.01), where the loss has long stopped asking for more.
 DRIFT_NATS = 50.0
 
 # --- length exploitation
 # Fewer answers than this cannot show a length habit.
 MIN_ANSWERS = 4
-# Answers half as long again as the chosen replies they are scored against...
-LENGTH_RATIO = 1.5
-# ...and a fifth longer than the base model's (metrics.LENGTH_CHANGE's "changed length"):
-# the training made them longer, they did not start that way.
-LENGTH_GROWTH = 0.2
+# Answers a fifth longer than the chosen replies they are scored against (the lab's
+# "changed length", metrics.LENGTH_CHANGE: less is the spread of greedy answers)...
+LENGTH_RATIO = 1 + LENGTH_CHANGE
+# ...and a fifth longer than the base model's: the training made them longer, they did not
+# start that way. The default model trained on verbose chosen replies (tests/fixtures/dpo-length)
+# went from 8 to 37 words against chosen replies of 27: padding ("a topic that requires a bit
+# of explanation"), not the replies it was shown.
+LENGTH_GROWTH = LENGTH_CHANGE
 
 # --- no preference learned
 # Evaluations past warmup needed before the validation accuracy is judged, and how

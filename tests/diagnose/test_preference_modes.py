@@ -102,6 +102,18 @@ def test_pairs_swapped_at_random_teach_no_preference_and_the_advice_says_to_chec
     assert first_found_live(fixture)["no_preference_learned"] == 15
 
 
+def test_the_default_model_taught_verbose_replies_pads_its_answers_past_them():
+    fixture = recorded("dpo-length")  # SmolLM2-135M-Instruct, learning rate 5e-5, chosen replies of ~27 words
+    found = final(fixture)
+    longer = found["length_exploitation"]
+    assert longer.status == FOUND
+    assert "held-out answers 8 -> 37 words on average; the chosen replies 27 words" in longer.evidence
+    assert "the chosen reply is the longer in 8 of 8 pairs" in longer.evidence
+    assert "use dpo_loss sigmoid_norm instead of sigmoid" in longer.advice.lower()
+    assert "balance the pairs' lengths" in longer.advice and PREFERENCE in longer.degraded
+    assert found["margin_runaway"].status == FOUND and "94.4 nats" in found["margin_runaway"].evidence
+
+
 # ----------------------------------------------------------------- only for preference runs
 
 

@@ -1,4 +1,4 @@
-"""python -m finetune train|inspect|estimate|sweep|runs|compare-runs|export|push: the same engine the app drives, headless.
+"""python -m finetune train|inspect|estimate|sweep|runs|compare-runs|export|push|chat: the same engine the app drives, headless.
 
 Flags are built from TrainConfig's fields (--learning-rate for learning_rate),
 so the command line offers every setting the app has, with the same help.
@@ -19,6 +19,7 @@ from ..evaluate.metrics import change_lines, readings
 from ..runs import records
 from ..train import config as cfg
 from ..train.presets import PRESETS
+from . import chat as cli_chat
 from . import runs as cli_runs
 from . import share
 
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f.metadata["help"].replace("%", "%%"))
     _add_estimate_parser(commands)
     share.add_parsers(commands)
+    cli_chat.add_parser(commands)
     return parser
 
 
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"train": run_train, "inspect": run_inspect, "estimate": run_estimate, "runs": cli_runs.run_runs,
                 "compare-runs": cli_runs.run_compare,
-                "export": share.run_export, "push": share.run_push,
+                "export": share.run_export, "push": share.run_push, "chat": cli_chat.run_chat,
                 "sweep": lambda a: cli_runs.run_sweep(a, _checked_settings(a), _token())}
     try:
         return commands[args.command](args)

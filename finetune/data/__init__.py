@@ -9,4 +9,5 @@ of training or runs: a run's settings come in as dataset.DataSettings.
     collate.py  micro-batches packed into rows with a block-diagonal attention mask
     advice.py   what the examples say about whether fine-tuning on them will pay off
     text.py     when two answers are the same text (shared with the metrics)
+    collected.py  a person's pairs and edited answers from the Chat tab, one JSONL file each, in the runs folder
 """

@@ -10,4 +10,7 @@ training.
     ask.py           one free-text question, rendered as training rendered its prompts
     benchmarks.py    standard benchmarks offline: bundled 100-item lm-eval tasks, scored item by item
     judge.py         a judge model's pairwise preference of the tuned over the base answers, in both orders
+    sampling.py      how a chat answer is drawn (greedy, temperature, top p, seed, ...), each setting in words
+    chat.py          a conversation rendered with the run's template, answered token by token (transformers, llama.cpp)
+    conversation.py  base and trained model side by side, turn by turn; a marked turn as a pair, an edit as an example
 """

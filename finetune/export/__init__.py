@@ -9,4 +9,5 @@ GGUF file for llama.cpp and Ollama.
     hub.py         push to the Hub (create_repo, upload_folder), laid out in the run folder first
     gguf.py        one GGUF file (f16, bf16, q8_0, f32) in llama.cpp's layout for Llama-shaped models
     ollama.py      an Ollama Modelfile whose template is read off the tokenizer's chat template
+    chat_models.py a finished run's base, trained and GGUF models for a chat, held while used, let go when idle
 """

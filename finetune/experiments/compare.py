@@ -26,6 +26,7 @@ from .labels import (
     NOT_JUDGED,
     differing_settings,
     display_value,
+    objective_caution,
     quoted,
     run_labels,
     setting_value,
@@ -179,6 +180,9 @@ def verdict(records) -> dict:
     result["held_out"] = held_out_comparison(judged, labels=labels)
     result["left_out"] = left_out
     result["text"] = _verdict_text(result, facts, left_out, _steps_comparable(judged))
+    caution = objective_caution(judged) if facts else None  # losses of different objectives or betas
+    if caution:
+        result["text"] += " " + caution
     return result
 
 

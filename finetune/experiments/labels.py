@@ -111,6 +111,30 @@ def settings_diff(records) -> list[dict]:
             for name in differing_settings(records)]
 
 
+# The settings a preference loss's value depends on, beside the objective itself.
+LOSS_SETTINGS = ("beta", "dpo_loss", "desirable_weight", "undesirable_weight")
+
+
+def objective_caution(records) -> str | None:
+    """A sentence for a verdict that ranks losses, when the runs' losses are not on one
+    scale: different objectives optimise different losses (a supervised run's cross-entropy,
+    DPO's -log sigmoid(beta x margin)), and a preference loss moves with beta and its variant.
+    None when the losses compare."""
+    runs = readable(records)
+    named = {str(setting_value(r, "objective") or "sft") for r in runs}
+    if len(named) > 1:
+        words = ", ".join(objectives.NAMES.get(o, o) for o in sorted(named))
+        return (f"Careful: these runs optimise different objectives ({words}), so their losses measure different "
+                "things and the lowest one is not the better run; compare their held-out answers, and a preference "
+                "run's preference accuracy on pairs it never trained on.")
+    differ = [n for n in LOSS_SETTINGS if n in differing_settings(runs)]
+    if differ:
+        return (f"Careful: a {next(iter(named)).upper()} loss depends on {' and '.join(differ)}, which differ here, so "
+                "the lowest loss is not the strongest preference; compare each run's preference accuracy on pairs "
+                "it never trained on.")
+    return None
+
+
 def quoted(label: str) -> str:
     """A label naming several settings holds commas: quote it so the sentence still reads."""
     return f'"{label}"' if "," in label else label

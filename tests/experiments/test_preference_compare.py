@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from finetune.experiments import labels, sweep
+from finetune.experiments import compare, labels, sweep
 from finetune.runs import records
-from finetune.runs.records import RunRecord
+from finetune.runs.records import RunRecord, write_record
 from finetune.train.config import TrainConfig
 
 PAIRS = [{"prompt": f"Convert to ISO 8601: {name} {d}, 2021", "chosen": f"2021-{m:02d}-{d:02d}",
@@ -79,3 +79,22 @@ def test_a_sweep_over_beta_gives_comparable_dpo_runs_named_by_their_beta(tiny_mo
     assert all(any("rewards/margins" in entry for entry in m.history) for m in members)
     assert "beta=0.05" in found["verdict"]["text"] and "beta=0.5" in found["verdict"]["text"]
     assert [row["setting"] for row in labels.settings_diff(members)] == ["beta"]
+    # The DPO loss moves with beta: the lowest one is not called the strongest preference.
+    assert "Careful: a DPO loss depends on beta, which differ here" in found["verdict"]["text"]
+
+
+def test_a_verdict_over_different_objectives_says_their_losses_do_not_compare(tmp_path):
+    for run_id, objective, losses in (("sft", "sft", (1.2, 0.4)), ("dpo", "dpo", (0.69, 0.3))):
+        folder = tmp_path / run_id
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(TrainConfig(objective=objective).to_dict()))
+        (folder / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": step, key: value}) + "\n" for step, value in zip((5, 10), losses)
+            for key in ("loss", "eval_loss")))
+        write_record(folder, status="completed")
+    text = compare.verdict(records.list_runs(tmp_path))["text"]
+    assert "Lowest validation loss" in text
+    assert ("Careful: these runs optimise different objectives (DPO (preference pairs), supervised fine-tuning), "
+            "so their losses measure different things") in text
+    same = [record("a", objective="dpo"), record("b", objective="dpo", learning_rate=1e-5)]
+    assert labels.objective_caution(same) is None  # the same loss: ranking it is fair

@@ -115,15 +115,25 @@ def preference_pairs(prepared) -> list | None:
     return preference.unseen_pairs(prepared) or None
 
 
-def preference_on_main(pairs, model, config: TrainConfig, hardware, publish, side: str) -> list | None:
+def preference_on_main(pairs, model, config: TrainConfig, hardware, publish, side: str,
+                       job: Job | None = None) -> list | None:
     """Each unseen pair's chosen and rejected mean log-probability per token under `model`,
-    before or after training (evaluate/preference.py); None when there are no pairs."""
+    before or after training (evaluate/preference.py); None when there are no pairs. Before
+    training, the base model's are reused when it measured the same pairs before (runs/reuse.py)."""
     if not pairs:
         return None
+
+    def measure():
+        return preference.measure(model, pairs, config.max_length, hardware.autocast_dtype)
+
+    found = measure
+    if side == "before" and job is not None and job.reused is not None:
+        key = before_key(job, "preference-before", hardware, max_length=config.max_length,
+                         pairs=[[e.prompt_ids, e.chosen_ids, e.rejected_ids] for _, _, e in pairs])
+        found = lambda: job.reused.get(key, measure, decode=lambda kept: [tuple(pair) for pair in kept])[0]  # noqa: E731
     return measured_on_main(
         publish, f"measuring which reply of {len(pairs)} unseen preference pairs the model prefers, {side} training",
-        lambda: preference.measure(model, pairs, config.max_length, hardware.autocast_dtype),
-        lambda why: f"the preference evidence is left out: {why}")
+        found, lambda why: f"the preference evidence is left out: {why}")
 
 
 def validation_losses_on_main(model, prepared, hardware, publish, objective: str = "sft") -> dict | None:

@@ -36,14 +36,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         # The exercise compares curves: the general probe (answered twice per run) is left off to fit 12 minutes.
         "eval_steps": 5, "general_probe": False,
     },
-    # Preference tuning on the bundled pairs (~285 to train, ~70-190 tokens each), sized like
-    # quick-demo for a 2-core CPU. DPO moves a model far per step: full fine-tuning wants a
-    # learning rate below supervised fine-tuning's (published recipes use 5e-7 to 1e-6 on 1-7B
-    # models; a 135M model takes more, 1e-5, inside the recommended range), one epoch (pairs
-    # seen again drive the margin up without learning more), beta 0.1 (DPO's usual start). Validation pairs are
-    # evaluated ~10 times (eval_steps 0) so the preference accuracy has a curve; answers are
-    # short (the chosen replies are a few tokens), long enough to show a verbose one.
-    # Chosen from these reasons and the data's size, not yet from a measured run.
+    # Preference tuning on the bundled pairs (128 to train, 32 held out; a prompt with its
+    # longer reply is under 150 tokens), sized like quick-demo for a 2-core CPU. DPO moves a
+    # model far per step: full fine-tuning wants a learning rate below supervised
+    # fine-tuning's (published recipes use 5e-7 to 1e-6 on 1-7B models; a 135M model takes
+    # more, 1e-5, inside the recommended range), one epoch (pairs seen again drive the margin
+    # up without learning more), beta 0.1 (DPO's usual start). Validation pairs are evaluated
+    # ~10 times (eval_steps 0) so the preference accuracy has a curve; answers are short (the
+    # chosen replies are a few tokens), long enough to show a chatty one. Measured once from
+    # the base model (general probe off, OMP_NUM_THREADS=1 on the 2-core VM loaded by other
+    # work): 16 steps, 1239 s in all; DPO loss 0.69 -> 0.49, and on the 38 held-out pairs the
+    # chosen reply preferred 45% -> 79% (+34 points, 95% interval +18 to +48).
     "dpo-demo": {
         "data": PREFERENCE_DATA, "objective": "dpo", "beta": 0.1, "dpo_loss": "sigmoid", "precompute_ref": True,
         "method": "full", "learning_rate": 1e-5, "batch_size": 8, "grad_accum": 1, "epochs": 1,

@@ -82,7 +82,7 @@ def test_upload_shows_format_split_and_lengths(app_url, demo_file):
     assert short["report"]["over_max_length"] > 0  # the histogram's count of examples over max length
     # Truncated examples whose answer was cut off entirely have nothing left to train: dropped.
     assert short["report"]["train_dropped"] == 332 - short["split"]["train"] > 0
-    rendered = out[6]  # the example with its trained span marked
+    rendered = out[7]  # the example with its trained span marked (after summary, format, 4 pickers, records)
     labels = {item["class_or_confidence"] for item in rendered}
     assert labels == {"trained", "prompt (masked)"}
 

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from finetune.data import collected
 from finetune.sources import models
 from finetune.sources.files import Limits
 from finetune.train import config as cfg
 from ui import boundary, space
 from ui.lab import ASSETS, MIN_KEY_CHARS, REPO_ROOT, Lab
 from ui.limits import PUBLIC_MAX_NEW_TOKENS
-from ui.tabs import compare_tab, data_tab, experiments_tab, export_tab, lessons_tab, params_tab, train_tab
+from ui.tabs import chat_tab, compare_tab, data_tab, experiments_tab, export_tab, lessons_tab, params_tab, train_tab
 from ui.views import fields
 
 # runs/ in the checkout the app runs from; None when the lab is installed as a package,
@@ -23,7 +24,7 @@ from ui.views import fields
 DEFAULT_OUTPUT_ROOT: Path | None = REPO_ROOT / "runs" if REPO_ROOT is not None else None
 DEFAULT_PRESET = "quick-demo"
 # The tabs' ids, which a lesson file names to say where its button takes the student.
-TAB_IDS = ("data", "params", "train", "compare", "export", "experiments", "lessons")
+TAB_IDS = ("data", "params", "train", "compare", "chat", "export", "experiments", "lessons")
 HEADER = """<div class="lab-header"><h1>Fine-tuning lab</h1>
 <p>Fine-tune a small language model in your browser: pick data, choose settings inside the ranges practice
 recommends, watch the loss live, and compare answers before and after.</p></div>"""
@@ -133,6 +134,8 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
                 train = train_tab.build(lab)
             with gr.Tab("4 · Compare", id="compare"):
                 compare = compare_tab.build(lab, initial.max_new_tokens)
+            with gr.Tab("4b · Chat", id="chat") as chat_block:
+                chat = chat_tab.build(lab, initial.max_new_tokens)
             with gr.Tab("5 · Export", id="export"):
                 export = export_tab.build(lab)
             with gr.Tab("6 · Experiments", id="experiments") as experiments_block:
@@ -144,6 +147,7 @@ def build_app(default_model: str = models.DEFAULT_SPEC, output_root: str | Path 
         params_tab.wire(lab, params, settings, data.facts, shown=params_block)
         train_tab.wire(lab, train, data, params, settings, compare, owner_key, demo)
         compare_tab.wire(lab, compare, settings, data, owner_key)
+        chat_tab.wire(lab, chat, owner_key, chat_block)
         export_tab.wire(lab, export, owner_key)
         experiments_tab.wire(lab, experiments, data, params, settings, owner_key, experiments_block)
         lessons_tab.wire(lab, lessons, tabs, data, params, settings, owner_key)
@@ -168,8 +172,10 @@ def launch_options(output_root: str | Path | None = None, limits: Limits | None 
     caller only), tracebacks stay hidden, and monitoring and MCP are off."""
     public = is_public_deployment() if public is None else public
     limits = limits or (public_limits() if public else Limits())
-    served = [] if public else [str(Path(output_root or default_output_root()))]
+    root = Path(output_root or default_output_root())
+    served = [] if public else [str(root)]
     options = {"theme": theme(), "css": CSS, "max_file_size": limits.max_file_bytes, "allowed_paths": served,
+               "blocked_paths": [str((root / collected.FOLDER).resolve())],  # people's chat data: never served
                "footer_links": ["api", "gradio"], "show_error": False, "enable_monitoring": False,
                "mcp_server": False, "state_session_capacity": SESSIONS_KEPT}
     if public:

@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from finetune.data import dataset
+from finetune.data.collected import CollectedData
 from finetune.data.formats import FORMATS, MAPPED_FORMAT
 from finetune.sources.files import SUFFIXES, DataError, load_table, looks_like_path
 from finetune.sources.hub_token import redact
@@ -36,7 +37,9 @@ from ui.views.data_views import (
     summary_markdown,
 )
 
-SOURCES = [("Bundled dataset", "bundled"), ("Upload a file", "upload"), ("Hugging Face Hub dataset", "hub")]
+SOURCES = [("Bundled dataset", "bundled"), ("Upload a file", "upload"), ("Hugging Face Hub dataset", "hub"),
+           ("My chat pairs (Chat tab)", "chat-pairs"), ("My edited answers (Chat tab)", "chat-sft")]
+CHAT_SOURCES = {"chat-pairs": "pairs", "chat-sft": "sft"}  # the caller's own files from the Chat tab, by kind
 # The Data tab's config fields: how records become examples, their length, and the split.
 LAYOUT_FIELDS = ("template", "system_prompt", "max_length", "overlong", "held_out", "validation_fraction")
 COLUMN_FIELDS = ("prompt_column", "response_column", "system_column", "rejected_column")
@@ -152,6 +155,12 @@ def dataset_source(lab: Lab, owner: str, source: str, file, bundled: str, hub: s
         if not file:
             raise user_error("upload a dataset file first (JSON, JSONL, CSV or Parquet)")
         return str(lab.claim_upload(str(file), owner)), Path(file).name
+    if source in CHAT_SOURCES:  # the caller's own chat data (finetune.data.collected): no one else's
+        path = CollectedData(lab.output_root, owner).available().get(CHAT_SOURCES[source])
+        if path is None:
+            raise user_error("nothing saved from your chats yet: on the Chat tab, mark the better answer of a turn "
+                             "(pairs) or edit an answer into the one you wanted")
+        return str(path), f"{path.name} (from your chats)"
     if source == "hub":
         hub = (hub or "").strip()
         if not hub or looks_like_path(hub):
@@ -224,6 +233,12 @@ def wire(lab: Lab, tab: DataTab, settings: dict, owner_key, demo: gr.Blocks) -> 
            settings["held_out"].release, settings["validation_fraction"].release],
           handler, **private)
     tab.file.upload(lambda: "upload", None, tab.source, api_visibility="private").then(handler, **private)
+
+    def chat_source(source, request: gr.Request = None, **values):
+        """Picking one's chat data loads it at once: there is nothing else to choose."""
+        return handler(source, request=request, **values) if source in CHAT_SOURCES else {}
+
+    tab.source.input(chat_source, **private)
     tab.source.change(
         lambda s: {tab.bundled: gr.update(visible=s == "bundled"), tab.file: gr.update(visible=s == "upload"),
                    tab.hub_id: gr.update(visible=s == "hub")},

@@ -8,5 +8,6 @@ widget values, no event handlers and no state.
     train_views.py  a run's snapshot as a status line, figures and the status JSON
     memory_view.py  the memory estimate for the current settings, term by term
     changes.py      a before -> after change with its 95% interval, as a cell and in words
+    chat_views.py   a conversation's columns, who answers how, the person's saved chat data
     evidence_views.py  a run's standard benchmarks and judge, with their intervals
 """

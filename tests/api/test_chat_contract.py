@@ -119,13 +119,16 @@ def tour(url: str, runs: Path, mode: str) -> Tour:
     rec.call("send too hot", c, FIRST, **mine, temperature=3.0, api_name="/chat_send")
     rec.call("stop idle", c, owner_key=KEY, api_name="/chat_stop")
 
-    # Stopped while it streams: the first text arrives, the stop lands long before 2,000 tokens.
-    long = c.submit("Tell me everything.", **mine, **{**SAMPLED, "max_new_tokens": 2000}, api_name="/chat_send")
-    stop_said = ""
-    for output in long:
-        if not stop_said and answers(output[0]) and answers(output[0])[-1] not in ("", "…"):
-            stop_said = c.predict(owner_key=KEY, api_name="/chat_stop")
-    rec.calls["send stopped"] = Call("/chat_send", value=long.result())
+    # Stopped while it streams: the first text arrives, the stop lands long before 2,000 tokens (which
+    # public mode allows here only: the server runs in this process, its cap of 256 lifted for this call).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("ui.limits.PUBLIC_MAX_NEW_TOKENS", 4096)
+        long = c.submit("Tell me everything.", **mine, **{**SAMPLED, "max_new_tokens": 2000}, api_name="/chat_send")
+        stop_said = ""
+        for output in long:
+            if not stop_said and answers(output[0]) and answers(output[0])[-1] not in ("", "…"):
+                stop_said = c.predict(owner_key=KEY, api_name="/chat_stop")
+        rec.calls["send stopped"] = Call("/chat_send", value=long.result())
     rec.call("clear", c, api_name="/chat_clear")
     rec.call("mark after clear", c, 0, "base", owner_key=KEY, api_name="/chat_mark")
     return Tour(mode, runs, run_id, rec, streamed, stop_said)

@@ -5,6 +5,7 @@ public mode's answer deadline; the chat data never served as a file."""
 
 import importlib.util
 import json
+import threading
 import urllib.error
 import urllib.request
 
@@ -106,3 +107,20 @@ def test_public_answers_stop_at_the_deadline_and_say_so(public_app, tiny_model_d
                                                          api_name="/chat_send")
     for column in (base, tuned):
         assert column[-1]["content"][0]["text"].endswith("*[cut short: answers stop after 0.001 s here]*")
+
+
+def test_a_clients_cancel_lets_the_model_go_at_once(local_url):
+    """gradio_client's job.cancel() closes the answer's stream, which stops the generation
+    (stream_answer's halt): no thread goes on generating 4,000 tokens for nobody."""
+    url, _, trained = local_url
+    job = Client(url, verbose=False).submit("Tell me everything.", run_id=trained.name, max_new_tokens=4000,
+                                            temperature=1.0, api_name="/chat_send")
+    for base, *_ in job:
+        if base and base[-1]["role"] == "assistant" and base[-1]["content"][0]["text"] != WAITING:
+            break
+    generating = [t for t in threading.enumerate() if t.name == "chat-answer"]
+    assert generating, "the answer was still being generated when cancelled"
+    job.cancel()
+    for thread in generating:
+        thread.join(timeout=10)  # 4,000 tokens take minutes on a CPU; the halt lands at the next token
+    assert not any(t.is_alive() for t in generating)

@@ -1,5 +1,6 @@
 """python -m finetune sweep|runs|compare-runs: the experiments side of the
-command line, on the same scheduler, records and comparison as the app."""
+command line, on the same scheduler, records and comparison as the app
+(`runs --delete RUN...` deletes runs by the scheduler's rules, as the app's button does)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ def add_parsers(commands, add_train_flags) -> None:
     run_sweep.add_argument("--output", "-o", default=DEFAULT_ROOT,
                            help="folder for the sweep folder and its runs (default: runs)")
     add_train_flags(run_sweep)
-    listing = commands.add_parser("runs", help="list runs, one line each")
+    listing = commands.add_parser("runs", help="list runs, one line each, or delete some (--delete)")
     listing.add_argument("--root", default=DEFAULT_ROOT, help="runs folder (default: runs)")
+    listing.add_argument("--delete", nargs="+", metavar="RUN", default=None,
+                         help="delete these runs (ids as listed) whole: their folders, models and checkpoints; "
+                              "a run waiting or training is refused (stop it first)")
     compare = commands.add_parser("compare-runs", help="compare runs: a table, a verdict and an HTML report")
     compare.add_argument("folders", nargs="+", help="run folders")
     compare.add_argument("--report", default="compare-runs.html", help="HTML report to write")
@@ -85,12 +89,30 @@ def print_comparison(chosen) -> None:
 
 
 def run_runs(args: argparse.Namespace) -> int:
+    if args.delete:
+        return delete_runs(Path(args.root), args.delete)
     found = records.list_runs(Path(args.root))
     if not found:
         print(f"no runs in {args.root}", file=sys.stderr)
         return 0
     for record in found:
         print(_one_line(record))
+    return 0
+
+
+def delete_runs(root: Path, run_ids: list[str]) -> int:
+    """All the runs named, or none (an unknown id or a run waiting or training stops it, with one line)."""
+    from ..experiments.scheduler import Scheduler
+
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder of runs")
+    for run_id in run_ids:  # the app says "no such run" alone (an id is no proof a run exists); here, which
+        if records.find_run(root, run_id) is None:
+            raise records.NoSuchRun(f"no such run in {root}: {run_id}")
+    deleted = Scheduler(root).delete(run_ids, records.LOCAL_OWNER)
+    for run_id in deleted["deleted"]:
+        print(f"deleted {run_id}")
+    print(f"freed {deleted['freed_mb']:,.0f} MB", file=sys.stderr)
     return 0
 
 

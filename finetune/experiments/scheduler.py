@@ -31,6 +31,7 @@ from ..runs.run import Identity, TrainingRun, active_runs
 from ..sources.models import ModelSource, resolve
 from ..train.config import PUBLIC_MAX_NEW_TOKENS, Checked, check
 from ..runs.reuse import reuse_for
+from ..runs import disk, footprint  # the disk runs leave: room, quota, retention, deleting (issue 26)
 from .admission import Admission, Machine, run_estimate_bytes
 
 # Entries (runs, or sweeps counted once) one owner may have waiting or training:
@@ -78,10 +79,11 @@ class Submission:
 
 class Scheduler:
     def __init__(self, root: str | Path, public: bool = False, callbacks: tuple = (),
-                 admission: Admission | None = None):
+                 admission: Admission | None = None, disk_policy: disk.DiskPolicy | None = None):
         """`callbacks`: TrainerCallbacks every run started here is given (tests hold runs at a
         known step through them, so a stop or a queue is checked at the same step on any machine).
-        `admission`: how many runs may train at once here (default: what this machine allows)."""
+        `admission`: how many runs may train at once here (default: what this machine allows).
+        `disk_policy`: quota and retention (default: FINETUNE_RUN_QUOTA_MB and FINETUNE_KEEP_HOURS in public)."""
         self.root = Path(root)
         self.public = public
         self.callbacks = tuple(callbacks)
@@ -98,6 +100,8 @@ class Scheduler:
         self._seconds_per_step: float | None = None  # measured on finished runs, for queue estimates
         self.root.mkdir(parents=True, exist_ok=True)
         records.mark_orphans(self.root)  # runs a dead server left behind: interrupted or cancelled
+        self.disk = disk_policy or disk.DiskPolicy.from_env(public)
+        disk.clean_half_deleted(self.root)  # what a crash left half-deleted
 
     # --- owners
     def owner(self, key: str | None) -> str:
@@ -128,6 +132,7 @@ class Scheduler:
                     sweep: str | None = None, labels: list[str] | None = None) -> list[TrainingRun]:
         """Queue runs as one entry (all or none), then start the first if the trainer is free."""
         self._check_public_caps(submissions)
+        self._check_disk([s.settings.config for s in submissions], owner)
         with self._lock:
             self._check_limits(owner, len(submissions))
             runs = [self._make(s, owner, parent or self.root, sweep, labels[i] if labels else None)
@@ -154,6 +159,7 @@ class Scheduler:
         settings = resuming.settings(record)
         source = resolve(settings.config.model, allowed_model_roots)
         self._check_public_caps([Submission(settings)])
+        self._check_disk([settings.config], owner, holding=disk.folder_bytes(record.folder))
         identity = Identity(owner=record.owner or owner, data_name=record.data_name, sweep=record.sweep,
                             label=record.label)
         with self._lock:
@@ -300,6 +306,7 @@ class Scheduler:
         return records.read_run(self.root, run_id, self._filter(owner))
 
     def list(self, owner: str) -> list[RunRecord]:
+        self.expire()  # now and then: a page listing runs is where removed weights would show
         return records.list_runs(self.root, self._filter(owner))
 
     def latest(self, owner: str) -> TrainingRun | None:
@@ -340,6 +347,59 @@ class Scheduler:
             current.stop()
         for current in mine:
             current.wait(timeout)
+
+    # --- the disk (runs/disk.py, runs/footprint.py): room for a run's files, each person's quota,
+    # retention of weights in public mode, deleting runs
+    def _check_disk(self, configs: list, owner: str, holding: int = 0) -> None:
+        """Refuse a start in one line when its owner is over their quota, or when the disk cannot
+        hold the runs' estimated outputs (less `holding`, what a resumed run's folder already has)
+        beside what the runs waiting or training have yet to write."""
+        self.expire(force=True)
+        estimates = [footprint.estimate_bytes(config) for config in configs]
+        needed = None if None in estimates else max(0, sum(estimates) - holding)
+        mine = self.list(owner) if self.disk.quota_mb else []
+        refused = self.disk.refusal(self.root, needed, mine, self._pending_bytes() if needed is not None else 0)
+        if refused:
+            raise QueueFull(refused)
+
+    def _pending_bytes(self) -> int:
+        """What the runs waiting or training here have yet to write: their estimate less their folder."""
+        with self._lock:
+            runs = self._waiting_or_training()
+        return sum(max(0, (footprint.estimate_bytes(r.config) or 0) - disk.folder_bytes(r.folder.root)) for r in runs)
+
+    def expire(self, force: bool = False) -> list[str]:
+        """Remove the weights and checkpoints of runs past retention (public mode): at every start
+        (`force`) and at most every disk.EXPIRE_EVERY_S when runs are listed. A timer thread would do
+        it on an idle server too, but the disk only fills when runs start, and the listing is where a
+        person would see a run's weights gone. Returns the ids whose weights went."""
+        if not self.disk.due(force):
+            return []
+        expired, trash = [], []
+        for record in self.disk.past_retention(self.root):  # read outside the lock: many folders
+            with self._lock:  # a run queued again meanwhile (resumed) keeps its checkpoints
+                if any(r.run_id == record.id for r in self._waiting_or_training()):
+                    continue
+                trash += self.disk.remove_weights(record)
+            expired.append(record.id)
+        disk.empty(trash)
+        return expired
+
+    def delete(self, run_ids, owner: str) -> dict:
+        """Delete runs of the owner's (every run locally) whole, all or none: NoSuchRun for one that is
+        not theirs, disk.CannotDelete for one waiting or training. A sweep forgets its deleted runs and
+        judges the ones left. Returns {deleted, freed_mb}."""
+        with self._lock:
+            busy = {r.run_id: r.snapshot().status for r in self._waiting_or_training()}
+            deleting = disk.start_deleting(self.root, run_ids, self._filter(owner), busy)
+            for run_id in deleting.ids:
+                self._live.pop(run_id, None)
+        for folder in deleting.sweeps:
+            if len(sweep_records.read_sweep(self.root, folder.name).run_ids) < 2:
+                sweep_records.write_sweep(folder, verdict=None)  # one run left is no comparison
+            else:
+                self._close_sweep(folder.name, folder)
+        return deleting.finish()
 
     # --- the queue as its owner sees it
     def position(self, run: TrainingRun) -> int:

@@ -15,4 +15,6 @@ snapshots, and kept on disk as a record the app, the CLI and the API read.
     portable.py           why a run folder can move: paths recorded relative to it, names without paths
     resume.py             what can be resumed, from which checkpoint, with which settings
     sweep_records.py      sweep folders read back
+    disk.py               the disk runs use: sizes, deleting runs whole, retention and quota on a public server
+    footprint.py          what a run will write to disk, estimated before it starts
 """

@@ -106,7 +106,8 @@ def valid_id(name) -> bool:
 
 
 def children(folder: Path) -> list[Path]:
-    """The sub-folders whose names are valid ids, sorted."""
+    """The sub-folders whose names are valid ids, sorted. A hidden folder is never one: a run
+    being deleted is first renamed `.deleting-<id>` (disk.py), so half a run is never listed."""
     try:
         return sorted(p for p in folder.iterdir() if valid_id(p.name) and p.is_dir())
     except OSError:

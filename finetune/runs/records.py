@@ -7,7 +7,7 @@ each status change:
 
     {"id", "status", "owner", "created_at", "started_at", "finished_at",
      "pid", "pid_start", "host", "sweep", "label", "message", "error", "data_name",
-     "data_path", "earlier_seconds", "parent"}
+     "data_path", "earlier_seconds", "parent", "weights_removed"}
 
 Times are Unix seconds; `earlier_seconds` is how long a resumed run trained
 before its latest resume (its duration counts them). `parent` is the run this
@@ -15,6 +15,8 @@ one continues from, `{"run_id", "which"}` ("best" or "final"), or null: a run
 whose model is another run's saved model (its best/, its model/, or its best
 LoRA adapters merged into best-merged/) names that run, whoever started it
 (the app's "Continue from this run", or `train --model runs/<id>/best`).
+`weights_removed` is `{"at", "after_hours"}` once a public server's retention removed
+the run's weights and checkpoints (disk.py), else null.
 
 No file of a run holds an absolute path, so a folder copied to another machine
 reads the same there: `data_name` (and config.json's `data`) is the dataset's
@@ -76,7 +78,8 @@ UNREADABLE = "unreadable"  # listed status of a folder whose files cannot be rea
 LOCAL_OWNER = "local"  # the one owner of a single-user install
 
 RECORD_FIELDS = ("id", "status", "owner", "created_at", "started_at", "finished_at", "pid", "pid_start",
-                 "host", "sweep", "label", "message", "error", "data_name", "data_path", "earlier_seconds", "parent")
+                 "host", "sweep", "label", "message", "error", "data_name", "data_path", "earlier_seconds", "parent",
+                 "weights_removed")
 # The folders of a run that hold a model another run can start from, and which of its
 # models each is: the best checkpoint, the final model, and a LoRA run's best adapters
 # merged over its base (export/continuing.py writes it: best/ alone is no model).
@@ -215,6 +218,7 @@ class RunRecord:
     data_path: str | None = None  # the data file, relative to the folder (None for a hub dataset)
     earlier_seconds: float = 0.0  # trained before the latest resume
     parent: dict | None = None  # the run this one continues from: {"run_id", "which"}
+    weights_removed: dict | None = None  # {"at", "after_hours"}: retention removed its weights (disk.py)
     config: dict = field(default_factory=dict, repr=False, compare=False)
     summary: dict | None = field(default=None, repr=False, compare=False)
     unreadable: str | None = None
@@ -254,7 +258,8 @@ def load_record(folder: str | Path) -> RunRecord:
         error=text(record.get("error")) or _summary_error(summary),
         pid=record.get("pid") if isinstance(record.get("pid"), int) else None, host=text(record.get("host")),
         data_path=text(record.get("data_path")), earlier_seconds=number(record.get("earlier_seconds")) or 0.0,
-        parent=_parent(record.get("parent")), config=config, summary=summary, unreadable=problem,
+        parent=_parent(record.get("parent")), weights_removed=_removed(record.get("weights_removed")),
+        config=config, summary=summary, unreadable=problem,
     )
 
 
@@ -262,6 +267,13 @@ def _parent(value) -> dict | None:
     """run.json's parent as written ({"run_id", "which"}), or None for anything else."""
     if isinstance(value, dict) and isinstance(value.get("run_id"), str) and value.get("which") in ("best", "final"):
         return {"run_id": value["run_id"], "which": value["which"]}
+    return None
+
+
+def _removed(value) -> dict | None:
+    """run.json's weights_removed as disk.py writes it, or None for anything else."""
+    if isinstance(value, dict) and all(isinstance(value.get(k), (int, float)) for k in ("at", "after_hours")):
+        return {"at": float(value["at"]), "after_hours": float(value["after_hours"])}
     return None
 
 

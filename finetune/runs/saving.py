@@ -1,11 +1,15 @@
 """How a run's models are written: the final model in the base model's dtype,
 a LoRA run's adapters alone, the best checkpoint as training finds it, each
-into a temporary folder that then takes the final name.
+into a temporary folder that then takes the final name; and a best checkpoint
+that is the final model stored once (store_best_once).
 """
 
 from __future__ import annotations
 
+import copy
+import filecmp
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from ..train.trainer import (
     replace_folder,
 )
 from .job import Job
-from .outputs import BEST_INFO
+from .outputs import BEST_INFO, RunFolder
 
 
 def merged_over_full_base(peft_model, source: models.ModelSource, dtype, token: str | None):
@@ -74,6 +78,7 @@ def best_keeper(job: Job, tokenizer, dtype, publish) -> BestCheckpoint:
     with best.json; each new best is published for the live plot."""
     def save(model, folder: Path, found: dict) -> None:
         write_model(model, tokenizer, folder, state_dict=trained_weights(model, dtype), base_name=adapter_base_name(job))
+        _config_in(model, folder, dtype)
         (folder / BEST_INFO).write_text(json.dumps(found))
 
     kept = job.folder.best() if ranks.is_main() else None  # a resumed run's, to beat
@@ -81,6 +86,60 @@ def best_keeper(job: Job, tokenizer, dtype, publish) -> BestCheckpoint:
     if kept:
         publish(best_checkpoint=kept)
     return BestCheckpoint(job.folder.best_dir, save, on_best=lambda found: publish(best_checkpoint=found), best=kept)
+
+
+def _config_in(model, folder: Path, dtype) -> None:
+    """config.json naming the dtype the weights were saved in, as the final model's does:
+    save_pretrained names the live model's (fp32 master weights), not the state dict's."""
+    if dtype is None or hasattr(model, "peft_config") or not (folder / "config.json").is_file():
+        return
+    config = copy.deepcopy(model.config)
+    config.dtype = str(dtype).removeprefix("torch.")
+    config.save_pretrained(folder)
+
+
+def store_best_once(folder: RunFolder, final_step: int) -> int:
+    """When best/ was saved at the run's final step, each of its files that is byte for
+    byte the final model's (model/, or a LoRA run's adapter/) becomes a hard link to it:
+    the disk holds the weights once, and exporting best or final reads the same bytes.
+    Where the disk cannot link, best/ stays a copy. Returns the bytes no longer held twice.
+
+    Safe with everything that writes models: a save replaces a whole folder by renaming
+    (train.trainer.replace_folder), never a file in place, so a later save of either
+    folder leaves the other's bytes as they were."""
+    best = folder.best()
+    if best is None or best["step"] != final_step or best["folder"] != folder.best_dir.name:
+        return 0
+    shared = 0
+    for path in sorted(folder.best_dir.iterdir()):
+        twin = _identical_twin(path, (folder.model_dir, folder.adapter_dir))
+        if twin is not None and _link_over(twin, path):
+            shared += path.stat().st_size
+    return shared
+
+
+def _identical_twin(path: Path, folders) -> Path | None:
+    """The file of the same name in one of `folders` with the same bytes as `path`, if any."""
+    if not path.is_file() or path.name == BEST_INFO:
+        return None
+    for other in folders:
+        twin = other / path.name
+        if twin.is_file() and not os.path.samefile(twin, path) and filecmp.cmp(twin, path, shallow=False):
+            return twin
+    return None
+
+
+def _link_over(source: Path, target: Path) -> bool:
+    """`target` replaced by a hard link to `source` in one rename (never missing meanwhile); False where links fail."""
+    temporary = target.with_name(f".{target.name}.link")
+    try:
+        temporary.unlink(missing_ok=True)
+        os.link(source, temporary)
+        os.replace(temporary, target)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def trained_weights(model, dtype) -> dict:

@@ -110,6 +110,7 @@ def tour(app: App, holds) -> Toured:
         if started:
             hold.wait()
             rec.call("training_status held", c, run_id=run_id, api_name="/training_status")
+            rec.call("delete_runs training", c, [run_id], api_name="/delete_runs")
             queued = rec.call("start_training queued", other, **data, **RUN, owner_key=OTHER_KEY,
                               api_name="/start_training")
             rec.call("training_status someone else's", other, run_id=run_id, owner_key=OTHER_KEY,
@@ -152,6 +153,11 @@ def tour(app: App, holds) -> Toured:
     rec.call("compare_runs one", c, [run_id], api_name="/compare_runs")
     rec.call("list_runs", c, api_name="/list_runs")
     rec.call("list_runs someone else's", other, owner_key=OTHER_KEY, api_name="/list_runs")
+    if app.mode == "public":  # locally every run is everyone's: this would delete the run the tests read
+        rec.call("delete_runs someone else's", other, [run_id], owner_key=OTHER_KEY, api_name="/delete_runs")
+    if started and queued:
+        rec.call("delete_runs", other, [queued["run_id"]], owner_key=OTHER_KEY, api_name="/delete_runs")
+        rec.call("list_runs after delete_runs", other, owner_key=OTHER_KEY, api_name="/list_runs")
     return Toured(app, rec, run_id, server)
 
 
@@ -420,7 +426,7 @@ def test_compare_runs(api):
 def test_list_runs(api):
     rows = api.value("list_runs")
     fields = {"run", "label", "time", "model", "data", "status", "steps", "final train loss", "best val loss",
-              "best val step", "held-out (before → after)", "duration (s)", "note"}
+              "best val step", "held-out (before → after)", "duration (s)", "disk (MB)", "note"}
     assert all(fields <= set(row) for row in rows)
     times = [row["time"] for row in rows]
     assert times == sorted(times, reverse=True), "newest first"
@@ -433,6 +439,21 @@ def test_list_runs(api):
         assert queued not in status and theirs == {queued: "cancelled"}
     else:
         assert status[queued] == "cancelled" and theirs == status
+
+
+@contract("/delete_runs")
+def test_delete_runs(api):
+    queued = api.value("start_training queued")["run_id"]  # cancelled: its person deletes it
+    deleted = api.value("delete_runs")
+    assert set(deleted) == {"deleted", "freed_mb"} and deleted["deleted"] == [queued]
+    assert isinstance(deleted["freed_mb"], float) and deleted["freed_mb"] >= 0
+    assert queued not in {row["run"] for row in api.value("list_runs after delete_runs")}
+    assert not (api.runs / queued).exists()
+    assert api.error("delete_runs training") == f"run {api.run_id} is training: stop it first, and delete it once " \
+                                                 "it has stopped"
+    if api.public:  # someone else's run is answered as a missing one, and stays
+        assert api.error("delete_runs someone else's") == "no such run"
+        assert (api.runs / api.run_id / "run.json").is_file()
 
 
 # ------------------------------------------------------------------ the contract as a whole

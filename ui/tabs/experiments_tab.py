@@ -1,8 +1,9 @@
-"""Tab 6, Experiments: your runs in one table; two or more of them compared
-(training loss, validation loss and learning rate overlaid, the settings that
-differ, and a verdict in plain words); and sweeps, one queued run per value of
-one setting. One button runs the tutorial's learning-rate exercise on the
-bundled demo data."""
+"""Tab 6, Experiments: your runs in one table (filtered by status, data, model
+and text, newest first, a page at a time, with the disk each uses); two or more
+of them, picked from the table, compared (training loss, validation loss and
+learning rate overlaid, the settings that differ, and a verdict in plain
+words) or deleted; and sweeps, one queued run per value of one setting. One
+button runs the tutorial's learning-rate exercise on the bundled demo data."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from finetune.experiments import sweep
 from finetune.experiments.figures import overlay_figures
 from finetune.experiments.labels import run_labels, settings_diff
 from finetune.experiments.scheduler import QueueFull, Submission
+from finetune.runs import disk
+from finetune.runs.disk import CannotDelete
 from finetune.runs.folders import METRICS_FILE
 from finetune.runs.records import NoSuchRun
 from finetune.sources.files import DataError
@@ -26,11 +29,13 @@ from finetune.train.config import ConfigError
 from ui.lab import Lab, user_error
 from ui.tabs import continuing
 from ui.tabs.train_tab import submission
+from ui.views import runs_table
+from ui.views.runs_table import Filters
 
 POLL_SECONDS = 3.0
 EXERCISE_PRESET = "lr-sweep-demo"
 INTRO = """### Runs, compared
-Pick two or more of your runs to see their curves on one plot and a verdict. The tutorial's exercise:
+Click two or more of your runs in the table to see their curves on one plot and a verdict. The tutorial's exercise:
 *compare the training curves of fine-tuning with learning rates of 1e-5, 2e-5 and 5e-5; which converges
 fastest without overfitting?* The button runs it on the demo data (three queued runs, a few minutes each on a
 laptop CPU)."""
@@ -43,7 +48,7 @@ class ExperimentsTab:
     values: gr.Textbox
     start: gr.Button
     table: gr.Dataframe
-    chosen: gr.CheckboxGroup
+    chosen: gr.Dropdown  # the runs compared (or deleted): clicked in the table, or picked here
     refresh: gr.Button
     loss: gr.Plot
     eval_loss: gr.Plot
@@ -57,6 +62,25 @@ class ExperimentsTab:
     continue_which: gr.Radio = None
     continue_button: gr.Button = None
     continue_note: gr.Markdown = None
+    # Many runs: the table's filters and page, and deleting the chosen runs (after a second press).
+    status: gr.Dropdown = None
+    data: gr.Dropdown = None
+    model: gr.Dropdown = None
+    search: gr.Textbox = None
+    page: gr.State = None
+    page_info: gr.Markdown = None
+    newer: gr.Button = None
+    older: gr.Button = None
+    delete: gr.Button = None
+    confirm_row: gr.Row = None
+    confirm_text: gr.Markdown = None
+    confirm: gr.Button = None
+    keep: gr.Button = None
+
+    @property
+    def filters(self) -> list:
+        """The inputs Filters.read takes, in its order."""
+        return [self.status, self.data, self.model, self.search, self.page]
 
 
 def build(lab: Lab) -> ExperimentsTab:
@@ -71,8 +95,21 @@ def build(lab: Lab) -> ExperimentsTab:
                                 info=f"{sweep.MIN_VALUES} to {sweep.MAX_VALUES} values, separated by commas",
                                 scale=2, min_width=240)
             start = gr.Button("Start the sweep", scale=1, min_width=160, elem_id="start-sweep")
-    table = gr.Dataframe(label="Your runs (from: the run each continues from, and that run's own)", interactive=False,
-                         wrap=True, max_height=320, elem_id="runs-table")
+    with gr.Row(equal_height=True):
+        status = gr.Dropdown([("any status", "")], value="", label="Status", scale=1, min_width=150,
+                             elem_id="runs-status")
+        data = gr.Dropdown([("any data", "")], value="", label="Data", scale=1, min_width=150, elem_id="runs-data")
+        model = gr.Dropdown([("any model", "")], value="", label="Model", scale=1, min_width=150,
+                            elem_id="runs-model")
+        search = gr.Textbox(label="Search", placeholder="run, label, setting, note…", scale=2, min_width=200,
+                            max_length=200, elem_id="runs-search")
+    table = gr.Dataframe(label="Your runs, newest first (click a row to compare it; from: the run each continues "
+                               "from, and that run's own)", interactive=False, wrap=True, max_height=480,
+                         elem_id="runs-table")
+    with gr.Row(equal_height=True):
+        newer = gr.Button("◀ Newer", scale=0, min_width=100, elem_id="runs-newer")
+        page_info = gr.Markdown("", elem_id="runs-page")
+        older = gr.Button("Older ▶", scale=0, min_width=100, elem_id="runs-older")
     with gr.Row(equal_height=True):
         continue_run = gr.Dropdown([], label="Continue from this run", scale=2, min_width=220,
                                    elem_id="experiments-continue-run",
@@ -82,8 +119,14 @@ def build(lab: Lab) -> ExperimentsTab:
         continue_button = gr.Button("Continue from this run", scale=1, min_width=160, elem_id="experiments-continue")
     continue_note = gr.Markdown("", elem_id="experiments-continue-note", elem_classes="lab-muted")
     with gr.Row(equal_height=True):
-        chosen = gr.CheckboxGroup([], label="Compare these runs", scale=4, elem_id="compare-runs")
+        chosen = gr.Dropdown([], value=[], multiselect=True, label="Compare these runs", scale=4,
+                             info="Click rows of the table, or pick runs of the page here.", elem_id="compare-runs")
         refresh = gr.Button("Refresh", scale=0, min_width=100)
+        delete = gr.Button("Delete these runs…", scale=0, min_width=160, variant="stop", elem_id="delete-runs")
+    with gr.Row(visible=False, equal_height=True) as confirm_row:
+        confirm_text = gr.Markdown("", elem_id="delete-runs-question")
+        confirm = gr.Button("Yes, delete them", scale=0, min_width=160, variant="stop", elem_id="delete-runs-confirm")
+        keep = gr.Button("Keep them", scale=0, min_width=120, elem_id="delete-runs-keep")
     verdict = gr.Markdown("", elem_id="verdict")
     with gr.Row(equal_height=True):
         loss = gr.Plot(show_label=False, elem_id="runs-loss", min_width=320)
@@ -92,12 +135,16 @@ def build(lab: Lab) -> ExperimentsTab:
     diff = gr.Dataframe(label="Settings that differ", interactive=False, wrap=True)
     return ExperimentsTab(exercise, setting, values, start, table, chosen, refresh, loss, eval_loss, learning_rate,
                           diff, verdict, gr.Timer(POLL_SECONDS, active=False), gr.State(None), continue_run,
-                          continue_which, continue_button, continue_note)
+                          continue_which, continue_button, continue_note, status=status, data=data, model=model,
+                          search=search, page=gr.State(1), page_info=page_info, newer=newer, older=older,
+                          delete=delete, confirm_row=confirm_row, confirm_text=confirm_text, confirm=confirm,
+                          keep=keep)
 
 
-def _choices(records) -> list[tuple[str, str]]:
+def _choices(records, offered: set[str]) -> list[tuple[str, str]]:
+    """The runs one may pick to compare: those of the page shown and those picked already."""
     labels = run_labels(records)
-    return [(f"{labels[r.id]} · {r.status}", r.id) for r in records if not r.unreadable]
+    return [(f"{labels[r.id]} · {r.status}", r.id) for r in records if not r.unreadable and r.id in offered]
 
 
 def _finished_choices(records) -> list[tuple[str, str]]:
@@ -144,23 +191,65 @@ def progress_key(records, chosen: list[str]) -> tuple:
     return tuple((r.id, r.status, logged(r)) for r in records) + tuple(chosen)
 
 
-def views(lab: Lab, tab: ExperimentsTab, owner: str, chosen: list[str] | None, seen=None) -> dict:
-    """Everything the tab shows; `chosen` None picks the default selection. A
-    timer's tick passes `seen`: while the caller's runs wait in the queue nothing
-    changes, and the figures (70 ms of server CPU each time here) are not redrawn."""
+def views(lab: Lab, tab: ExperimentsTab, owner: str, chosen: list[str] | None, seen=None,
+          filters: Filters | None = None) -> dict:
+    """Everything the tab shows; `chosen` None (or empty) picks the default selection;
+    `filters` the table's page. A timer's tick passes `seen`: while the caller's runs
+    wait in the queue nothing changes, and the figures (70 ms of server CPU each time
+    here) are not redrawn."""
+    filters = filters or Filters()
     records = lab.scheduler.list(owner)
     known = {r.id for r in records}
-    chosen = [c for c in chosen if c in known] if chosen else _default_selection(records)
+    chosen = [c for c in chosen if c in known] if chosen else []
+    chosen = chosen or _default_selection(records)
     active = any(not r.finished for r in records)
-    key = progress_key(records, chosen)
+    key = progress_key(records, chosen) + (filters,)
     if key == seen:
         return {tab.timer: gr.Timer(active=active), tab.seen: key}
     compared = compare_runs(lab, owner, chosen)
-    return {tab.seen: key, tab.table: experiments.runs_table(records) if records else pd.DataFrame(),
-            tab.chosen: gr.update(choices=_choices(records), value=chosen),
+    rows = experiments.runs_rows(records)
+    page = runs_table.page_of(rows, filters)
+    return {tab.seen: key, **_table_views(tab, records, rows, page, filters),
+            tab.chosen: gr.update(choices=_choices(records, {row["run"] for row in page.rows} | set(chosen)),
+                                  value=chosen),
             tab.continue_run: gr.update(choices=_finished_choices(records)), tab.loss: compared["loss"],
             tab.eval_loss: compared["eval_loss"], tab.learning_rate: compared["learning_rate"],
             tab.diff: compared["diff"], tab.verdict: compared["verdict"], tab.timer: gr.Timer(active=active)}
+
+
+def _table_views(tab: ExperimentsTab, records, rows: list[dict], page: runs_table.Page, filters: Filters) -> dict:
+    """The page of the table (the disk column measured for its runs alone), where it is, and the filters'
+    choices: the values the caller's runs have."""
+    by_id = {r.id: r for r in records}
+    shown = [runs_table.with_disk(row, by_id[row["run"]]) for row in page.rows]
+    columns = list(runs_table.with_disk(rows[0], records[0])) if rows else ["run", "status"]
+    return {tab.table: pd.DataFrame(shown, columns=columns) if records else pd.DataFrame(),
+            tab.page: page.number, tab.page_info: page.text,
+            tab.status: gr.update(choices=runs_table.filter_choices(rows, "status", "any status", filters.status)),
+            tab.data: gr.update(choices=runs_table.filter_choices(rows, "data", "any data", filters.data)),
+            tab.model: gr.update(choices=runs_table.filter_choices(rows, "model", "any model", filters.model))}
+
+
+def delete_question(lab: Lab, owner: str, chosen: list[str] | None) -> dict:
+    """What the first press of Delete asks: which runs, and the disk they free."""
+    if not chosen:
+        raise user_error("Choose the runs to delete first: click their rows in the table.")
+    try:
+        found = [lab.scheduler.record(run_id, owner) for run_id in chosen]
+    except NoSuchRun as err:
+        raise user_error(err) from None
+    size = sum(disk.folder_bytes(r.folder) for r in found)
+    names = ", ".join(r.id for r in found)
+    return {"text": f"Delete **{len(found)} run{'s' * (len(found) != 1)}** for good ({names}), with their models "
+                    f"and checkpoints ({disk.mb_text(size)})?"}
+
+
+def delete_runs(lab: Lab, owner: str, run_ids) -> dict:
+    """The caller's runs deleted whole (or none, with the one line why): {deleted, freed_mb}."""
+    try:
+        return lab.scheduler.delete(run_ids, owner)
+    except (NoSuchRun, CannotDelete, ValueError) as err:
+        raise user_error(err) from None
 
 
 def start_sweep(lab: Lab, owner: str, wanted: Submission, setting: str, values) -> dict:
@@ -200,17 +289,56 @@ def exercise_submission(lab: Lab) -> Submission:
 
 def wire(lab: Lab, tab: ExperimentsTab, data, params, settings: dict, owner_key, tab_block: gr.Tab) -> None:
     outputs = [tab.table, tab.chosen, tab.continue_run, tab.loss, tab.eval_loss, tab.learning_rate, tab.diff,
-               tab.verdict, tab.timer, tab.seen]
+               tab.verdict, tab.timer, tab.seen, tab.page, tab.page_info, tab.status, tab.data, tab.model]
+    shown = [tab.chosen, *tab.filters, owner_key]  # what a redraw reads: the runs picked, the table's page, whose
 
-    def show(chosen=None, owner_key=None, request: gr.Request = None):
-        return views(lab, tab, lab.owner(owner_key, request), chosen)
+    def show(chosen=None, status=None, data_=None, model=None, search=None, page=None, owner_key=None,
+             request: gr.Request = None):
+        filters = Filters.read(status, data_, model, search, page)
+        return views(lab, tab, lab.owner(owner_key, request), chosen, filters=filters)
 
-    def tick(chosen=None, seen=None, owner_key=None, request: gr.Request = None):
-        return views(lab, tab, lab.owner(owner_key, request), chosen, seen)
+    def tick(chosen=None, seen=None, status=None, data_=None, model=None, search=None, page=None, owner_key=None,
+             request: gr.Request = None):
+        filters = Filters.read(status, data_, model, search, page)
+        return views(lab, tab, lab.owner(owner_key, request), chosen, seen, filters)
+
+    def first_page(chosen=None, status=None, data_=None, model=None, search=None, page=None, owner_key=None,
+                   request: gr.Request = None):
+        return show(chosen, status, data_, model, search, 1, owner_key, request)
+
+    def turn(step: int):
+        def handler(chosen=None, status=None, data_=None, model=None, search=None, page=None, owner_key=None,
+                    request: gr.Request = None):
+            return show(chosen, status, data_, model, search, max(1, (page or 1) + step), owner_key, request)
+        return handler
+
+    def pick(chosen=None, status=None, data_=None, model=None, search=None, page=None, owner_key=None,
+             evt: gr.SelectData = None, request: gr.Request = None):
+        run_id = evt.row_value[0] if evt is not None and evt.row_value else None
+        picked = runs_table.toggled(chosen, run_id) if isinstance(run_id, str) else chosen
+        return show(picked, status, data_, model, search, page, owner_key, request)
 
     def list_runs(owner_key: str | None = None, request: gr.Request = None) -> list[dict]:
-        """Your runs, newest first, one row each (what the Experiments table shows)."""
-        return experiments.runs_rows(lab.scheduler.list(lab.owner(owner_key, request)))
+        """Your runs, newest first, one row each (what the Experiments table shows), with the disk each uses."""
+        found = lab.scheduler.list(lab.owner(owner_key, request))
+        return [runs_table.with_disk(row, record) for row, record in zip(experiments.runs_rows(found), found)]
+
+    def delete_runs_api(run_ids: list[str], owner_key: str | None = None, request: gr.Request = None) -> dict:
+        """Delete runs of yours, whole: their folders, models and checkpoints (all the runs named, or
+        none). A run waiting or training is refused in one line: cancel or stop it first."""
+        return delete_runs(lab, lab.owner(owner_key, request), run_ids)
+
+    def ask(chosen=None, owner_key=None, request: gr.Request = None):
+        question = delete_question(lab, lab.owner(owner_key, request), chosen)
+        return {tab.confirm_row: gr.Row(visible=True), tab.confirm_text: question["text"]}
+
+    def confirmed(chosen=None, status=None, data_=None, model=None, search=None, page=None, owner_key=None,
+                  request: gr.Request = None):
+        deleted = delete_runs(lab, lab.owner(owner_key, request), chosen)
+        gr.Info(f"Deleted {len(deleted['deleted'])} run{'s' * (len(deleted['deleted']) != 1)}: "
+                f"{deleted['freed_mb']:,.0f} MB freed.")
+        return {**show(None, status, data_, model, search, page, owner_key, request),
+                tab.confirm_row: gr.Row(visible=False)}
 
     def compare(run_ids, owner_key=None, request: gr.Request = None):
         found = compare_runs(lab, lab.owner(owner_key, request), run_ids)
@@ -237,7 +365,8 @@ def wire(lab: Lab, tab: ExperimentsTab, data, params, settings: dict, owner_key,
         gr.Info(f"Queued {len(started['runs'])} runs: {', '.join(r['label'] for r in started['runs'])}.")
         return started
 
-    redraw = dict(fn=show, inputs=[gr.State(None), owner_key], outputs=outputs, api_visibility="private")
+    private = dict(outputs=outputs, api_visibility="private")
+    redraw = dict(fn=show, inputs=[gr.State(None), *tab.filters, owner_key], **private)
     sweep_inputs = {"setting": tab.setting, "values": tab.values, "prepared": data.prepared,
                     **data.source_inputs(), "allow_out_of_range": params.allow, **settings, "owner_key": owner_key}
     sweep_status = gr.JSON(visible=False)
@@ -249,9 +378,19 @@ def wire(lab: Lab, tab: ExperimentsTab, data, params, settings: dict, owner_key,
                                                         tab.verdict], api_visibility="private")
     gr.api(compare_runs_api, api_name="compare_runs")
     gr.api(list_runs, api_name="list_runs")
-    tab.refresh.click(show, [tab.chosen, owner_key], outputs, api_visibility="private")
-    tab.timer.tick(tick, [tab.chosen, tab.seen, owner_key], outputs, api_visibility="private", show_progress="hidden",
-                   concurrency_limit=None)
-    tab_block.select(show, [tab.chosen, owner_key], outputs, api_visibility="private")
+    gr.api(delete_runs_api, api_name="delete_runs")
+    tab.refresh.click(show, shown, **private)
+    for widget in (tab.status, tab.data, tab.model):
+        widget.input(first_page, shown, **private)
+    tab.search.submit(first_page, shown, **private)
+    tab.newer.click(turn(-1), shown, **private)
+    tab.older.click(turn(+1), shown, **private)
+    tab.table.select(pick, shown, **private)
+    tab.delete.click(ask, [tab.chosen, owner_key], [tab.confirm_row, tab.confirm_text], api_visibility="private")
+    tab.confirm.click(confirmed, shown, [*outputs, tab.confirm_row], api_visibility="private")
+    tab.keep.click(lambda: gr.Row(visible=False), None, tab.confirm_row, api_visibility="private")
+    tab.timer.tick(tick, [tab.chosen, tab.seen, *tab.filters, owner_key], outputs, api_visibility="private",
+                   show_progress="hidden", concurrency_limit=None)
+    tab_block.select(show, shown, **private)
     continuing.wire_button(lab, tab.continue_button, tab.continue_run, tab.continue_which, tab.continue_note,
                            settings["model"], owner_key)

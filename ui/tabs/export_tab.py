@@ -2,7 +2,9 @@
 config and metrics, and a model card), built by the engine: its best checkpoint
 (the lowest validation loss) when it kept one, or its final model; merged, as
 LoRA adapters alone, or as GGUF for llama.cpp and Ollama. And the same run
-pushed to the Hugging Face Hub with its model card."""
+pushed to the Hugging Face Hub with its model card. On a public server that
+keeps weights for a while only (runs/disk.py), a run whose weights were removed
+says so, and how to keep a model next time."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from finetune.export.bundle import ExportError, export_run, model_card, without_
 from finetune.export.checkpoint import default_which, no_best_message
 from finetune.export.formats import FORMATS, check_format
 from finetune.export.hub import PushError, push
+from finetune.runs import disk
 from finetune.runs.records import NoSuchRun
 from ui.lab import Lab, user_error
 
@@ -60,6 +63,11 @@ class ExportTab:
 
 def build(lab: Lab) -> ExportTab:
     gr.Markdown(INTRO)
+    hours = lab.scheduler.disk.keep_hours
+    if hours:  # say it before the weights go, not only after
+        gr.Markdown(f"This server keeps a run's model and checkpoints for **{hours:g} hours** after the run ends "
+                    "(its record, metrics and comparison stay): export or push what you want to keep before then.",
+                    elem_id="export-retention")
     which = gr.Radio(CHECKPOINTS, value="best", label="Checkpoint", info=CHECKPOINT_HELP, elem_id="export-which")
     fmt = gr.Dropdown(FORMAT_CHOICES, value="merged", label="Format", elem_id="export-format")
     button = gr.Button("Build the zip of the latest run", variant="primary")
@@ -93,6 +101,9 @@ def _finished_run(lab: Lab, owner: str, run_id: str | None, which: str):
         raise user_error("No run yet: train a model on the Train tab first.")
     if not shown.snapshot.finished:
         raise user_error(f"The run is still {shown.snapshot.status}; export it when it finishes, or stop it.")
+    removed = disk.removed_note(shown.folder)
+    if removed:
+        raise user_error(removed[0].upper() + removed[1:] + ".")
     return shown
 
 

@@ -10,4 +10,5 @@ widget values, no event handlers and no state.
     changes.py      a before -> after change with its 95% interval, as a cell and in words
     chat_views.py   a conversation's columns, who answers how, the person's saved chat data
     evidence_views.py  a run's standard benchmarks and judge, with their intervals
+    runs_table.py   the Experiments table for many runs: filtered, newest first, paged, with each run's disk
 """

@@ -390,8 +390,11 @@ class Scheduler:
         not theirs, disk.CannotDelete for one waiting or training. A sweep forgets its deleted runs and
         judges the ones left. Returns {deleted, freed_mb}."""
         with self._lock:
-            busy = {r.run_id: r.snapshot().status for r in self._waiting_or_training()}
-            deleting = disk.start_deleting(self.root, run_ids, self._filter(owner), busy)
+            waiting = self._waiting_or_training()
+            busy = {r.run_id: r.snapshot().status for r in waiting}
+            used_by = {parent["run_id"]: f"run {r.run_id} ({busy[r.run_id]})" for r in waiting
+                       if (parent := records.parent_of(r.config.model))}
+            deleting = disk.start_deleting(self.root, run_ids, self._filter(owner), busy, used_by)
             for run_id in deleting.ids:
                 self._live.pop(run_id, None)
         for folder in deleting.sweeps:

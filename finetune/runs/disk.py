@@ -138,17 +138,19 @@ class Deleting:
         return {"deleted": self.ids, "freed_mb": megabytes(self.freed)}
 
 
-def start_deleting(root: str | Path, run_ids, owner: str | None, busy: dict[str, str]) -> Deleting:
+def start_deleting(root: str | Path, run_ids, owner: str | None, busy: dict[str, str],
+                   used_by: dict[str, str] | None = None) -> Deleting:
     """Check every run first (all are deleted or none), then move each aside. `owner`:
     only that owner's runs (None: every run, locally); `busy`: run id -> status of the
-    runs this server has waiting or training. NoSuchRun for a run that is not the
-    owner's; CannotDelete for one that is queued or training."""
+    runs this server has waiting or training; `used_by`: run id -> the run waiting or
+    training whose model it holds (continued from it). NoSuchRun for a run that is not
+    the owner's; CannotDelete for one that is queued or training, or whose model is in use."""
     root = Path(root)
-    if not isinstance(run_ids, (list, tuple)) or not run_ids:
+    if not isinstance(run_ids, (list, tuple)) or not run_ids or not all(isinstance(r, str) for r in run_ids):
         raise ValueError("run_ids: give a list of one or more run ids")
     wanted = [records.read_run(root, run_id, owner) for run_id in dict.fromkeys(run_ids)]
     for record in wanted:
-        _check_deletable(record, busy.get(record.id))
+        _check_deletable(record, busy.get(record.id), (used_by or {}).get(record.id))
     done = Deleting()
     for record in wanted:
         size = folder_bytes(record.folder)
@@ -163,11 +165,13 @@ def start_deleting(root: str | Path, run_ids, owner: str | None, busy: dict[str,
     return done
 
 
-def _check_deletable(record, live_status: str | None) -> None:
+def _check_deletable(record, live_status: str | None, used_by: str | None = None) -> None:
     status = live_status or record.status
     if status in ACTIVE:
         what = "cancel it first" if status == "queued" else "stop it first, and delete it once it has stopped"
         raise CannotDelete(f"run {record.id} is {status}: {what}")
+    if used_by:  # its best/ or model/ is the model that run loads, and merges its adapters over at the end
+        raise CannotDelete(f"run {record.id} holds the model of {used_by}: delete it once that run has ended")
 
 
 def _leave_sweep(root: Path, record, done: Deleting) -> None:

@@ -4,6 +4,7 @@ each person's quota on a public server (on a fake clock), a start refused in
 one line when the disk cannot hold the run, and the disk each run uses."""
 
 import json
+import shutil
 
 import pytest
 from fake_runs import make_run
@@ -84,6 +85,23 @@ def test_a_run_waiting_or_training_is_never_deleted_nor_anything_asked_with_it(t
         scheduler(tmp_path).delete(["done", "busy"], records.LOCAL_OWNER)
     assert str(refused.value).startswith(f"run busy is {status}: {advice}") and "\n" not in str(refused.value)
     assert sorted(listed(tmp_path)) == ["busy", "done"], "all the runs named are deleted, or none"
+
+
+def test_a_run_whose_model_a_run_in_progress_started_from_is_kept_until_it_ends(tiny_model_dir, write, tmp_path):
+    root = tmp_path / "runs"
+    parent = make_run(root, "parent", 2e-5, created_at=1.0)
+    shutil.copytree(tiny_model_dir, parent / "best")  # its best checkpoint, which a run continues from
+    config = tiny_config(parent / "best", write("dates.json", json.dumps(RECORDS)), max_steps=1, general_probe=False)
+    holds = Holds()
+    sched = Scheduler(root, callbacks=(holds,))
+    with holds.at("train_begin") as held:
+        child = sched.submit(Submission(check(config, allow_out_of_range=True)), records.LOCAL_OWNER)
+        held.wait()
+        with pytest.raises(disk.CannotDelete, match=rf"^run parent holds the model of run {child.run_id} "
+                                                    r"\(training\): delete it once that run has ended$"):
+            sched.delete(["parent"], records.LOCAL_OWNER)
+    assert child.wait(timeout=300).status == "completed"
+    assert sched.delete(["parent"], records.LOCAL_OWNER)["deleted"] == ["parent"]
 
 
 def test_in_public_mode_a_person_deletes_only_their_own_runs(tmp_path):

@@ -10,7 +10,7 @@ from ..memory.tutorial import tutorial_text
 
 COMMAND_KEYS = {"model", "params", "layers", "hidden", "vocab", "intermediate", "heads", "kv_heads", "tied",
                 "precision", "weights", "method", "batch", "length", "checkpointing", "optimizer", "lora_r",
-                "recipe", "grad_accum", "tutorial"}
+                "recipe", "grad_accum", "tutorial", "objective", "precompute_ref", "device"}
 
 
 def estimate_command(args: dict) -> str:
@@ -18,8 +18,9 @@ def estimate_command(args: dict) -> str:
     (None: not given): a model spec OR params/layers/hidden/vocab (optional
     intermediate, heads, kv_heads, tied), and precision (autocast; 'auto' is the
     engine's choice on this machine), weights, method, batch, length,
-    checkpointing, optimizer, lora_r, recipe, grad_accum; tutorial=True prints
-    the tutorial's 7B answer. `length` is tokens per example: max_length for
+    checkpointing, optimizer, lora_r, recipe, grad_accum, objective (sft, dpo,
+    kto), precompute_ref and device (the engine's on this machine when unset);
+    tutorial=True prints the tutorial's 7B answer. `length` is tokens per example: max_length for
     the worst case, the mean example length for packed rows. Unset values are
     the engine's defaults (TrainConfig). Raises EstimateError (a ValueError)
     in one line."""
@@ -43,7 +44,10 @@ def estimate_command(args: dict) -> str:
                       seq_len=given.get("length", engine.max_length),
                       gradient_checkpointing=_flag(given.get("checkpointing", False)),
                       lora_r=given.get("lora_r", engine.lora_r), recipe=recipe,
-                      grad_accum=given.get("grad_accum", engine.grad_accum))
+                      grad_accum=given.get("grad_accum", engine.grad_accum),
+                      objective=given.get("objective", engine.objective),
+                      precompute_ref=_flag(given.get("precompute_ref", engine.precompute_ref)),
+                      device=given.get("device") or _engine_device())
     return format_breakdown(result)
 
 
@@ -73,6 +77,12 @@ def _command_shape(given: dict) -> ModelShape:
                       vocab=given["vocab"], intermediate=given.get("intermediate"), heads=given.get("heads"),
                       kv_heads=given.get("kv_heads"), tied_embeddings=_flag(given.get("tied", False)),
                       name="given shape")
+
+
+def _engine_device() -> str:
+    from ..train.device import detect
+
+    return detect("auto").device
 
 
 def _engine_precision() -> str:

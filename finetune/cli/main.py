@@ -95,6 +95,11 @@ ESTIMATE_FLAGS = {
     "lora_r": "LoRA rank", "grad_accum": "gradient accumulation steps",
     "recipe": "'engine' (this lab: fp32 master weights with autocast) or 'classic-mixed' (the textbook "
               "fp16 mixed precision: half working copy + fp32 master, 16 bytes per parameter)",
+    "objective": "sft, dpo or kto: DPO puts two sequences per example through the model (--length is one: "
+                 "the prompt with its longer reply)",
+    "precompute_ref": "a preference run's reference log-probabilities computed once before training (true/false): "
+                      "false holds a copy of the weights in full fine-tuning",
+    "device": "cuda, cpu or mps: TRL's output layer keeps more on a device without Triton (default: this machine's)",
 }
 SHAPE_FLAGS = ("model", "params", "layers", "hidden", "vocab")
 

@@ -5,7 +5,12 @@ arithmetic against from peak.py, the tutorial's 7B question from tutorial.py;
 
 An estimate adds up what a training step holds: weights, gradients, optimizer
 states, the activations kept for the backward pass, the output layer's loss
-and a fixed overhead. Every term carries its arithmetic as text, so a reader
+and a fixed overhead. A preference run (DPO, KTO: TRL's trainers) also holds
+its reference model's weights unless it has none (LoRA switches the adapters
+off instead; precomputed reference log-probabilities need no model), DPO puts
+two sequences per example through the model (the chosen and the rejected
+reply, each after the prompt), and TRL's own fused output layer replaces the
+lab's chunked loss. Every term carries its arithmetic as text, so a reader
 can redo it by hand, and every estimate lists the assumptions it makes.
 
     >>> print(format_breakdown(estimate(LLAMA2_7B, method="lora")))   # LLAMA2_7B from model_shape.py
@@ -24,6 +29,12 @@ DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 METHODS = ("full", "lora", "qlora")
 OPTIMIZERS = ("adamw", "adamw_8bit")
 RECIPES = ("engine", "classic-mixed")
+OBJECTIVES = ("sft", "dpo", "kto")
+DEVICES = ("cuda", "cpu", "mps")
+# Sequences per example in the forward pass that keeps activations: DPO scores the
+# chosen and the rejected reply, each after the prompt, in one batch; KTO one reply
+# (its KL estimate runs without gradients).
+SEQUENCES = {"sft": 1, "dpo": 2, "kto": 1}
 
 # AdamW keeps two moments (m and v) per trainable parameter, in the dtype of
 # the weights it updates.
@@ -43,6 +54,16 @@ LOSS_CHUNK_TOKENS = 1024
 # libraries' working memory and pages the allocator keeps after freeing; measured
 # ~0.4 GiB for SmolLM2-135M training on a CPU (tests/test_memory.py).
 OVERHEAD_BYTES = 0.5 * GIB
+# TRL's fused output layer (trl/kernels/chunked_logprob.py, trl 1.16) projects tiles of
+# at most this many tokens x this many vocabulary entries at a time, never the whole
+# [tokens, vocabulary] logits.
+TRL_TOKEN_TILE = 4096
+TRL_VOCAB_TILE = 32768
+# Where Triton runs (CUDA) a kernel folds each tile in place; elsewhere TRL folds it with
+# torch operations whose fp32 temporaries of the tile's size are alive together, at
+# most (counted in _backward_tile: the logits, scaled, log-probabilities, probabilities,
+# the gradient and two intermediates, all fp32; the target mask, 1 byte).
+TRL_TORCH_TILE_BYTES = 7 * FP32 + 1
 
 
 # --- the estimate -------------------------------------------------------------
@@ -115,7 +136,8 @@ def estimate(shape: ModelShape, *, method: str = "full", weights: str = "fp32", 
              optimizer: str = "adamw", batch_size: int = 1, seq_len: int = 512,
              gradient_checkpointing: bool = False, lora_r: int = 16, lora_dropout: float = 0.05,
              recipe: str = "engine", grad_accum: int = 1, response_fraction: float = 1.0,
-             overhead_bytes: float = OVERHEAD_BYTES) -> Estimate:
+             overhead_bytes: float = OVERHEAD_BYTES, objective: str = "sft", precompute_ref: bool = True,
+             device: str = "cuda") -> Estimate:
     """Memory for fine-tuning `shape`, term by term.
 
     recipe 'engine' is this lab's: weights kept as loaded (fp32 master) with
@@ -123,16 +145,25 @@ def estimate(shape: ModelShape, *, method: str = "full", weights: str = "fp32", 
     textbook count for fp16 mixed precision: a half-precision working copy and
     its gradients, fp32 master weights and AdamW states (16 bytes/param).
     Tokens per micro-batch are batch_size x seq_len: with packing, pass the
-    mean example length as seq_len to count the real tokens."""
+    mean example length as seq_len to count the real tokens.
+
+    objective 'dpo' or 'kto' counts a preference run as TRL trains it: seq_len is
+    then one sequence (the prompt and one reply, padded to the longest), DPO
+    puts two per example through the model, the reference model is a copy of
+    the weights in full fine-tuning unless precompute_ref (none with LoRA or
+    QLoRA), and the output layer is TRL's fused one, which on a `device` other
+    than cuda (no Triton) keeps torch temporaries of each tile it projects."""
     settings = _checked_settings(**{k: v for k, v in locals().items() if k != "shape"})
     precision = _precision(settings)
     trainable = shape.parameters if method == "full" else shape.lora_parameters(settings["lora_r"])
     terms = [*_weight_terms(shape, settings, precision, trainable),
+             *_reference_terms(shape, settings, precision),
              _gradient_term(settings, precision, trainable),
              _optimizer_term(settings, precision, trainable),
              *_autocast_copy_terms(shape, settings, precision),
              _activation_term(shape, settings, precision),
-             _loss_term(shape, settings, precision),
+             _loss_term(shape, settings, precision) if objective == "sft" else _fused_head_term(shape, settings,
+                                                                                                 precision),
              Term("overhead", float(overhead_bytes), f"{format_gib(overhead_bytes)} fixed (CUDA context or libraries, "
                   "tokenizer and data, allocator slack)")]
     persist = recipe == "classic-mixed" or settings["grad_accum"] > 1
@@ -146,6 +177,9 @@ def _checked_settings(**s) -> dict:
     _choice("autocast", s["autocast"], tuple(DTYPE_BYTES))
     _choice("optimizer", s["optimizer"], OPTIMIZERS)
     _choice("recipe", s["recipe"], RECIPES)
+    _choice("objective", s["objective"], OBJECTIVES)
+    _choice("device", s["device"], DEVICES)
+    s["precompute_ref"] = bool(s["precompute_ref"])
     for name in ("batch_size", "seq_len", "lora_r", "grad_accum"):
         s[name] = positive_int(name, s[name])
     s["overhead_bytes"] = float(s["overhead_bytes"])
@@ -158,6 +192,9 @@ def _checked_settings(**s) -> dict:
     if s["recipe"] == "classic-mixed" and (s["method"] != "full" or s["weights"] == "fp32"):
         raise EstimateError("recipe classic-mixed is the textbook count for full fine-tuning with fp16 or bf16 "
                             "working weights: use method full and weights fp16 or bf16")
+    if s["recipe"] == "classic-mixed" and s["objective"] != "sft":
+        raise EstimateError("recipe classic-mixed is the textbook count for supervised fine-tuning: use recipe "
+                            "engine for a preference objective")
     s["gradient_checkpointing"] = bool(s["gradient_checkpointing"])
     return s
 
@@ -194,6 +231,19 @@ def _weight_terms(shape, s, p, trainable) -> list[Term]:
                  f"{format_count(quantised)} linear params x {per:.3f} bytes (NF4 + quantisation constants) + "
                  f"{format_count(rest)} embedding, head and norm params x {p.stored} bytes ({s['weights']})"),
             adapters]
+
+
+def _reference_terms(shape, s, p) -> list[Term]:
+    """A preference run's reference model: in full fine-tuning without precomputed
+    log-probabilities TRL loads a second copy of the starting model, in the weights'
+    dtype, frozen (no gradients, no optimizer states). LoRA's reference is the same
+    model with its adapters off, and precomputed log-probabilities need no model."""
+    if s["objective"] == "sft" or s["method"] != "full" or s["precompute_ref"]:
+        return []
+    n = shape.parameters
+    return [Term("reference weights", n * p.stored,
+                 f"{format_count(n)} params x {p.stored} bytes (a frozen {s['weights']} copy of the starting model: "
+                 "weights only, no gradients or optimizer states)")]
 
 
 def _gradient_term(s, p, trainable) -> Term:
@@ -242,8 +292,13 @@ def layer_activation_bytes_per_token(shape: ModelShape, stream: int, compute: in
     return norms + casts + attention + mlp
 
 
+def _tokens(s: dict) -> int:
+    """Tokens in one micro-batch's forward: batch x sequences per example x length."""
+    return s["batch_size"] * SEQUENCES[s["objective"]] * s["seq_len"]
+
+
 def _activation_term(shape, s, p) -> Term:
-    tokens = s["batch_size"] * s["seq_len"]
+    tokens = _tokens(s)
     per_layer = layer_activation_bytes_per_token(shape, p.stream, p.compute)
     dropout = 0
     if s["method"] != "full" and s["lora_dropout"] > 0:
@@ -265,7 +320,7 @@ def _activation_term(shape, s, p) -> Term:
 
 def _loss_term(shape, s, p) -> Term:
     v, h = shape.vocab, shape.hidden
-    tokens = s["batch_size"] * s["seq_len"]
+    tokens = _tokens(s)
     if s["recipe"] == "classic-mixed":
         per = p.compute + 2 * FP32  # logits, their fp32 upcast for the cross-entropy, its fp32 gradient
         return Term("logits and loss", tokens * v * per,
@@ -284,6 +339,30 @@ def _loss_term(shape, s, p) -> Term:
     return Term("logits and loss", sum(b for b, _ in parts), " + ".join(t for _, t in parts), FORWARD_TO_BACKWARD)
 
 
+def _fused_head_term(shape, s, p) -> Term:
+    """TRL's fused output layer (preference objectives): the log-probability of each
+    target token, projected in tiles of at most TRL_TOKEN_TILE tokens x TRL_VOCAB_TILE
+    vocabulary entries and recomputed in the backward, which accumulates the hidden
+    states' gradient (and, when the head trains, its own) in fp32. With Triton (CUDA)
+    only the reply tokens are projected and a kernel folds each tile in place;
+    elsewhere every position is projected and torch's temporaries of a tile coexist."""
+    v, h = shape.vocab, shape.hidden
+    positions = _tokens(s)
+    triton = s["device"] == "cuda"
+    scored = max(1, round(positions * s["response_fraction"])) if triton else positions
+    rows, columns = min(scored, TRL_TOKEN_TILE), min(v, TRL_VOCAB_TILE)
+    per = p.compute + (0 if triton else TRL_TORCH_TILE_BYTES)
+    how = "the projection" if triton else \
+        f"the projection ({p.compute}) and torch's temporaries ({TRL_TORCH_TILE_BYTES})"
+    parts = [(rows * columns * per, f"{rows:,} tokens x {columns:,} vocabulary x {per} bytes ({how})")]
+    if p.compute < p.stored:
+        parts.append((columns * h * p.compute, f"{format_count(columns * h)} head params x {p.compute} bytes (cast)"))
+    if s["method"] == "full":
+        parts.append((v * h * FP32, f"{format_count(v * h)} x 4 bytes (head gradient, fp32)"))
+    parts.append((scored * h * FP32, f"{scored:,} x {h} x 4 bytes (hidden-state gradient, fp32)"))
+    return Term("logits and loss", sum(b for b, _ in parts), " + ".join(t for _, t in parts), FORWARD_TO_BACKWARD)
+
+
 def _engine_note(s, p) -> str:
     autocast = f"matmuls under {s['autocast']} autocast" + (
         " (no copies: the weights are already that narrow)" if p.compute >= p.stored else "")
@@ -296,6 +375,29 @@ def _engine_note(s, p) -> str:
             f"them); {autocast}")
 
 
+def _preference_notes(s: dict) -> list[str]:
+    """What a preference run (TRL's DPOTrainer or KTOTrainer) holds beyond a supervised one, in words."""
+    name = s["objective"].upper()
+    sequences = SEQUENCES[s["objective"]]
+    notes = [f"{name} (TRL): tokens per micro-batch = batch {s['batch_size']} x {sequences} sequence"
+             f"{'s' * (sequences > 1)} x length {s['seq_len']}"
+             + (" (the chosen and the rejected reply, each after the prompt, padded to the longest)"
+                if sequences > 1 else " (one reply after its prompt; the KL estimate's pass keeps no activations)")]
+    if s["method"] != "full":
+        notes.append("the reference model is the same model with its adapters switched off: no copy")
+    elif s["precompute_ref"]:
+        notes.append("the reference model's log-probabilities are computed once before training: no copy is held")
+    else:
+        notes.append(f"the reference model is a frozen copy of the starting weights ({s['weights']}); its forward pass "
+                     "runs without gradients after the model's own, one layer's activations at a time")
+    where = ("only the reply tokens are projected, each tile folded in place by a Triton kernel"
+             if s["device"] == "cuda" else
+             f"on {s['device']} every position is projected and torch's fp32 temporaries of a tile coexist")
+    notes.append(f"the loss is TRL's fused output layer: tiles of at most {TRL_TOKEN_TILE} tokens x "
+                 f"{TRL_VOCAB_TILE} vocabulary entries, recomputed in the backward; {where}")
+    return notes
+
+
 def _assumptions(shape, s, p, persist) -> tuple[str, ...]:
     notes = list(shape.assumptions)
     if s["recipe"] == "classic-mixed":
@@ -304,13 +406,17 @@ def _assumptions(shape, s, p, persist) -> tuple[str, ...]:
                      "parameter before activations")
         notes.append("the loss is the textbook one: whole [tokens, vocabulary] logits; this lab's engine computes "
                      f"it in chunks of {LOSS_CHUNK_TOKENS} response tokens, so its logits never exist whole")
-    else:
+    elif s["objective"] == "sft":
         notes.append(_engine_note(s, p))
         notes.append(f"the loss is computed in chunks of {LOSS_CHUNK_TOKENS} tokens over the response tokens only "
                      f"(finetune/train/loss.py; {s['response_fraction']:.0%} of the tokens here), so the whole "
                      "[tokens, vocabulary] logits never exist")
-    notes.append(f"tokens per micro-batch = batch {s['batch_size']} x length {s['seq_len']}; with packing, the "
-                 "length to give is the mean example length (padding is not counted)")
+    else:
+        notes.append(_engine_note(s, p))
+        notes += _preference_notes(s)
+    if s["objective"] == "sft":
+        notes.append(f"tokens per micro-batch = batch {s['batch_size']} x length {s['seq_len']}; with packing, the "
+                     "length to give is the mean example length (padding is not counted)")
     notes.append("activations per layer and token: both RMSNorms' inputs (fp32) and outputs, autocast's input "
                  "copies, q/k/v (k and v repeated to every head), the attention output, four MLP tensors; "
                  "a flash-style attention kernel keeps no [tokens x tokens] scores")
@@ -327,12 +433,20 @@ def _assumptions(shape, s, p, persist) -> tuple[str, ...]:
 # --- presenting an estimate ---------------------------------------------------
 
 
+def _reference_words(s: dict) -> str:
+    if s["method"] != "full":
+        return "the adapters switched off"
+    return "precomputed once" if s["precompute_ref"] else "a copy of the weights"
+
+
 def _headline(e: Estimate) -> str:
     s = e.settings
     recipe = ("classic mixed precision (half working copy + fp32 master)" if s["recipe"] == "classic-mixed"
               else f"{s['weights']} weights, {s['autocast']} autocast")
     method = {"full": "full fine-tuning", "lora": f"LoRA r={s['lora_r']}", "qlora": f"QLoRA r={s['lora_r']}"}
-    return (f"{e.shape.name} ({format_count(e.shape.parameters)} parameters): {method[s['method']]}, {recipe}, "
+    objective = "" if s["objective"] == "sft" else f"{s['objective'].upper()} (reference: {_reference_words(s)}), "
+    return (f"{e.shape.name} ({format_count(e.shape.parameters)} parameters): {method[s['method']]}, {objective}"
+            f"{recipe}, "
             f"{'8-bit AdamW' if s['optimizer'] == 'adamw_8bit' else 'AdamW'}, batch {s['batch_size']} x "
             f"{s['seq_len']} tokens, gradient checkpointing {'on' if s['gradient_checkpointing'] else 'off'}")
 

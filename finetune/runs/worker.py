@@ -228,11 +228,15 @@ def memory_estimate(model, config: TrainConfig, hardware, prepared, checkpointin
     """The estimate for this run, as Snapshot.memory wants it: packed rows hold
     batch x the mean example's tokens (padded ones batch x the longest), and
     only the response tokens reach the loss. `name`: the model as people know it
-    (else its config's, a local folder's full path)."""
-    lengths = [len(e.input_ids) for e in prepared.train] or [config.max_length]
-    per_example = round(sum(lengths) / len(lengths)) if config.packing else max(lengths)
-    targets = sum(sum(1 for t in e.labels if t != IGNORE) for e in prepared.train)
-    fraction = min(max(targets / max(sum(lengths), 1), 0.01), 1.0)  # the estimator refuses 0
+    (else its config's, a local folder's full path). A preference run's micro-batch
+    holds its sequences padded to the longest (levers.pair_lengths)."""
+    if config.objective != "sft" and prepared.train_pairs:
+        per_example, fraction = levers.pair_lengths(prepared.train_pairs, config.max_length)
+    else:
+        lengths = [len(e.input_ids) for e in prepared.train] or [config.max_length]
+        per_example = round(sum(lengths) / len(lengths)) if config.packing else max(lengths)
+        targets = sum(sum(1 for t in e.labels if t != IGNORE) for e in prepared.train)
+        fraction = min(max(targets / max(sum(lengths), 1), 0.01), 1.0)  # the estimator refuses 0
     found = levers.run_estimate(model, config, hardware, checkpointing, per_example, fraction, name)
     if found is None:
         return {}

@@ -88,21 +88,44 @@ def run_estimate(model, config: TrainConfig, hardware: Hardware, gradient_checkp
     """The memory estimate (memory.Estimate) for this run's settings on this
     model: `tokens_per_example` defaults to max_length (the worst case); a
     packed run passes its mean example length, the tokens a micro-batch really
-    holds; `name`, the model as people know it (else its config's). None for a
-    model whose shape the estimator cannot read."""
-    from ..memory import estimate as memory
+    holds, and a preference run its longest sequence (pair_lengths); `name`,
+    the model as people know it (else its config's). None for a model whose
+    shape the estimator cannot read."""
     from ..memory import model_shape
 
     try:
         shape = model_shape.shape_from_config(model.config, name)
-        return memory.estimate(
-            shape, method=config.method, weights=config.weights, autocast=hardware.precision,
-            optimizer=config.optimizer, batch_size=config.batch_size,
-            seq_len=tokens_per_example or config.max_length, gradient_checkpointing=gradient_checkpointing,
-            lora_r=config.lora_r, lora_dropout=config.lora_dropout, grad_accum=config.grad_accum,
-            response_fraction=response_fraction)
+        return settings_estimate(shape, config, hardware.precision, hardware.device, gradient_checkpointing,
+                                 tokens_per_example, response_fraction)
     except model_shape.EstimateError:
         return None
+
+
+def settings_estimate(shape, config: TrainConfig, autocast: str, device: str, gradient_checkpointing: bool,
+                      tokens_per_example: int | None = None, response_fraction: float = 1.0):
+    """The memory estimate for a run of `config` on a model of `shape` (memory.ModelShape):
+    the one place a config's settings become the estimator's arguments, so the run, the
+    Hyperparameters tab and the lessons count the same terms (a preference run's second
+    sequence, its reference model and TRL's output layer included)."""
+    from ..memory import estimate as memory
+
+    return memory.estimate(
+        shape, method=config.method, weights=config.weights, autocast=autocast, optimizer=config.optimizer,
+        batch_size=config.batch_size, seq_len=tokens_per_example or config.max_length,
+        gradient_checkpointing=gradient_checkpointing, lora_r=config.lora_r, lora_dropout=config.lora_dropout,
+        grad_accum=config.grad_accum, response_fraction=response_fraction, objective=config.objective,
+        precompute_ref=config.precompute_ref, device=device)
+
+
+def pair_lengths(pairs, max_length: int) -> tuple[int, float]:
+    """(tokens of the longest sequence, the replies' share of the tokens) of preference
+    examples ((Example, EncodedPair) as data.PreparedData holds them): TRL pads every
+    sequence of a batch (DPO: each chosen and each rejected reply after its prompt) to the
+    batch's longest, cut at max_length, so the longest one sizes a micro-batch."""
+    longest = max((encoded.longest for _, encoded in pairs), default=max_length)
+    replies = sum(len(encoded.chosen_ids) + len(encoded.rejected_ids) for _, encoded in pairs)
+    tokens = sum(encoded.tokens for _, encoded in pairs)
+    return min(longest, max_length), min(max(replies / max(tokens, 1), 0.01), 1.0)  # the estimator refuses 0
 
 
 def free_memory(hardware: Hardware, model=None) -> int | None:

@@ -371,18 +371,21 @@ def memory_answer(runs: list[RunRecord], tutorial_bytes: float, yours: tuple[str
     return "\n\n".join(lines)
 
 
-def settings_estimate(config, shape, autocast: str) -> tuple[str, float]:
+def settings_estimate(config, shape, autocast: str, device: str | None = None) -> tuple[str, float]:
     """The estimated peak of a run with these settings (TrainConfig) on a model of
-    this shape (model_shape.ModelShape), and the settings in words. Checkpointing
-    'auto' counts as off: the engine turns it on only when memory runs short."""
-    from ..memory import estimate as memory
+    this shape (model_shape.ModelShape), and the settings in words: the engine's own
+    arithmetic for them (train.levers.settings_estimate: a preference run's second
+    sequence and reference model included). Checkpointing 'auto' counts as off: the
+    engine turns it on only when memory runs short. `device`: where it would train
+    (default: where the engine would put it on this machine)."""
+    from ..train import levers
+    from ..train.device import detect
 
     checkpointing = config.gradient_checkpointing == "on"
-    result = memory.estimate(shape, method=config.method, weights=config.weights, autocast=autocast,
-                             optimizer=config.optimizer, batch_size=config.batch_size, seq_len=config.max_length,
-                             gradient_checkpointing=checkpointing, lora_r=config.lora_r,
-                             lora_dropout=config.lora_dropout, grad_accum=config.grad_accum)
-    what = (f"{shape.name}, {config.method}, batch {config.batch_size} x {config.max_length} tokens, "
+    result = levers.settings_estimate(shape, config, autocast, device or detect(config.precision).device,
+                                      checkpointing)
+    objective = "" if config.objective == "sft" else f", {config.objective.upper()}"
+    what = (f"{shape.name}, {config.method}{objective}, batch {config.batch_size} x {config.max_length} tokens, "
             f"{autocast} autocast, checkpointing {'on' if checkpointing else 'off'}")
     return what, result.peak_bytes
 

@@ -79,3 +79,13 @@ def test_no_measurable_change_is_called_that(tmp_path):
     make_run(tmp_path, "dpo", 1, preference_summary(20, 22, probe_after=40), objective="dpo")
     text = lessons.preference_answer(list_runs(tmp_path))
     assert "Not measurably: the interval includes zero" in text and "No cost measurable" in text
+
+
+def test_the_memory_lessons_estimate_counts_a_preference_runs_second_sequence_and_reference():
+    from finetune.memory.model_shape import LLAMA2_7B
+
+    sft = lessons.settings_estimate(TrainConfig(grad_accum=1), LLAMA2_7B, "bf16", "cuda")
+    dpo = lessons.settings_estimate(TrainConfig(grad_accum=1, objective="dpo", precompute_ref=False), LLAMA2_7B,
+                                    "bf16", "cuda")
+    assert "full, DPO, batch 8 x 512 tokens" in dpo[0]
+    assert dpo[1] > sft[1] + 4 * LLAMA2_7B.parameters  # at least the fp32 reference copy more

@@ -97,8 +97,10 @@ def number_problem(block, raw: Any, name: str) -> str | None:
 
 
 def _number(value, whole: bool) -> str:
-    """2147483647 as such (a seed's bound), 5e-05 as such."""
-    return f"{int(value):,}" if whole and value is not None and value == int(value) else f"{value:g}"
+    """2147483647 as such (a seed's bound), 5e-05 as such; "" for a bound a box does not have."""
+    if value is None:
+        return ""
+    return f"{int(value):,}" if whole and value == int(value) else f"{value:g}"
 
 
 def _is_whole(block, name: str) -> bool:

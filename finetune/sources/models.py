@@ -143,19 +143,21 @@ def _local_source(folder: Path, allowed_roots: tuple[Path, ...] | None) -> Model
     folder = folder.resolve()
     if allowed_roots is not None and not any(folder.is_relative_to(r.resolve()) for r in allowed_roots):
         raise ModelError(f"local model folders are not allowed here: {folder.name!r} is outside the allowed folders")
+    # Where folders are restricted (a public server), a message names the folder, never the server's path.
+    shown = folder.name if allowed_roots is not None else str(folder)
     if not folder.is_dir():
-        raise ModelError(f"unknown model: {folder} is not a folder, a hub id, or 'default'")
+        raise ModelError(f"unknown model: {shown} is not a folder, a hub id, or 'default'")
     if not (folder / "config.json").is_file():
-        raise ModelError(f"{folder} has no config.json: not a transformers model folder")
-    _refuse_custom_code(json.loads((folder / "config.json").read_text()), str(folder))
+        raise ModelError(f"{shown} has no config.json: not a transformers model folder")
+    _refuse_custom_code(json.loads((folder / "config.json").read_text()), shown)
     if not any(folder.glob("*.safetensors")):
         pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
         if pickles:
             raise ModelError(
-                f"{folder} has only pickle weights ({', '.join(pickles)}); only safetensors are loaded, "
+                f"{shown} has only pickle weights ({', '.join(pickles)}); only safetensors are loaded, "
                 "because pickle files can run code"
             )
-        raise ModelError(f"{folder} has no *.safetensors weights")
+        raise ModelError(f"{shown} has no *.safetensors weights")
     return ModelSource("local", str(folder), folder.name)
 
 

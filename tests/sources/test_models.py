@@ -96,3 +96,16 @@ def test_unreachable_hub_names_the_offline_default():
     source = models.resolve("someone/some-model")
     with pytest.raises(ModelError, match="cannot reach the Hugging Face Hub.*--model default"):
         models.load(source)
+
+
+def test_where_folders_are_restricted_a_refusal_names_the_folder_not_the_servers_path(tmp_path):
+    """A public server's allow-list: a moved or broken model folder inside it is named, never its path."""
+    from finetune.sources.models import ModelError, resolve
+
+    missing = tmp_path / "runs" / "gone" / "best"
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ModelError) as refused:
+        resolve(str(missing), allowed_roots=(tmp_path / "runs",))
+    assert "best is not a folder" in str(refused.value) and str(tmp_path) not in str(refused.value)
+    with pytest.raises(ModelError, match=str(missing)):
+        resolve(str(missing))  # on one's own machine the whole path helps

@@ -111,10 +111,13 @@ def store_best_once(folder: RunFolder, final_step: int) -> int:
     if best is None or best["step"] != final_step or best["folder"] != folder.best_dir.name:
         return 0
     shared = 0
-    for path in sorted(folder.best_dir.iterdir()):
-        twin = _identical_twin(path, (folder.model_dir, folder.adapter_dir))
-        if twin is not None and _link_over(twin, path):
-            shared += path.stat().st_size
+    try:
+        for path in sorted(folder.best_dir.iterdir()):
+            twin = _identical_twin(path, (folder.model_dir, folder.adapter_dir))
+            if twin is not None and _link_over(twin, path):
+                shared += path.stat().st_size
+    except OSError:  # a file that cannot be read: it stays a copy, and the run goes on
+        pass
     return shared
 
 

@@ -56,7 +56,7 @@ from .measures import (
 )
 from .outputs import PREFERENCE_FILE, VALIDATION_LOSSES_FILE
 from .resume import CHECKPOINT_KEPT
-from .saving import adapter_base_name, best_keeper, merged_over_full_base, save_adapter, save_model
+from .saving import adapter_base_name, best_keeper, merged_over_full_base, save_adapter, save_model, store_best_once
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,7 @@ def _save_and_answer(job: Job, model, trainer, tokenizer, prompts, hardware, tok
     answers = None
     if ranks.is_main():
         save_model(merged, tokenizer, target, dtype=dtype)
+        store_best_once(job.folder, trainer.state.global_step)  # a best at the last step: the same files, once
         answers = generate(final, tokenizer, prompts, config.max_new_tokens, autocast_dtype=hardware.autocast_dtype)
     ranks.barrier()
     return final, answers

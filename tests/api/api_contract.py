@@ -100,19 +100,21 @@ class Recorder:
 
 # ------------------------------------------------------------------ what gradio_client takes for a file
 
-def file_lookalikes(value, where: str = "") -> list[str]:
+def file_lookalikes(value, where: str = "", files_allowed: bool = False) -> list[str]:
     """Where in `value` an object sits that gradio_client would take for a file and try to
     download: a dict with a string "path" (utils.is_file_obj, what it downloads), or one with
-    "url" and "meta" (a FileData)."""
+    "url" and "meta" (a FileData). `files_allowed`: the output's component holds files (a
+    File, a Chatbot's messages): a real FileData there is a file, not a mistake."""
     found = []
     if isinstance(value, dict):
-        if client_utils.is_file_obj(value) or {"url", "meta"} <= set(value):
+        real = files_allowed and client_utils.is_file_obj_with_meta(value)
+        if not real and (client_utils.is_file_obj(value) or {"url", "meta"} <= set(value)):
             found.append(where or "(the output itself)")
         for key, item in value.items():
-            found += file_lookalikes(item, f"{where}[{key!r}]")
+            found += file_lookalikes(item, f"{where}[{key!r}]", files_allowed)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            found += file_lookalikes(item, f"{where}[{i}]")
+            found += file_lookalikes(item, f"{where}[{i}]", files_allowed)
     return found
 
 

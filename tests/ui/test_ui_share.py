@@ -5,6 +5,7 @@ repository is private by default and the message never names a server path."""
 
 import json
 import shutil
+import time
 import zipfile
 
 import pytest
@@ -25,7 +26,7 @@ def finished_run(lab, tiny_model_dir):
     (folder / "config.json").write_text(json.dumps({"model": str(tiny_model_dir), "method": "full"}))
     (folder / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
     (folder / "summary.json").write_text(json.dumps({"status": "completed", "steps": 1}))
-    write_record(folder, status="completed", created_at=1.0)
+    write_record(folder, status="completed", created_at=time.time())  # just ended: inside a public server's retention
     return folder
 
 
@@ -40,7 +41,7 @@ def visitors_run(lab, tiny_model_dir) -> str:
     if not lab.public:
         return lab.scheduler.owner("")
     owner = lab.scheduler.owner("visitor")
-    write_record(folder, status="completed", created_at=1.0, owner=owner)
+    write_record(folder, status="completed", created_at=time.time(), owner=owner)
     return owner
 
 

@@ -9,25 +9,29 @@ standard form: a prompt, the chosen reply and the rejected one.
 
     dates     the demo's ISO 8601 task (assets/make_demo.py): "Write 5.3.2021 in ISO 8601 format."
               chosen   "2021-03-05"
-              rejected a verbose reply with the right date inside it, or a plausible wrong answer
+              rejected a chatty reply with the right date inside it, or a plausible wrong answer
                        (day and month swapped, another date format, a day off)
-    general   short questions of general knowledge: "What is the capital of Peru?"
-              chosen   "Lima."
-              rejected a rambling reply with the right answer inside it, or a wrong answer as short
+    general   short questions of general knowledge: "What is the capital of Uruguay?"
+              chosen   "Montevideo"
+              rejected a chatty reply with the right answer inside it, a wrong answer as short
+                       ("Salto"), or the question's subject repeated instead of an answer ("Uruguay")
 
-The preference is "the correct answer, and only the answer". The base model
-(SmolLM2-135M-Instruct) does not have it: an instruction-tuned chat model
-finds the chatty reply likelier, token for token, than the bare answer.
-Rejected replies are verbose in half the pairs and as short as the chosen
-one in the other half, so "shorter is better" alone does not learn the
-data: the wrong short answers must lose too.
+The preference is "the correct answer, and only the answer". Neither model the
+demo lesson starts from has all of it: the base model (SmolLM2-135M-Instruct)
+finds the chatty reply likelier, token for token, than the bare answer; a
+quick-demo run has learned bare answers, but also to repeat words of the
+prompt (its tasks copy an e-mail address or a name out of it), and answers
+"Uruguay" for the capital of Uruguay. KINDS sets each kind's share; chatty
+replies are a minority of the rejected ones, so "shorter is better" alone does
+not learn the data: the wrong and the copied short answers must lose too.
 
 Columns: prompt, chosen, rejected, split ("train" | "heldout"), category
 ("task" | "general", as the demo's), task ("dates" | "general") and
-rejected_kind ("verbose" | "wrong"). Held-out pairs are never trained on; their
-facts (a country, an element, a date) never appear in training, and none of
-the general facts is one the general probe asks (assets/probe/), so the
-probe still measures what the preference run cost elsewhere.
+rejected_kind ("verbose" | "wrong" | "copied"). Held-out pairs are never
+trained on; their facts (a country, an element, a date) never appear in
+training, no held-out date is one the demo trains on, and none of the general
+facts is one the general probe asks (assets/probe/), so the probe still
+measures what the preference run cost elsewhere.
 
 KTO reads the same file: each pair becomes a desirable reply (chosen) and an
 undesirable one (rejected) to the same prompt.
@@ -48,9 +52,15 @@ from make_demo import generate as demo_records  # noqa: E402
 
 OUTPUT = Path(__file__).parent / "pairs.jsonl"
 SEED = 2027
-TRAIN = {"dates": 64, "general": 64}
-HELD_OUT = {"dates": 16, "general": 16}
-VERBOSE_SHARE = 0.5  # the other half: a wrong answer as short as the right one
+TRAIN = {"dates": 48, "general": 80}
+HELD_OUT = {"dates": 12, "general": 32}
+# The kinds of rejected reply, and their shares of each task's pairs (in every split):
+#   verbose  a chatty reply with the right answer inside: what the base model prefers
+#   wrong    a plausible wrong answer, as short as the right one
+#   copied   the question's subject repeated instead of an answer ("Uruguay" for its capital):
+#            what a quick-demo run learns to do (its tasks copy from the prompt), so a preference
+#            run continued from it still has this to learn
+KINDS = {"dates": {"verbose": 0.5, "wrong": 0.5}, "general": {"copied": 0.5, "verbose": 0.25, "wrong": 0.25}}
 
 # --- general knowledge: (subject, answer, a wrong answer as short), none of them a probe question
 
@@ -104,37 +114,40 @@ AUTHORS = [
     ("Hamlet", "William Shakespeare", "Christopher Marlowe"), ("The Divine Comedy", "Dante Alighieri", "Petrarch"),
     ("Frankenstein", "Mary Shelley", "Percy Shelley"), ("Moby-Dick", "Herman Melville", "Mark Twain"),
 ]
-COUNTS = [  # (question, answer, the statement, a wrong answer)
-    ("How many days are in a week?", "7", "There are 7 days in a week", "5"),
-    ("How many months are in a year?", "12", "There are 12 months in a year", "10"),
-    ("How many minutes are in an hour?", "60", "There are 60 minutes in an hour", "100"),
-    ("How many hours are in a day?", "24", "There are 24 hours in a day", "12"),
-    ("How many legs does a spider have?", "8", "A spider has 8 legs", "6"),
-    ("How many legs does an insect have?", "6", "An insect has 6 legs", "8"),
-    ("How many arms does an octopus have?", "8", "An octopus has 8 arms", "10"),
-    ("How many continents are there?", "7", "There are 7 continents", "5"),
-    ("How many sides does a triangle have?", "3", "A triangle has 3 sides", "4"),
-    ("How many sides does a hexagon have?", "6", "A hexagon has 6 sides", "8"),
-    ("How many players are on a football (soccer) team on the field?", "11", "A football team has 11 players on the field", "10"),
-    ("How many days are in a leap year?", "366", "A leap year has 366 days", "365"),
+COUNTS = [  # (question, answer, the statement, a wrong answer, words of the question a careless answer repeats)
+    ("How many days are in a week?", "7", "There are 7 days in a week", "5", "a week"),
+    ("How many months are in a year?", "12", "There are 12 months in a year", "10", "a year"),
+    ("How many minutes are in an hour?", "60", "There are 60 minutes in an hour", "100", "an hour"),
+    ("How many hours are in a day?", "24", "There are 24 hours in a day", "12", "a day"),
+    ("How many legs does a spider have?", "8", "A spider has 8 legs", "6", "a spider"),
+    ("How many legs does an insect have?", "6", "An insect has 6 legs", "8", "an insect"),
+    ("How many arms does an octopus have?", "8", "An octopus has 8 arms", "10", "an octopus"),
+    ("How many continents are there?", "7", "There are 7 continents", "5", "continents"),
+    ("How many sides does a triangle have?", "3", "A triangle has 3 sides", "4", "a triangle"),
+    ("How many sides does a hexagon have?", "6", "A hexagon has 6 sides", "8", "a hexagon"),
+    ("How many players are on a football (soccer) team on the field?", "11",
+     "A football team has 11 players on the field", "10", "football"),
+    ("How many days are in a leap year?", "366", "A leap year has 366 days", "365", "a leap year"),
 ]
 
 
 def general_facts() -> list[dict]:
-    """Each fact: the ways to ask it, its answer, the answer as a sentence, and a wrong answer."""
+    """Each fact: the ways to ask it, its answer, the answer as a sentence, a wrong answer, and
+    the question's subject, which a careless answer repeats instead of answering."""
     facts = [dict(questions=[f"What is the capital of {c}?", f"Which city is the capital of {c}?",
                              f"Name the capital city of {c}."], answer=a, statement=f"The capital of {c} is {a}",
-                  wrong=w) for c, a, w in CAPITALS]
+                  wrong=w, copied=c.removeprefix("the ")) for c, a, w in CAPITALS]
     facts += [dict(questions=[f"What is the chemical symbol for {e}?", f"Which symbol stands for {e} in the periodic "
-                              "table?"], answer=a, statement=f"The chemical symbol for {e} is {a}", wrong=w)
+                              "table?"], answer=a, statement=f"The chemical symbol for {e} is {a}", wrong=w, copied=e)
               for e, a, w in SYMBOLS]
     facts += [dict(questions=[f"What is the opposite of {x}?", f"Give the antonym of '{x}'."], answer=a,
-                   statement=f"The opposite of {x} is {a}", wrong=w) for x, a, w in OPPOSITES]
+                   statement=f"The opposite of {x} is {a}", wrong=w, copied=x) for x, a, w in OPPOSITES]
     facts += [dict(questions=[f"Translate '{x}' into French.", f"What is the French word for '{x}'?"], answer=a,
-                   statement=f"In French, '{x}' is '{a}'", wrong=w) for x, a, w in FRENCH]
+                   statement=f"In French, '{x}' is '{a}'", wrong=w, copied=x) for x, a, w in FRENCH]
     facts += [dict(questions=[f"Who wrote {x}?", f"Who is the author of {x}?"], answer=a,
-                   statement=f"{x[0].upper() + x[1:]} was written by {a}", wrong=w) for x, a, w in AUTHORS]
-    facts += [dict(questions=[q], answer=a, statement=s, wrong=w) for q, a, s, w in COUNTS]
+                   statement=f"{x[0].upper() + x[1:]} was written by {a}", wrong=w, copied=x.removeprefix("the "))
+              for x, a, w in AUTHORS]
+    facts += [dict(questions=[q], answer=a, statement=s, wrong=w, copied=c) for q, a, s, w, c in COUNTS]
     return facts
 
 
@@ -175,14 +188,15 @@ def date_pair(rng: random.Random, day: date, kind: str) -> dict:
 
 
 def general_pair(rng: random.Random, fact: dict, kind: str) -> dict:
-    rejected = rng.choice(VERBOSE_GENERAL).format(**fact) if kind == "verbose" else fact["wrong"]
+    rejected = rng.choice(VERBOSE_GENERAL).format(**fact) if kind == "verbose" else fact[kind]
     return {"prompt": rng.choice(fact["questions"]), "chosen": fact["answer"], "rejected": rejected}
 
 
-def _kinds(rng: random.Random, count: int) -> list[str]:
-    """Exactly VERBOSE_SHARE of `count` verbose, in a seeded order."""
-    verbose = round(count * VERBOSE_SHARE)
-    kinds = ["verbose"] * verbose + ["wrong"] * (count - verbose)
+def _kinds(rng: random.Random, count: int, task: str) -> list[str]:
+    """The task's kinds of rejected reply in their shares (KINDS) of `count`, in a seeded order."""
+    shares = KINDS[task]
+    kinds = [kind for kind, share in shares.items() for _ in range(round(count * share))]
+    kinds = (kinds + [next(iter(shares))] * count)[:count]  # rounding: the first kind fills up
     rng.shuffle(kinds)
     return kinds
 
@@ -212,28 +226,18 @@ def generate(seed: int = SEED) -> list[dict]:
                         "rejected_kind": kind})
 
     taken = demo_training_days()  # held-out dates are never trained on, in any wording, here or in the demo
-    for day, kind in zip(_distinct_days(rng, HELD_OUT["dates"], taken), _kinds(rng, HELD_OUT["dates"])):
-        add(date_pair(rng, day, kind), "heldout", "dates", kind)
-    for day, kind in zip(_distinct_days(rng, TRAIN["dates"], taken), _kinds(rng, TRAIN["dates"])):
-        add(date_pair(rng, day, kind), "train", "dates", kind)
+    for split, counts in (("heldout", HELD_OUT), ("train", TRAIN)):
+        for day, kind in zip(_distinct_days(rng, counts["dates"], taken), _kinds(rng, counts["dates"], "dates")):
+            add(date_pair(rng, day, kind), split, "dates", kind)
     facts = general_facts()
     rng.shuffle(facts)
     held, trained = facts[:HELD_OUT["general"]], facts[HELD_OUT["general"]:]
-    for fact, kind in zip(held, _kinds(rng, len(held))):
-        add(general_pair(rng, fact, kind), "heldout", "general", kind)
-    # Training facts in turn; a fact asked a second time gets the other kind of rejected reply.
-    first = _kinds(rng, min(TRAIN["general"], len(trained)))
-    for i in range(TRAIN["general"]):
-        kind = first[i % len(trained)]
-        again = i >= len(trained)
-        add(general_pair(rng, trained[i % len(trained)], _other(kind) if again else kind), "train", "general",
-            _other(kind) if again else kind)
+    assert len(trained) >= TRAIN["general"], "each training pair asks its own fact"
+    for split, chosen in (("heldout", held), ("train", trained[:TRAIN["general"]])):
+        for fact, kind in zip(chosen, _kinds(rng, len(chosen), "general")):
+            add(general_pair(rng, fact, kind), split, "general", kind)
     rng.shuffle(records)
     return records
-
-
-def _other(kind: str) -> str:
-    return "wrong" if kind == "verbose" else "verbose"
 
 
 def render(records: list[dict]) -> str:

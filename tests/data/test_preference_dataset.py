@@ -5,6 +5,7 @@ split, and the lab reads it as pairs with their categories, for DPO and KTO."""
 
 import importlib.util
 import json
+import re
 from collections import Counter
 
 from conftest import ROOT
@@ -30,19 +31,22 @@ def test_shape_splits_and_kinds():
     for task in ("dates", "general"):
         assert counts[("train", task)] == make_pairs.TRAIN[task]
         assert counts[("heldout", task)] == make_pairs.HELD_OUT[task]
-    # Half the rejected replies chatty, half wrong and as short, in each split and task: length alone
-    # does not separate chosen from rejected.
+    # Every kind of rejected reply in its share of each task, in both splits: chatty replies are not the only
+    # ones that lose, so length alone does not separate chosen from rejected.
     kinds = Counter((r["split"], r["task"], r["rejected_kind"]) for r in records)
-    assert len(set(kinds.values())) == 2 and set(kinds) == {(s, t, k) for s in ("train", "heldout")
-                                                           for t in ("dates", "general") for k in ("verbose", "wrong")}
+    for (split, task), count in counts.items():
+        for kind, share in make_pairs.KINDS[task].items():
+            assert kinds[(split, task, kind)] == round(count * share), (split, task, kind)
     for record in records:
         assert set(record) == {"prompt", "chosen", "rejected", "split", "category", "task", "rejected_kind"}
         assert record["chosen"] != record["rejected"] and record["chosen"].strip() and record["rejected"].strip()
         assert record["category"] == ("task" if record["task"] == "dates" else "general")
         if record["rejected_kind"] == "verbose":
             assert record["chosen"] in record["rejected"] and len(record["rejected"]) > 2 * len(record["chosen"])
-        else:
-            assert record["chosen"] not in record["rejected"]
+        else:  # the right answer is nowhere in it, as a word
+            assert not re.search(rf"\b{re.escape(record['chosen'])}\b", record["rejected"]), record
+        if record["rejected_kind"] == "copied":  # the question's own words instead of an answer
+            assert record["rejected"].lower() in record["prompt"].lower()
     assert len({(r["prompt"], r["rejected"]) for r in records}) == len(records)
 
 
@@ -77,7 +81,8 @@ def test_the_lab_reads_pairs_with_their_split_and_categories_for_dpo_and_kto(tin
     assert prepared.kind == "pair"
     held = sum(make_pairs.HELD_OUT.values())
     assert len(prepared.held_out_pairs) == len(prepared.held_out) == held
-    assert Counter(h.category for h in prepared.held_out) == {"task": 16, "general": 16}
+    assert Counter(h.category for h in prepared.held_out) == {"task": make_pairs.HELD_OUT["dates"],
+                                                              "general": make_pairs.HELD_OUT["general"]}
     assert all(h.rejected for h in prepared.held_out)  # scored against the chosen reply, leaning checked
     trained = len(prepared.train_pairs) + len(prepared.validation_pairs)
     assert trained == sum(make_pairs.TRAIN.values()) and prepared.validation_pairs  # 5% drawn for validation

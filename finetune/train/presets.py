@@ -43,10 +43,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # more, 1e-5, inside the recommended range), one epoch (pairs seen again drive the margin
     # up without learning more), beta 0.1 (DPO's usual start). Validation pairs are evaluated
     # ~10 times (eval_steps 0) so the preference accuracy has a curve; answers are short (the
-    # chosen replies are a few tokens), long enough to show a chatty one. Measured once from
-    # the base model (general probe off, OMP_NUM_THREADS=1 on the 2-core VM loaded by other
-    # work): 16 steps, 1239 s in all; DPO loss 0.69 -> 0.49, and on the 38 held-out pairs the
-    # chosen reply preferred 45% -> 79% (+34 points, 95% interval +18 to +48).
+    # chosen replies are a few tokens), long enough to show a chatty one. Measured on the idle
+    # 2-core VM (bench/preference_demo.py, bench/results/preference-demo-*-2026-12-07.json):
+    # from the base model, 16 steps, 375 s in all, the chosen reply preferred on 56% -> 76% of
+    # the 50 unseen pairs (+20 points, 95% interval +9 to +31); continued from a quick-demo run,
+    # which already prefers it on 80%, no change (80% -> 80%). At 5e-5 for 2 epochs: from the
+    # base model 56% -> 92% but margin runaway (57 nats from the reference), from quick-demo
+    # 80% -> 94% (interval 0 to +28), 487-519 s: 1e-5 stays the preset.
     "dpo-demo": {
         "data": PREFERENCE_DATA, "objective": "dpo", "beta": 0.1, "dpo_loss": "sigmoid", "precompute_ref": True,
         "method": "full", "learning_rate": 1e-5, "batch_size": 8, "grad_accum": 1, "epochs": 1,

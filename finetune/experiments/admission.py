@@ -17,8 +17,11 @@ from dataclasses import dataclass
 # The estimate reads low (on the CPU the measured peak ran 10-30% over it: tests/memory),
 # and two runs that both peak at once must still fit.
 SAFETY_MARGIN = 1.3
-# A training step of a small model on one core is still a fair share: on the 2-core VM one thread
-# per run was as fast as two (README, failure modes). Fewer than this per run and they fight for cores.
+# A training step of a small model on one core is still a fair share. On the 2-core VM a quick-demo
+# run of the default model took 680 s on one thread and 410 s on two (bench.workshop --preset): two
+# threads gain 1.7x, so two runs side by side gain 1.18x on compute, and the class more with reuse
+# (1.26x for 4 students); on more cores a 135M model scales worse and side by side gains more.
+# Fewer than this per run and they fight for cores.
 MIN_CORES_PER_RUN = 1
 # The share of the machine's memory runs may take: the app, Gradio and the OS keep the rest.
 USABLE_MEMORY = 0.85

@@ -19,6 +19,18 @@ from typing import Any
 from gradio_client import Client
 from gradio_client import utils as client_utils
 
+def finished(client: Client, run_id: str, owner_key: str | None = None, timeout: float = 300) -> dict:
+    """The run's status once it has ended, polled as a script would (the timeout is for a broken run)."""
+    key = {} if owner_key is None else {"owner_key": owner_key}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.predict(run_id=run_id, **key, api_name="/training_status")
+        if status["finished"]:
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"{run_id} did not finish in {timeout} s")
+
+
 # ------------------------------------------------------------------ contract tests, registered
 
 CONTRACTS: dict[str, list[str]] = {}  # api_name -> the contract tests of that endpoint (filled as they are defined)

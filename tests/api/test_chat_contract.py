@@ -10,12 +10,11 @@ neither chat with the run nor reach the conversation, and the answer cap holds."
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from api_contract import Call, Recorder, contract, file_lookalikes, one_line
+from api_contract import Call, Recorder, contract, file_lookalikes, finished, one_line
 from app_server import running_app
 from gradio_client import handle_file
 
@@ -72,17 +71,6 @@ def answers(column: list[dict]) -> list[str]:
     return [text(m) for m in column if m["role"] == "assistant"]
 
 
-def finished(client, run_id: str, timeout: float = 300) -> dict:
-    """The run's status once it has ended (polled as a script would; the timeout is for a broken run)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.predict(run_id=run_id, owner_key=KEY, api_name="/training_status")
-        if status["finished"]:
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"{run_id} did not finish in {timeout} s")
-
-
 def tour(url: str, runs: Path, mode: str) -> Tour:
     rec = Recorder(url)
     c, other = rec.client(), rec.client()
@@ -91,7 +79,7 @@ def tour(url: str, runs: Path, mode: str) -> Tour:
     c.predict("full", True, api_name="/set_ranges")  # this session's sliders take the high learning rate
     started = c.predict(file=handle_file(str(dates)), owner_key=KEY, **RUN, api_name="/start_training")
     run_id = started["run_id"]
-    status = finished(c, run_id)
+    status = finished(c, run_id, KEY)
     assert status["status"] == "completed", status["error"]
     mine = dict(run_id=run_id, owner_key=KEY)
 

@@ -5,13 +5,13 @@ record names its parent, and /list_runs shows the chain. Only one's own runs
 can be continued from, or named as a model."""
 
 import json
-import time
-
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+
+from api_contract import finished  # noqa: E402
 
 KEY, OTHER = "continue-test-owner-key-0123456789", "continue-test-someone-else-0123456"
 # Short runs inside the recommended ranges, validation at every step so a best checkpoint is kept.
@@ -29,16 +29,6 @@ def data(tmp_path_factory):
     pairs = folder / "pairs.jsonl"
     pairs.write_text("\n".join(json.dumps(p) for p in PAIRS))
     return sft, pairs
-
-
-def finished(client: Client, run_id: str, key: str, timeout: float = 300) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.predict(run_id=run_id, owner_key=key, api_name="/training_status")
-        if status["finished"]:
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"{run_id} did not finish in {timeout} s")
 
 
 def test_a_dpo_run_continued_from_a_supervised_one_names_its_parent(public_app, data):

@@ -2,6 +2,7 @@
 training, watch the loss plot gain points, stop. Playwright with Debian's
 chromium (Playwright cannot download its own browser here)."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,16 +22,23 @@ TRAINING_POINTS = """() => {
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 
 
-@pytest.fixture
-def page(tiny_model_dir, tmp_path):
-    with running_app(tiny_model_dir, tmp_path / "runs") as url, sync_api.sync_playwright() as p:
+@contextmanager
+def app_page(model_dir, runs, height: int = 800):
+    """The app on `model_dir` with its runs in `runs`, opened in chromium; the browser closed after."""
+    with running_app(model_dir, runs) as url, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page = browser.new_page(viewport={"width": 1280, "height": height})
             page.goto(url)
             yield page
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(tiny_model_dir, tmp_path):
+    with app_page(tiny_model_dir, tmp_path / "runs") as opened:
+        yield opened
 
 
 def wait_for_points(page, more_than: int, timeout_ms: int = 120_000) -> int:

@@ -4,8 +4,7 @@ better, and the pair found on the Data tab under the source "My chat pairs".
 Playwright with Debian's chromium."""
 
 import pytest
-from app_server import running_app
-from test_browser import ARGS, CHROMIUM
+from test_browser import CHROMIUM, app_page
 from test_chat_tab import train_into
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -20,14 +19,8 @@ def trained(tiny_model_dir, tmp_path):
 
 @pytest.fixture
 def page(tiny_model_dir, tmp_path, trained):
-    with running_app(tiny_model_dir, tmp_path / "runs") as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(url)
-            yield page
-        finally:
-            browser.close()
+    with app_page(tiny_model_dir, tmp_path / "runs", height=900) as opened:
+        yield opened
 
 
 def send(page, message: str, turns: int) -> None:

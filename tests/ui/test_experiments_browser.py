@@ -2,15 +2,11 @@
 the newest runs, the next page, a status filter, a run picked by clicking its
 row, and deleted with a second press. Run folders written as files, no training."""
 
-from pathlib import Path
-
 import pytest
-from app_server import running_app
 from fake_runs import make_run
+from test_browser import CHROMIUM, app_page
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 RUNS = 30
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
@@ -25,15 +21,9 @@ def page(tiny_model_dir, tmp_path):
     runs = tmp_path / "runs"
     for i in range(RUNS):
         make_run(runs, run_id(i), 2e-5, created_at=float(1_000 + i), status="failed" if i % 3 else "completed")
-    with running_app(tiny_model_dir, runs) as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(url)
-            page.get_by_role("tab", name="6 · Experiments").click()
-            yield page
-        finally:
-            browser.close()
+    with app_page(tiny_model_dir, runs, height=900) as opened:
+        opened.get_by_role("tab", name="6 · Experiments").click()
+        yield opened
 
 
 def test_many_runs_are_paged_filtered_picked_from_the_table_and_deleted(page):
